@@ -1,0 +1,61 @@
+"""Helpers shared by CLI commands: error reporting and JSON output."""
+
+import json
+import sys
+from collections.abc import Iterable
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from services.errors import LookupsError
+
+err_console = Console(stderr=True)
+
+# Options that take several values after one flag (``--layers 27 28 29``); click options cannot
+# be variadic, so these are rewritten to repeated flags before parsing.
+MULTI_VALUE_OPTIONS = {"--layers"}
+
+
+def expand_multi_value_options(args: list[str]) -> list[str]:
+    out: list[str] = []
+    flag = None
+    for arg in args:
+        if arg in MULTI_VALUE_OPTIONS:
+            flag = arg
+            continue
+        if flag is not None and not arg.startswith("-"):
+            out += [flag, arg]
+            continue
+        flag = None
+        out.append(arg)
+    return out
+
+
+def run_guarded(app: typer.Typer, args: list[str] | None = None) -> None:
+    """Run the CLI, turning known errors into one clear line and exit code 2."""
+    try:
+        app(args=expand_multi_value_options(sys.argv[1:] if args is None else args),
+            standalone_mode=False)
+    except LookupsError as error:
+        err_console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as error:  # click usage errors carry their own formatting
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+def print_json(records: BaseModel | Iterable[BaseModel]) -> None:
+    if isinstance(records, BaseModel):
+        typer.echo(records.model_dump_json(indent=2))
+    else:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))

@@ -1,0 +1,13 @@
+"""Hook specifications. A hook receives a ``register`` callback rather than returning lists."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("lookups")
+
+
+@hookspec
+def register_corpus_sources(register: Callable[[Any], None]) -> None:
+    """Register corpus sources (objects with ``name``, ``can_load(spec)`` and ``load(spec)``)."""

@@ -1,0 +1,118 @@
+"""Next-token neurons (DESIGN.md step 2): MLP neurons whose output weights write one token.
+
+``S = W_out[L] @ W_U`` has one row per neuron; a neuron's congruence is the row's maximum and
+its token the argmax. Only neurons whose token is a whole word are kept, ranked by congruence.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from services.errors import InvalidInputError
+from services.schemas import NextTokenNeuron
+
+if TYPE_CHECKING:
+    from jaxtyping import Float, Int
+    from torch import Tensor
+
+    from services.subject_model import SubjectModel
+
+NEURON_CHUNK = 512  # rows of S computed at once, so large vocabularies never need d_mlp x vocab
+
+
+def is_whole_word(token: str) -> bool:
+    """A leading space, then at least two characters, all alphabetic (e.g. ' right')."""
+    return token.startswith(" ") and len(token) >= 3 and token[1:].isalpha()
+
+
+def check_layers(model: SubjectModel, layers: Sequence[int]) -> None:
+    n_layers = model.info.n_layers
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise InvalidInputError(
+            f"layer(s) {bad} out of range: model {model.info.name!r} has layers 0..{n_layers - 1}"
+        )
+    if not layers:
+        raise InvalidInputError("give at least one layer")
+
+
+def default_layers(model: SubjectModel, count: int = 3) -> list[int]:
+    """The paper's choice: the last three layers."""
+    return list(range(max(0, model.info.n_layers - count), model.info.n_layers))
+
+
+def congruence(
+    w_out: Float[Tensor, "d_mlp d_model"], w_u: Float[Tensor, "d_model vocab"]
+) -> tuple[Float[Tensor, " d_mlp"], Int[Tensor, " d_mlp"]]:
+    """Per neuron, the maximum of ``w_out @ w_u`` over the vocabulary and its argmax."""
+    import torch
+
+    values, indices = [], []
+    with torch.no_grad():
+        for start in range(0, w_out.shape[0], NEURON_CHUNK):
+            best = (w_out[start : start + NEURON_CHUNK] @ w_u).max(dim=-1)
+            values.append(best.values)
+            indices.append(best.indices)
+    return torch.cat(values).float().cpu(), torch.cat(indices).cpu()
+
+
+def _layer_congruence(model: SubjectModel, layer: int):
+    bridge = model.bridge
+    return congruence(bridge.W_out[layer].detach(), bridge.W_U.detach())
+
+
+def next_token_neurons(
+    model: SubjectModel, layers: Sequence[int], per_layer: int = 20
+) -> list[NextTokenNeuron]:
+    """The ``per_layer`` most congruent whole-word neurons of each layer, best first."""
+    check_layers(model, layers)
+    if per_layer < 1:
+        raise InvalidInputError(f"per_layer must be at least 1, got {per_layer}")
+    tokenizer = model.tokenizer
+    found: list[NextTokenNeuron] = []
+    for layer in layers:
+        values, token_ids = _layer_congruence(model, layer)
+        kept = []
+        for neuron in values.argsort(descending=True).tolist():
+            token = tokenizer.decode([int(token_ids[neuron])])
+            if is_whole_word(token):
+                kept.append(
+                    NextTokenNeuron(
+                        layer=layer,
+                        neuron=neuron,
+                        token=token,
+                        token_id=int(token_ids[neuron]),
+                        congruence=float(values[neuron]),
+                    )
+                )
+                if len(kept) == per_layer:
+                    break
+        found.extend(kept)
+    return found
+
+
+def random_neurons(
+    model: SubjectModel, layers: Sequence[int], per_layer: int = 20, seed: int = 0
+) -> list[NextTokenNeuron]:
+    """The random-neuron baseline: uniformly drawn neurons of the same layers, no filter."""
+    check_layers(model, layers)
+    d_mlp = model.info.d_mlp
+    if not 1 <= per_layer <= d_mlp:
+        raise InvalidInputError(f"per_layer must be in 1..{d_mlp}, got {per_layer}")
+    rng = random.Random(seed)
+    found = []
+    for layer in layers:
+        values, token_ids = _layer_congruence(model, layer)
+        for neuron in sorted(rng.sample(range(d_mlp), per_layer)):
+            found.append(
+                NextTokenNeuron(
+                    layer=layer,
+                    neuron=neuron,
+                    token=model.tokenizer.decode([int(token_ids[neuron])]),
+                    token_id=int(token_ids[neuron]),
+                    congruence=float(values[neuron]),
+                )
+            )
+    return found

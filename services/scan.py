@@ -1,0 +1,140 @@
+"""Max-activating contexts (DESIGN.md step 3): one pass over a corpus serves every neuron.
+
+A document's activation for a neuron is the maximum over positions of ``hook_post``. The top K
+documents per neuron are kept in a running buffer, so memory does not grow with the corpus.
+Ties are broken by corpus order, so the result does not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from services.activations import encode_documents, length_batches, pad_id, pad_right, run_mlp_post
+from services.corpus import Document
+from services.errors import CorpusError, InvalidInputError
+from services.schemas import ContextHit, NeuronContexts, NeuronRef
+
+if TYPE_CHECKING:
+    from jaxtyping import Float, Int
+    from torch import Tensor
+
+    from services.subject_model import SubjectModel
+
+DEFAULT_TOKEN_BUDGET = 2048  # padded tokens per forward pass: big matmuls, bounded memory
+DEFAULT_MAX_BATCH = 64
+
+
+def check_neurons(model: SubjectModel, neurons: Sequence[NeuronRef]) -> None:
+    if not neurons:
+        raise InvalidInputError("give at least one neuron")
+    n_layers, d_mlp = model.info.n_layers, model.info.d_mlp
+    for neuron in neurons:
+        if not 0 <= neuron.layer < n_layers:
+            raise InvalidInputError(
+                f"neuron {neuron}: layer {neuron.layer} out of range 0..{n_layers - 1} "
+                f"for model {model.info.name!r}"
+            )
+        if not 0 <= neuron.index < d_mlp:
+            raise InvalidInputError(
+                f"neuron {neuron}: index {neuron.index} out of range 0..{d_mlp - 1} "
+                f"for model {model.info.name!r}"
+            )
+
+
+class TopK:
+    """Running top-K documents per neuron: (value, doc index, position), best first."""
+
+    def __init__(self, n_neurons: int, k: int):
+        import torch
+
+        self.k = k
+        self.values = torch.full((n_neurons, 0), float("-inf"))
+        self.docs = torch.zeros((n_neurons, 0), dtype=torch.long)
+        self.positions = torch.zeros((n_neurons, 0), dtype=torch.long)
+
+    def update(
+        self,
+        values: Float[Tensor, "neuron batch"],
+        docs: Int[Tensor, " batch"],
+        positions: Int[Tensor, "neuron batch"],
+    ) -> None:
+        import torch
+
+        all_values = torch.cat([self.values, values.float().cpu()], dim=1)
+        all_docs = torch.cat([self.docs, docs.cpu().expand(values.shape[0], -1)], dim=1)
+        all_positions = torch.cat([self.positions, positions.cpu()], dim=1)
+        # Stable sorts: by corpus order first, then by value, so ties go to the earlier document.
+        order = all_docs.argsort(dim=1, stable=True)
+        order = order.gather(1, all_values.gather(1, order).argsort(dim=1, descending=True, stable=True))
+        keep = order[:, : self.k]
+        self.values = all_values.gather(1, keep)
+        self.docs = all_docs.gather(1, keep)
+        self.positions = all_positions.gather(1, keep)
+
+
+def scan_corpus(
+    model: SubjectModel,
+    neurons: Sequence[NeuronRef],
+    documents: Sequence[Document],
+    *,
+    top_k: int = 30,
+    context_length: int = 1024,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    progress: bool = False,
+) -> list[NeuronContexts]:
+    """Top ``top_k`` documents of each neuron over ``documents``, in the order of ``neurons``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    check_neurons(model, neurons)
+    if not documents:
+        raise CorpusError("cannot scan an empty corpus")
+    if top_k < 1:
+        raise InvalidInputError(f"top_k must be at least 1, got {top_k}")
+    if context_length < 2:
+        raise InvalidInputError(f"context_length must be at least 2, got {context_length}")
+
+    device = model.device
+    token_lists = encode_documents(model.tokenizer, [d.text for d in documents], context_length)
+    layers = sorted({n.layer for n in neurons})
+    # Per layer: which columns of hook_post to read, and where they go in the neuron list.
+    columns = {
+        layer: torch.tensor([n.index for n in neurons if n.layer == layer], device=device)
+        for layer in layers
+    }
+    slots = {layer: [i for i, n in enumerate(neurons) if n.layer == layer] for layer in layers}
+    top = TopK(len(neurons), top_k)
+    pad = pad_id(model.tokenizer)
+
+    batches = length_batches([len(t) for t in token_lists], token_budget, max_batch)
+    total_tokens = sum(len(t) for t in token_lists)
+    with tqdm(total=total_tokens, unit="tok", unit_scale=True, disable=not progress,
+              desc="scan") as bar:
+        for batch in batches:
+            tokens, lengths = pad_right((token_lists[i] for i in batch), pad, device)
+            is_pad = torch.arange(tokens.shape[1], device=device)[None, :] >= lengths[:, None]
+            batch_values = torch.empty((len(neurons), len(batch)))
+            batch_positions = torch.empty((len(neurons), len(batch)), dtype=torch.long)
+
+            def read(layer: int, post: Float[Tensor, "batch pos d_mlp"]) -> None:
+                acts = post[:, :, columns[layer]].float().masked_fill(is_pad[:, :, None], float("-inf"))
+                best = acts.max(dim=1)  # over positions: (batch, n_layer_neurons)
+                batch_values[slots[layer]] = best.values.T.cpu()
+                batch_positions[slots[layer]] = best.indices.T.cpu()
+
+            run_mlp_post(model, tokens, layers, read)
+            top.update(batch_values, torch.tensor(batch), batch_positions)
+            bar.update(int(lengths.sum()))
+
+    results = []
+    for row, neuron in enumerate(neurons):
+        hits = [
+            ContextHit(doc_id=documents[doc].id, position=position, activation=value)
+            for value, doc, position in zip(
+                top.values[row].tolist(), top.docs[row].tolist(), top.positions[row].tolist()
+            )
+        ]
+        results.append(NeuronContexts(neuron=neuron, hits=hits))
+    return results
