@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny real models built from a config, a real offline tokenizer, the corpus.
+
+Tiny models are saved as ordinary Hugging Face checkpoints and loaded through the same
+``load_subject_model`` path users take, so tests exercise the real loading code in seconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "corpora" / "openwebtext-1k.jsonl.gz"
+
+
+def corpus_texts(n: int) -> list[str]:
+    with gzip.open(CORPUS, "rt") as handle:
+        return [json.loads(line)["text"] for line, _ in zip(handle, range(n))]
+
+
+@pytest.fixture(scope="session")
+def corpus_path() -> Path:
+    if not CORPUS.is_file():
+        pytest.fail(f"the shared corpus is missing: {CORPUS}")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    """A byte-level BPE (GPT-2 style, 'Ġword' tokens) trained on 200 corpus documents."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(corpus_texts(200), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    path = tmp_path_factory.mktemp("tokenizer")
+    fast.save_pretrained(path)
+    return path
+
+
+def _save_tiny(config, model_class, tokenizer_dir: Path, path: Path) -> Path:
+    import shutil
+
+    import torch
+
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    model.save_pretrained(path)
+    shutil.copytree(tokenizer_dir, path, dirs_exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """GPT-2-shaped (LayerNorm, GELU MLP, learned positions): 4 layers, 4 heads, d_model 64."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=4, n_embd=64, n_head=4, n_inner=256, vocab_size=512,
+                        n_positions=256, bos_token_id=0, eos_token_id=0)
+    return _save_tiny(config, GPT2LMHeadModel, tiny_tokenizer_dir, tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """Llama-shaped like SmolLM2 (RMSNorm, gated SiLU MLP, rotary, grouped KV heads)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
+                         max_position_embeddings=256, bos_token_id=0, eos_token_id=0,
+                         pad_token_id=0, tie_word_embeddings=False)
+    return _save_tiny(config, LlamaForCausalLM, tiny_tokenizer_dir, tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tiny_gpt2_dir):
+    from services.subject_model import load_subject_model
+
+    return load_subject_model(str(tiny_gpt2_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_llama_dir):
+    from services.subject_model import load_subject_model
+
+    return load_subject_model(str(tiny_llama_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session", params=["gpt2", "llama"])
+def tiny_model(request):
+    """Each test using this runs on both architectures."""
+    return request.getfixturevalue(f"tiny_{request.param}")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real packaged model (dequantized once into the cache)."""
+    from services.subject_model import load_subject_model
+
+    return load_subject_model("smollm2-135m", device="cpu", dtype="float32")
