@@ -1,0 +1,5 @@
+"""``python -m api`` runs the ``lookups`` CLI."""
+
+from api.cli import main
+
+main()

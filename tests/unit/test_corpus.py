@@ -1,0 +1,120 @@
+import gzip
+import json
+
+import pytest
+
+from services.corpus import Corpus, Document, load_corpus, split_documents
+from services.errors import CorpusError, InvalidInputError
+
+
+def write_jsonl(path, records, compress=False):
+    opener = gzip.open if compress else open
+    with opener(path, "wt") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def test_jsonl_keeps_explicit_ids_and_derives_stable_ones(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "one"}, {"text": "two"}, {"text": "  "}])
+    docs = load_corpus(str(path)).documents
+    assert [d.id for d in docs] == ["a", "c-00001"]  # blank document dropped, ids unchanged
+    assert [d.id for d in load_corpus(str(path)).documents] == ["a", "c-00001"]
+
+
+def test_gzip_txt_parquet_and_folders_load(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    write_jsonl(folder / "a.jsonl.gz", [{"text": "gz doc"}], compress=True)
+    (folder / "sub" / "b.txt").write_text("a text file is one document")
+    pq.write_table(pa.table({"text": ["p1", "p2"]}), folder / "c.parquet")
+    (folder / "notes.md").write_text("ignored")
+    docs = load_corpus(str(folder)).documents
+    assert [(d.id, d.text) for d in docs] == [
+        ("a-00000", "gz doc"), ("c-00000", "p1"), ("c-00001", "p2"), ("sub/b", "a text file is one document"),
+    ]
+
+
+def test_malformed_line_is_reported_with_its_line_number(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": oops}\n')
+    with pytest.raises(CorpusError, match=r"bad.jsonl:2"):
+        load_corpus(str(path))
+
+
+def test_missing_text_field_and_empty_corpus_are_refused(tmp_path):
+    with pytest.raises(CorpusError, match="'text'"):
+        load_corpus(str(write_jsonl(tmp_path / "x.jsonl", [{"body": "no text"}])))
+    with pytest.raises(CorpusError, match="no documents"):
+        load_corpus(str(write_jsonl(tmp_path / "e.jsonl", [])))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="holds no"):
+        load_corpus(str(tmp_path / "empty"))
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"id": "x", "text": "a"}, {"id": "x", "text": "b"}])
+    with pytest.raises(CorpusError, match="duplicate"):
+        load_corpus(str(path))
+
+
+def test_unknown_spec_names_the_accepted_forms():
+    with pytest.raises(CorpusError, match="hf:DATASET"):
+        load_corpus("no-such-file.jsonl")
+
+
+def test_hugging_face_source_loads_a_local_dataset_offline(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["first", "second", ""]}), tmp_path / "ds" / "data" / "train-00000.parquet")
+    docs = load_corpus(f"hf:{tmp_path / 'ds'}").documents
+    assert [(d.id, d.text) for d in docs] == [("ds-000000", "first"), ("ds-000001", "second")]
+
+
+def test_unreachable_hugging_face_dataset_says_how_to_work_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(CorpusError, match="Offline, give a local"):
+        load_corpus("hf:nobody/no-such-dataset-lookups")
+
+
+def corpus_of(n):
+    return Corpus(spec="mem", documents=[Document(id=f"d{i:03d}", text=f"t{i}") for i in range(n)])
+
+
+def test_fraction_split_is_deterministic_and_disjoint():
+    corpus = corpus_of(10)
+    train = split_documents(corpus, "train", test_fraction=0.3)
+    test = split_documents(corpus, "test", test_fraction=0.3)
+    assert [d.id for d in train] == [f"d{i:03d}" for i in range(7)]
+    assert [d.id for d in test] == ["d007", "d008", "d009"]
+    assert split_documents(corpus, "all") == corpus.documents
+
+
+def test_id_split_uses_the_boundary_id():
+    corpus = corpus_of(10)
+    assert [d.id for d in split_documents(corpus, "test", test_from_id="d008")] == ["d008", "d009"]
+    with pytest.raises(CorpusError, match="empty"):
+        split_documents(corpus, "test", test_from_id="z")
+    with pytest.raises(InvalidInputError, match="split"):
+        split_documents(corpus, "validation")
+
+
+def test_shared_corpus_split_matches_its_id_convention(corpus_path):
+    corpus = load_corpus(str(corpus_path))
+    test = split_documents(corpus, "test")
+    assert (test[0].id, test[-1].id, len(test)) == ("owt-0800", "owt-0999", 200)
+    assert split_documents(corpus, "test", test_from_id="owt-0800") == test
+
+
+def test_fingerprint_tracks_content():
+    a, b = corpus_of(3), corpus_of(3)
+    assert a.fingerprint() == b.fingerprint()
+    b.documents[1] = Document(id="d001", text="changed")
+    assert a.fingerprint() != b.fingerprint()
+    assert a.fingerprint(a.documents[:2]) != a.fingerprint()
