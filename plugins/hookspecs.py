@@ -11,3 +11,13 @@ hookspec = pluggy.HookspecMarker("lookups")
 @hookspec
 def register_corpus_sources(register: Callable[[Any], None]) -> None:
     """Register corpus sources (objects with ``name``, ``can_load(spec)`` and ``load(spec)``)."""
+
+
+@hookspec
+def register_backends(register: Callable[[Any], None]) -> None:
+    """Register LLM backend classes (subclasses of ``plugins.backends.base.Backend``)."""
+
+
+@hookspec
+def register_templates(register: Callable[[Any], None]) -> None:
+    """Register prompt templates (``plugins.templates.PromptTemplate`` instances)."""

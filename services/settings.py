@@ -27,6 +27,27 @@ class Settings(BaseSettings):
         gt=1,
         description="Tokens per document in scans, BOS included (GPT-2's context, as in the paper).",
     )
+    llm_db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the LLM response cache and call ledger "
+        "(default: a SQLite file llm.sqlite under cache_dir).",
+    )
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default={
+            "gpt-4-1106-preview": (10.0, 30.0),
+            "gpt-4o": (2.5, 10.0),
+            "gpt-4o-mini": (0.15, 0.6),
+            "claude-sonnet-4-5": (3.0, 15.0),
+            "claude-haiku-4-5": (1.0, 5.0),
+        },
+        description="USD per million (input, output) tokens by model name; unlisted models cost 0. "
+        "Override with LOOKUPS_LLM_PRICES as JSON.",
+    )
+    llm_max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per LLM call.")
+    llm_retry_initial_s: float = Field(default=1.0, ge=0, description="First backoff wait.")
+    llm_retry_max_s: float = Field(default=60.0, ge=0, description="Longest backoff wait.")
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout.")
+    llm_max_concurrency: int = Field(default=8, ge=1, description="Parallel calls per remote backend.")
 
 
 def get_settings() -> Settings:

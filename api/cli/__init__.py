@@ -3,6 +3,7 @@
 import typer
 
 from api.cli import analysis
+from api.cli import llm
 from api.cli._common import run_guarded
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 analysis.register(app)
+llm.register(app)
 
 
 def main() -> None:

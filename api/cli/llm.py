@@ -1,0 +1,173 @@
+"""``lookups backends|templates|explain|classify``: the LLM side from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from api.cli._common import err_console, print_json
+from services.errors import InvalidInputError
+
+console = Console()
+
+BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="local, local:/m.gguf, openai:gpt-4o, "
+                                         "anthropic:MODEL, openai-compatible:URL:MODEL")]
+TemplateOpt = Annotated[str, typer.Option("--template", "-t", help="Template name or .toml/.json file.")]
+OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="Backend option KEY=VALUE (repeatable).")]
+BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop before spending more than this many USD.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the cost estimate and stop.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _read_json(path: Path, flag: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"{flag} {path}: {error}") from None
+
+
+def _client(backend: str, options: list[str] | None, budget: float | None):
+    from services.llm.client import LLMClient
+    from services.llm.registry import create_backend
+
+    return LLMClient(create_backend(backend, _options(options)), budget_usd=budget)
+
+
+def _show_estimate(client, requests) -> None:
+    estimate = client.estimate(requests)
+    price = f"${estimate.usd:.4f}" if estimate.priced else "unpriced (not in the price table)"
+    err_console.print(f"estimate: {estimate.calls} call(s) to make ({estimate.cached_calls} cached), "
+                      f"~{estimate.input_tokens} tokens in, ≤{estimate.max_output_tokens} out, {price}")
+
+
+def backends(as_json: JsonOpt = False) -> None:
+    """List LLM backends from every installed plugin."""
+    from services.llm.registry import list_backends
+
+    found = list_backends()
+    if as_json:
+        return print_json(found)
+    table = Table("name", "package", "logprobs", "max context", "JSON mode", "key env var")
+    for b in found:
+        table.add_row(b.name, b.package, "yes" if b.logprobs else "no", str(b.max_context or "model"),
+                      "yes" if b.json_mode else "no", b.key_env_var or "")
+    console.print(table)
+
+
+def templates(as_json: JsonOpt = False) -> None:
+    """List prompt templates from every installed plugin."""
+    from services.llm.registry import list_templates
+
+    found = list_templates()
+    if as_json:
+        return print_json(found)
+    table = Table("name", "package", "version", "description")
+    for t in found:
+        table.add_row(t.name, t.package, t.version, t.description)
+    console.print(table)
+
+
+def explain(
+    input: Annotated[Path, typer.Option("--input", "-i", help="JSON: one request or a list of "
+                                        "{token, active_examples, inactive_examples, neuron?, head?}")],
+    backend: BackendOpt = "local",
+    template: TemplateOpt = "neo2024",
+    option: OptionOpt = None,
+    budget: BudgetOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain when each attention head is active (one LLM call per neuron-head pair)."""
+    from services.explain import ExplainRequest, explain_request
+    from services.explain import explain as run_explain
+    from services.llm.registry import get_template
+
+    data = _read_json(input, "--input")
+    try:
+        requests = [ExplainRequest.model_validate(d) for d in (data if isinstance(data, list) else [data])]
+    except ValidationError as error:
+        raise InvalidInputError(f"--input {input}: {error}") from None
+    prompt_template = get_template(template)
+    client = _client(backend, option, budget)
+    _show_estimate(client, [explain_request(prompt_template, r) for r in requests])
+    if dry_run:
+        return
+    results = run_explain(client, prompt_template, requests)
+    if as_json:
+        return print_json(results)
+    for r in results:
+        console.print(f"[bold]{r.neuron or '-'} head {r.head or '-'} ({r.token!r}):[/] {r.text}")
+
+
+def classify(
+    explanation: Annotated[str, typer.Option("--explanation", "-e", help="The explanation to judge with.")],
+    prompts_file: Annotated[Path, typer.Option("--prompts-file", "-p", help="JSON: a list of prompts "
+                                               "(strings or {text, active}), or {token, prompts}")],
+    token: Annotated[str | None, typer.Option(help="Appended to each prompt (overrides the file's).")] = None,
+    backend: BackendOpt = "local",
+    template: TemplateOpt = "neo2024",
+    option: OptionOpt = None,
+    budget: BudgetOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero-shot classify test prompts from an explanation; scores them when labels are given."""
+    from services.classify import ClassifyRequest, classify_requests
+    from services.classify import classify as run_classify
+    from services.llm.registry import get_template
+    from services.score import head_score
+
+    data = _read_json(prompts_file, "--prompts-file")
+    body = data if isinstance(data, dict) else {"prompts": data}
+    if not isinstance(body.get("prompts"), list):
+        raise InvalidInputError(f"--prompts-file {prompts_file}: expected a list or {{token, prompts: [...]}}")
+    try:
+        request = ClassifyRequest.model_validate({
+            **body, "explanation": explanation, "token": token if token is not None else body.get("token", ""),
+            "prompts": [{"text": p} if isinstance(p, str) else p for p in body["prompts"]],
+        })
+    except ValidationError as error:
+        raise InvalidInputError(f"--prompts-file {prompts_file}: {error}") from None
+    prompt_template = get_template(template)
+    client = _client(backend, option, budget)
+    _show_estimate(client, classify_requests(prompt_template, request))
+    if dry_run:
+        return
+    result = run_classify(client, prompt_template, request)
+    labelled = all(r.active is not None for r in result.results)
+    score = head_score(result) if labelled else None
+    if as_json:
+        typer.echo(json.dumps({"classification": result.model_dump(mode="json"),
+                               "score": score.model_dump(mode="json") if score else None}, indent=2))
+        return
+    table = Table("answer", "P(yes)", "label", "prompt")
+    for r in result.results:
+        table.add_row(r.answer, "" if r.p_yes is None else f"{r.p_yes:.3f}",
+                      "" if r.active is None else str(r.active), r.prompt[-80:])
+    console.print(table)
+    if score is not None:
+        console.print(f"balanced accuracy: {score.score if score.score is not None else score.skipped}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (backends, templates, explain, classify):
+        app.command()(command)

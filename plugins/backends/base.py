@@ -1,0 +1,111 @@
+"""What every LLM backend is: class attributes describing it, pydantic options, one ``complete``.
+
+Backends build a langchain chat model; ``complete`` reads text, token usage and first-token
+logprobs from the ``AIMessage`` in OpenAI's format, which the local backend also emits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from services.llm.errors import MissingApiKeyError, UnknownBackendError
+from services.llm.schemas import Completion
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+
+
+class Backend:
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    needs_key: ClassVar[bool] = False
+    key_env_var: ClassVar[str | None] = None
+    supports_logprobs: ClassVar[bool] = False
+    json_mode: ClassVar[bool] = False
+    max_context: ClassVar[int | None] = None  # None: depends on the model
+    default_model: ClassVar[str] = ""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, target: str = "", options: dict[str, Any] | None = None):
+        """``target`` is what follows ``name:`` in the spec (a model name for most backends)."""
+        self.model = target or self.default_model
+        if not self.model:
+            raise UnknownBackendError(f"backend {self.name!r} needs a model: '{self.name}:MODEL'")
+        try:
+            self.options = self.Options(**(options or {}))
+        except ValidationError as error:
+            raise UnknownBackendError(f"backend {self.name!r} options: {error}") from None
+        self.max_concurrency = getattr(self.options, "max_concurrency", None) or 1
+
+    @property
+    def endpoint(self) -> str | None:
+        """Where requests go, when it matters for caching (same model on two servers)."""
+        return None
+
+    def api_key(self) -> str | None:
+        if not self.needs_key:
+            return None
+        key = os.environ.get(self.key_env_var or "")
+        if not key:
+            raise MissingApiKeyError(
+                f"backend {self.name!r} needs an API key: set the environment variable {self.key_env_var}"
+            )
+        return key
+
+    def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
+        raise NotImplementedError
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Rate limits, 5xx, timeouts and connection failures: worth retrying."""
+        return False
+
+    def retry_after(self, error: BaseException) -> float | None:
+        """Seconds the server asked us to wait (``Retry-After``), if it said."""
+        response = getattr(error, "response", None)
+        value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def complete(self, prompt: str, max_tokens: int, logprobs: bool) -> Completion:
+        from langchain_core.messages import HumanMessage
+
+        message = self.chat_model(max_tokens, logprobs and self.supports_logprobs).invoke(
+            [HumanMessage(content=prompt)]
+        )
+        return completion_from_message(message)
+
+
+def completion_from_message(message: AIMessage) -> Completion:
+    usage = message.usage_metadata or {}
+    text = message.content if isinstance(message.content, str) else "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in message.content
+    )
+    return Completion(
+        text=text,
+        input_tokens=usage.get("input_tokens", 0),
+        output_tokens=usage.get("output_tokens", 0),
+        top_logprobs=first_token_logprobs(message.response_metadata.get("logprobs")),
+    )
+
+
+def first_token_logprobs(logprobs: dict | None) -> dict[str, float] | None:
+    """OpenAI-format ``{"content": [{"top_logprobs": [{"token", "logprob"}]}]}`` → token → logprob."""
+    content = (logprobs or {}).get("content") or []
+    if not content:
+        return None
+    top: dict[str, float] = {}
+    for item in content[0].get("top_logprobs") or []:
+        token, logprob = item.get("token"), item.get("logprob")
+        if isinstance(token, str) and isinstance(logprob, int | float) and math.isfinite(logprob):
+            # Two spellings of one token (rare) keep the likelier one.
+            top[token] = max(logprob, top.get(token, -math.inf))
+    return top or None

@@ -1,0 +1,100 @@
+"""Step 9: zero-shot classification of held-out prompts from an explanation alone.
+
+An answer is Yes, No or unparseable; unparseable is kept as such (never folded into No) so a
+judge that rambles cannot look like one that says No. P(Yes) comes from first-token logprobs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.llm.client import LLMClient
+from services.llm.schemas import CallRecord, LLMRequest
+
+Answer = Literal["yes", "no", "unparseable"]
+_ANSWER = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+class TestPrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    __test__ = False  # not a pytest class
+
+    text: str = Field(min_length=1, description="The truncated prompt, without the token.")
+    active: bool | None = Field(default=None, description="Ground truth, when known.")
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    neuron: str | None = None
+    head: str | None = None
+    token: str = Field(default="", description="Appended to each prompt, as in the paper.")
+    explanation: str = Field(min_length=1)
+    prompts: list[TestPrompt] = Field(min_length=1)
+
+
+class Classification(BaseModel):
+    prompt: str
+    active: bool | None
+    answer: Answer
+    p_yes: float | None
+    raw: str
+    call: CallRecord
+
+
+class HeadClassification(BaseModel):
+    neuron: str | None
+    head: str | None
+    explanation: str
+    template: str
+    template_version: str
+    backend: str
+    model: str
+    results: list[Classification]
+
+
+def parse_answer(text: str) -> Answer:
+    match = _ANSWER.match(text)
+    return match.group(1).lower() if match else "unparseable"  # type: ignore[return-value]
+
+
+def p_yes(top_logprobs: dict[str, float] | None) -> float | None:
+    """P(Yes) / (P(Yes) + P(No)) over first-token spellings ('Yes', ' yes', ...); None if neither shows."""
+    if not top_logprobs:
+        return None
+    mass = {"yes": 0.0, "no": 0.0}
+    for token, logprob in top_logprobs.items():
+        word = token.strip().lower()
+        if word in mass:
+            mass[word] += math.exp(logprob)
+    total = mass["yes"] + mass["no"]
+    return mass["yes"] / total if total > 0 else None
+
+
+def classify_requests(template, request: ClassifyRequest) -> list[LLMRequest]:
+    """One request per test prompt, in order, so a head's prompts share the explanation prefix."""
+    return [
+        LLMRequest(prompt=template.render_classifier(request.explanation, p.text + request.token),
+                   max_tokens=template.classify_max_tokens, logprobs=True, purpose="classify",
+                   template_version=template.version)
+        for p in request.prompts
+    ]
+
+
+def classify(client: LLMClient, template, request: ClassifyRequest) -> HeadClassification:
+    responses = client.map(classify_requests(template, request))
+    return HeadClassification(
+        neuron=request.neuron, head=request.head, explanation=request.explanation,
+        template=template.name, template_version=template.version,
+        backend=client.backend.name, model=client.backend.model,
+        results=[
+            Classification(prompt=p.text, active=p.active, answer=parse_answer(r.completion.text),
+                           p_yes=p_yes(r.completion.top_logprobs), raw=r.completion.text,
+                           call=r.record)
+            for p, r in zip(request.prompts, responses)
+        ],
+    )

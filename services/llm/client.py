@@ -1,0 +1,157 @@
+"""The one call path for every LLM request.
+
+Order per request: response cache → budget check → retries with exponential backoff and jitter
+(honouring ``Retry-After``) under the backend's concurrency limit → cache write → ledger row.
+Every request, hit, success or failure, leaves one ledger row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from services.llm.cost import cost_usd, estimate_tokens, price
+from services.llm.errors import BackendError, BackendUnavailableError, BudgetExceededError, redact
+from services.llm.schemas import CallRecord, Completion, CostEstimate, LLMRequest, LLMResponse
+from services.llm.store import LLMStore, default_url
+from services.settings import Settings, get_settings
+
+
+class LLMClient:
+    def __init__(self, backend, settings: Settings | None = None, store: LLMStore | None = None,
+                 budget_usd: float | None = None):
+        self.backend = backend
+        self.settings = settings or get_settings()
+        self.store = store or LLMStore(default_url(self.settings))
+        self.budget_usd = budget_usd
+        self.spent_usd = 0.0
+        self._reserved_usd = 0.0
+        self._budget_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(backend.max_concurrency)
+
+    def cache_key(self, request: LLMRequest) -> str:
+        identity = {"backend": self.backend.name, "model": self.backend.model,
+                    "endpoint": self.backend.endpoint, "prompt": request.prompt,
+                    "max_tokens": request.max_tokens,
+                    "logprobs": request.logprobs and self.backend.supports_logprobs}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def estimate(self, requests: Sequence[LLMRequest]) -> CostEstimate:
+        """Calls still to make (cache misses), their approximate tokens and worst-case cost."""
+        misses = [r for r in dict.fromkeys(requests) if self.store.get(self.cache_key(r)) is None]
+        tokens_in = sum(estimate_tokens(r.prompt) for r in misses)
+        tokens_out = sum(r.max_tokens for r in misses)
+        return CostEstimate(
+            backend=self.backend.name, model=self.backend.model, calls=len(misses),
+            cached_calls=len(requests) - len(misses), input_tokens=tokens_in,
+            max_output_tokens=tokens_out,
+            usd=cost_usd(self.settings, self.backend.model, tokens_in, tokens_out),
+            priced=price(self.settings, self.backend.model) is not None,
+        )
+
+    def call(self, request: LLMRequest) -> LLMResponse:
+        key = self.cache_key(request)
+        started = time.perf_counter()
+        cached = self.store.get(key)
+        if cached is not None:
+            return self._log(request, key, cached, started, cache_hit=True, attempts=0)
+        worst = self._reserve(request)
+        attempts = 0
+        try:
+            completion, attempts = self._call_with_retries(request)
+        except Exception as error:
+            self._release(worst, 0.0)
+            message = self._failure_message(error, attempts)
+            self._log(request, key, None, started, cache_hit=False, attempts=attempts, error=message)
+            if isinstance(error, BackendError):
+                raise
+            kind = BackendUnavailableError if self.backend.is_transient(error) else BackendError
+            raise kind(message) from None
+        self.store.put(key, completion)
+        response = self._log(request, key, completion, started, cache_hit=False, attempts=attempts)
+        self._release(worst, response.record.cost_usd)
+        return response
+
+    def map(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
+        """All requests, at most ``max_concurrency`` at a time, answers in request order.
+
+        On a failure the other requests still finish (and are cached) before the first error is
+        raised, so a rerun only repeats what failed.
+        """
+        with ThreadPoolExecutor(max_workers=self.backend.max_concurrency) as pool:
+            futures = [pool.submit(self.call, r) for r in requests]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            budget = [e for e in errors if isinstance(e, BudgetExceededError)]
+            raise (budget or errors)[0]
+        return [f.result() for f in futures]
+
+    def _call_with_retries(self, request: LLMRequest) -> tuple[Completion, int]:
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+        backoff = wait_exponential_jitter(initial=self.settings.llm_retry_initial_s,
+                                          max=self.settings.llm_retry_max_s)
+
+        def wait(state) -> float:
+            asked = self.backend.retry_after(state.outcome.exception()) or 0.0
+            return min(max(backoff(state), asked), max(self.settings.llm_retry_max_s, asked))
+
+        retrying = Retrying(stop=stop_after_attempt(self.settings.llm_max_attempts), wait=wait,
+                            retry=retry_if_exception(self.backend.is_transient), reraise=True)
+        attempts = 0
+        for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                with self._slots:
+                    completion = self.backend.complete(request.prompt, request.max_tokens, request.logprobs)
+        return completion, attempts
+
+    def _reserve(self, request: LLMRequest) -> float:
+        """Hold the worst-case cost of a call so concurrent calls cannot together pass the cap."""
+        worst = cost_usd(self.settings, self.backend.model,
+                         estimate_tokens(request.prompt), request.max_tokens)
+        with self._budget_lock:
+            if self.budget_usd is not None and self.spent_usd + self._reserved_usd + worst > self.budget_usd:
+                raise BudgetExceededError(
+                    f"budget cap ${self.budget_usd:.4f} reached: spent ${self.spent_usd:.4f}, the next "
+                    f"call could cost up to ${worst:.4f}; stopped before it (completed calls are cached)"
+                )
+            self._reserved_usd += worst
+        return worst
+
+    def _release(self, worst: float, actual: float) -> None:
+        with self._budget_lock:
+            self._reserved_usd -= worst
+            self.spent_usd += actual
+
+    def _failure_message(self, error: BaseException, attempts: int) -> str:
+        secrets = [self._safe_key()]
+        what = f"{type(error).__name__}: {redact(str(error), secrets)}"[:500]
+        return redact(f"{self.backend.name} ({self.backend.model}) failed after {attempts} "
+                      f"attempt(s): {what}", secrets)
+
+    def _safe_key(self) -> str:
+        try:
+            return self.backend.api_key() or ""
+        except BackendError:
+            return ""
+
+    def _log(self, request: LLMRequest, key: str, completion: Completion | None, started: float,
+             cache_hit: bool, attempts: int, error: str | None = None) -> LLMResponse | None:
+        billed_in = 0 if cache_hit or completion is None else completion.input_tokens
+        billed_out = 0 if cache_hit or completion is None else completion.output_tokens
+        record = CallRecord(
+            at=datetime.now(), backend=self.backend.name, model=self.backend.model,
+            purpose=request.purpose, template_version=request.template_version, cache_key=key,
+            cache_hit=cache_hit, input_tokens=billed_in, output_tokens=billed_out,
+            latency_s=time.perf_counter() - started,
+            cost_usd=cost_usd(self.settings, self.backend.model, billed_in, billed_out),
+            attempts=attempts, error=error,
+        )
+        self.store.record(record)
+        return None if completion is None else LLMResponse(completion=completion, record=record)

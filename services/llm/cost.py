@@ -1,0 +1,20 @@
+"""Prices and token estimates, for the ledger and for the estimate shown before a run."""
+
+from services.settings import Settings
+
+
+def price(settings: Settings, model: str) -> tuple[float, float] | None:
+    """USD per million (input, output) tokens; None for models not in the price table."""
+    return settings.llm_prices.get(model)
+
+
+def cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: int) -> float:
+    per_million = price(settings, model)
+    if per_million is None:
+        return 0.0
+    return (input_tokens * per_million[0] + output_tokens * per_million[1]) / 1e6
+
+
+def estimate_tokens(text: str) -> int:
+    """English runs about four characters per token; dividing by three leans high, so caps hold."""
+    return len(text) // 3 + 1

@@ -1,0 +1,86 @@
+"""Backends and templates from every installed plugin, and the spec strings that pick them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from plugins.manager import get_plugin_manager
+from services.llm.errors import TemplateError, UnknownBackendError
+
+
+class BackendInfo(BaseModel):
+    name: str
+    package: str
+    description: str
+    logprobs: bool
+    max_context: int | None
+    json_mode: bool
+    key_env_var: str | None
+    needs_key: bool
+
+
+class TemplateInfo(BaseModel):
+    name: str
+    package: str
+    version: str
+    description: str
+
+
+def _collect(hook_name: str) -> list[tuple[Any, str]]:
+    """(registered object, source distribution) from each plugin implementing the hook."""
+    pm = get_plugin_manager()
+    dists = {id(plugin): dist.project_name for plugin, dist in pm.list_plugin_distinfo()}
+    found: list[tuple[Any, str]] = []
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        package = dists.get(id(impl.plugin), impl.plugin_name)
+        impl.function(register=lambda item, package=package: found.append((item, package)))
+    return found
+
+
+def backend_classes() -> dict[str, tuple[type, str]]:
+    return {cls.name: (cls, package) for cls, package in _collect("register_backends")}
+
+
+def list_backends() -> list[BackendInfo]:
+    return [
+        BackendInfo(name=name, package=package, description=cls.description,
+                    logprobs=cls.supports_logprobs, max_context=cls.max_context,
+                    json_mode=cls.json_mode, key_env_var=cls.key_env_var, needs_key=cls.needs_key)
+        for name, (cls, package) in sorted(backend_classes().items())
+    ]
+
+
+def create_backend(spec: str, options: dict[str, Any] | None = None):
+    """``name`` or ``name:target`` (``openai:gpt-4o``, ``local:/m.gguf``, ``openai-compatible:URL:MODEL``)."""
+    name, _, target = spec.strip().partition(":")
+    classes = backend_classes()
+    if name not in classes:
+        raise UnknownBackendError(
+            f"unknown backend {name!r} in spec {spec!r}; installed: {', '.join(sorted(classes))}"
+        )
+    return classes[name][0](target, options)
+
+
+def templates() -> dict[str, tuple[Any, str]]:
+    return {t.name: (t, package) for t, package in _collect("register_templates")}
+
+
+def list_templates() -> list[TemplateInfo]:
+    return [TemplateInfo(name=name, package=package, version=t.version, description=t.description)
+            for name, (t, package) in sorted(templates().items())]
+
+
+def get_template(spec: str):
+    """A registered template by name, or a ``.toml``/``.json`` template file."""
+    from plugins.templates import template_from_file
+
+    found = templates()
+    if spec in found:
+        return found[spec][0]
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return template_from_file(path)
+    raise TemplateError(f"unknown template {spec!r}: use one of {', '.join(sorted(found))} or a .toml/.json file")

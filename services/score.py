@@ -1,0 +1,122 @@
+"""Step 10: head explanation scores (balanced accuracy) and the campaign summary.
+
+Unparseable answers count against the judge in both classes (neither a hit nor a correct
+rejection), so they can only lower a score, never pass as "No".
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel
+
+from services.classify import ClassifyRequest, HeadClassification, classify
+from services.llm.client import LLMClient
+
+
+class HeadScore(BaseModel):
+    neuron: str | None
+    head: str | None
+    score: float | None  # None when skipped
+    tp: int
+    fn: int
+    tn: int
+    fp: int
+    unparseable: int
+    skipped: str | None = None
+
+
+class SkewTest(BaseModel):
+    statistic: float
+    pvalue: float
+
+
+class CampaignSummary(BaseModel):
+    n_heads: int
+    n_scored: int
+    mean: float | None
+    sd: float | None
+    skew: SkewTest | None  # scipy's skewtest needs at least 8 scores
+    ci95: tuple[float, float] | None  # bootstrap percentile interval of the mean
+    auc: float | None  # pooled over prompts with P(Yes) and a label
+    n_with_probability: int
+
+
+def head_score(head: HeadClassification) -> HeadScore:
+    counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    unparseable = 0
+    labelled = [r for r in head.results if r.active is not None]
+    for r in labelled:
+        if r.answer == "unparseable":
+            unparseable += 1
+            counts["fn" if r.active else "fp"] += 1
+        elif r.active:
+            counts["tp" if r.answer == "yes" else "fn"] += 1
+        else:
+            counts["tn" if r.answer == "no" else "fp"] += 1
+    positives, negatives = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
+    skipped = None
+    if len(labelled) < len(head.results):
+        skipped = "some test prompts have no label"
+    elif positives == 0 or negatives == 0:
+        skipped = "test labels are all one class"
+    score = None if skipped else 0.5 * (counts["tp"] / positives + counts["tn"] / negatives)
+    return HeadScore(neuron=head.neuron, head=head.head, score=score, unparseable=unparseable,
+                     skipped=skipped, **counts)
+
+
+def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
+    """Probability a random active prompt gets a higher P(Yes) than a random inactive one."""
+    from scipy.stats import mannwhitneyu
+
+    pairs = [(r.p_yes, r.active) for h in heads for r in h.results
+             if r.p_yes is not None and r.active is not None]
+    pos = [p for p, label in pairs if label]
+    neg = [p for p, label in pairs if not label]
+    if not pos or not neg:
+        return None, len(pairs)
+    return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg)), len(pairs)
+
+
+def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = None,
+              n_boot: int = 10_000, seed: int = 0) -> CampaignSummary:
+    import numpy as np
+    from scipy.stats import skewtest
+
+    values = np.array([s.score for s in scores if s.score is not None], dtype=float)
+    area, n_prob = auc(heads or [])
+    if len(values) == 0:
+        return CampaignSummary(n_heads=len(scores), n_scored=0, mean=None, sd=None, skew=None,
+                               ci95=None, auc=area, n_with_probability=n_prob)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
+    skew = None
+    if len(values) >= 8:
+        result = skewtest(values)
+        skew = SkewTest(statistic=float(result.statistic), pvalue=float(result.pvalue))
+    return CampaignSummary(
+        n_heads=len(scores), n_scored=len(values), mean=float(values.mean()),
+        sd=float(values.std(ddof=1)) if len(values) > 1 else None, skew=skew,
+        ci95=(float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))),
+        auc=area, n_with_probability=n_prob,
+    )
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A permutation with no fixed point: head i gets the explanation of head ``result[i]``."""
+    if n < 2:
+        raise ValueError("the shuffled control needs at least two heads")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [order[(order.index(i) + 1) % n] for i in range(n)]
+
+
+def shuffled_control(client: LLMClient, template, requests: list[ClassifyRequest],
+                     seed: int = 0) -> list[HeadScore]:
+    """Each head's test prompts judged with another head's explanation: the chance-level control."""
+    donors = derangement(len(requests), seed)
+    return [
+        head_score(classify(client, template,
+                            r.model_copy(update={"explanation": requests[d].explanation})))
+        for r, d in zip(requests, donors)
+    ]
