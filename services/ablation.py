@@ -1,0 +1,141 @@
+"""Ablation check (DESIGN.md step 11): does knocking out a head hurt the neuron's token more
+where the head was found active?
+
+The head is ablated by zeroing its value vectors, which makes its output ``z_h`` zero at every
+position (``z_h`` is an attention-weighted sum of ``v_h``). We zero ``blocks.l.attn.hook_z[..., h, :]``
+rather than ``hook_v``: with grouped KV heads (SmolLM2: 9 query heads share 3 KV heads) zeroing
+``hook_v`` would knock out every query head that shares the KV head. The effect is the drop in the
+softmax probability of the neuron's token at the last position; active and inactive prompts are
+compared with a two-sample Kolmogorov-Smirnov test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from services.activations import bos_id, length_batches, pad_id, pad_right
+from services.errors import InvalidInputError
+from services.heads import HeadRef, NeuronAttribution, check_head
+from services.neurons import congruence
+from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
+from services.schemas import NeuronRef
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
+    from torch import Tensor
+
+    from services.subject_model import SubjectModel
+
+
+class AblatedPrompt(BaseModel):
+    text: str
+    active: bool = Field(description="Whether the head is active on this prompt (step 5 criterion).")
+    p_clean: float
+    p_ablated: float
+    drop: float = Field(description="p_clean - p_ablated of the neuron's token at the last position.")
+
+
+class KSResult(BaseModel):
+    statistic: float
+    pvalue: float
+    n_active: int
+    n_inactive: int
+
+
+class HeadAblation(BaseModel):
+    """One (neuron, head) pair: per-prompt probability drops, split by the head's activity."""
+
+    neuron: NeuronRef
+    head: HeadRef
+    token: str
+    token_id: int
+    definition: str
+    prompts: list[AblatedPrompt]
+    ks: KSResult | None = Field(description="Active vs inactive drops; None when a class is empty.")
+
+
+def neuron_token(model: SubjectModel, neuron: NeuronRef) -> tuple[int, str]:
+    """The token a neuron's output weights write most (DESIGN.md step 2): its id and text."""
+    bridge = model.bridge
+    w_out = bridge.W_out[neuron.layer][neuron.index : neuron.index + 1].detach()
+    _, token_ids = congruence(w_out, bridge.W_U.detach())
+    token_id = int(token_ids[0])
+    return token_id, model.tokenizer.decode([token_id])
+
+
+def token_probability_drops(
+    model: SubjectModel,
+    head: HeadRef,
+    token_id: int,
+    prompts: Sequence[Sequence[int]],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> tuple[Float[Tensor, " prompt"], Float[Tensor, " prompt"]]:
+    """Probability of ``token_id`` at the last token of each ``[BOS] + prompt``: clean and with
+    ``head`` ablated. Two full forward passes per batch (the logits are needed)."""
+    import torch
+
+    if not prompts:
+        raise InvalidInputError("give at least one prompt to ablate on")
+    bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
+    sequences = [[bos, *p] for p in prompts]
+    clean = torch.empty(len(sequences))
+    ablated = torch.empty(len(sequences))
+
+    def zero_head(z, hook):
+        z[:, :, head.head] = 0.0
+        return z
+
+    for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
+        tokens, lengths = pad_right((sequences[i] for i in batch), pad, model.device)
+        rows, last = torch.arange(len(batch), device=model.device), lengths - 1
+        with torch.inference_mode():
+            for target, hooks in (
+                (clean, []),
+                (ablated, [(f"blocks.{head.layer}.attn.hook_z", zero_head)]),
+            ):
+                logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
+                probs = logits[rows, last].float().softmax(dim=-1)[:, token_id]
+                target[torch.tensor(batch)] = probs.cpu()
+    return clean, ablated
+
+
+def ks_test(active: Sequence[float], inactive: Sequence[float]) -> KSResult | None:
+    """Two-sample KS test of drops on active vs inactive prompts (pool a whole campaign's pairs
+    for the paper's figure); None when either side is empty."""
+    from scipy.stats import ks_2samp
+
+    if not active or not inactive:
+        return None
+    result = ks_2samp(list(active), list(inactive))
+    return KSResult(
+        statistic=float(result.statistic), pvalue=float(result.pvalue),
+        n_active=len(active), n_inactive=len(inactive),
+    )
+
+
+def ablate_head(
+    model: SubjectModel, attribution: NeuronAttribution, head: HeadRef
+) -> HeadAblation:
+    """Ablate ``head`` on the neuron's attributed prompts; label each by the head's activity."""
+    neuron = attribution.neuron
+    check_head(model, neuron, head)
+    if not attribution.prompts:
+        raise InvalidInputError(f"neuron {neuron}: no prompts to ablate on")
+    token_id, token = neuron_token(model, neuron)
+    clean, ablated = token_probability_drops(model, head, token_id, [p.tokens for p in attribution.prompts])
+    records = [
+        AblatedPrompt(
+            text=p.text, active=head in p.active, p_clean=float(c), p_ablated=float(a), drop=float(c - a)
+        )
+        for p, c, a in zip(attribution.prompts, clean, ablated)
+    ]
+    ks = ks_test([r.drop for r in records if r.active], [r.drop for r in records if not r.active])
+    return HeadAblation(
+        neuron=neuron, head=head, token=token, token_id=token_id,
+        definition=attribution.definition, prompts=records, ks=ks,
+    )

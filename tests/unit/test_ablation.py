@@ -1,0 +1,95 @@
+"""Ablation check (step 11): zeroing one head's output and the KS test over the drops."""
+
+import pytest
+import torch
+
+from services.ablation import ablate_head, ks_test, neuron_token, token_probability_drops
+from services.errors import InvalidInputError
+from services.heads import HeadRef, Prompt, attribute_neuron
+from services.schemas import NeuronRef
+from tests.conftest import corpus_texts
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_gpt2):
+    tokenizer = tiny_gpt2.tokenizer
+    return [tokenizer(t, add_special_tokens=False)["input_ids"][:n]
+            for t, n in zip(corpus_texts(6), [4, 9, 2, 17, 30, 12])]
+
+
+def probability_without_head_output(model, prompt, head, token_id):
+    """Per prompt, by subtracting the head's result z_h @ W_O^h from attn_out at every position."""
+    bridge = model.bridge
+    tokens = torch.tensor([[model.tokenizer.bos_token_id, *prompt]])
+    z = {}
+
+    def remove(attn_out, hook):
+        return attn_out - z["z"][0, :, head.head] @ bridge.W_O[head.layer, head.head]
+
+    with torch.no_grad():
+        clean = bridge(tokens)[0, -1].softmax(-1)[token_id]
+        ablated = bridge.run_with_hooks(tokens, fwd_hooks=[
+            (f"blocks.{head.layer}.attn.hook_z", lambda t, hook: z.update(z=t.clone())),
+            (f"blocks.{head.layer}.hook_attn_out", remove),
+        ])[0, -1].softmax(-1)[token_id]
+    return clean.item(), ablated.item()
+
+
+@pytest.mark.parametrize("head", [HeadRef(layer=0, head=1), HeadRef(layer=2, head=2)])
+def test_zeroing_z_removes_exactly_that_heads_output(tiny_model, prompts, head):
+    """Also for grouped KV heads (tiny Llama: 4 query heads on 2 KV heads) only head h goes."""
+    token_id = 42
+    clean, ablated = token_probability_drops(tiny_model, head, token_id, prompts, max_batch=4)
+    assert clean.shape == ablated.shape == (len(prompts),)
+    for row, prompt in enumerate(prompts):
+        expected_clean, expected_ablated = probability_without_head_output(tiny_model, prompt, head, token_id)
+        assert clean[row].item() == pytest.approx(expected_clean, rel=1e-4)
+        assert ablated[row].item() == pytest.approx(expected_ablated, rel=1e-4)
+    assert not torch.allclose(clean, ablated)
+
+
+def test_ablating_a_head_that_writes_the_token_lowers_its_probability(tiny_gpt2, prompts):
+    """In the last layer (nothing downstream but the final norm), pick the token the head's own
+    output raises most on each prompt: removing the head must lower that token's probability."""
+    bridge = tiny_gpt2.bridge
+    head = HeadRef(layer=3, head=0)
+    for prompt in prompts:
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(torch.tensor([[tiny_gpt2.tokenizer.bos_token_id, *prompt]]))
+        direct = cache["blocks.3.attn.hook_z"][0, -1, 0] @ bridge.W_O[3, 0] @ bridge.W_U
+        token_id = int(direct.argmax())
+        clean, ablated = token_probability_drops(tiny_gpt2, head, token_id, [prompt])
+        assert clean[0] - ablated[0] > 0
+
+
+def test_ablate_head_labels_prompts_and_runs_the_ks_test(tiny_gpt2, prompts):
+    neuron = NeuronRef(layer=3, index=5)
+    attribution = attribute_neuron(tiny_gpt2, neuron, [Prompt(text=str(i), tokens=p) for i, p in enumerate(prompts)])
+    head = next(h for p in attribution.prompts for h in p.active)  # active on at least one prompt
+    result = ablate_head(tiny_gpt2, attribution, head)
+    assert result.token_id == neuron_token(tiny_gpt2, neuron)[0]
+    assert result.token_id == int((tiny_gpt2.bridge.W_out[3][5] @ tiny_gpt2.bridge.W_U).argmax())
+    assert result.definition == "paper"
+    assert [r.active for r in result.prompts] == [head in p.active for p in attribution.prompts]
+    for r in result.prompts:
+        assert r.drop == pytest.approx(r.p_clean - r.p_ablated)
+    n_active = sum(r.active for r in result.prompts)
+    assert 0 < n_active < len(prompts)  # this neuron's head 2.1 is active on 2 of 6 prompts
+    assert (result.ks.n_active, result.ks.n_inactive) == (n_active, len(prompts) - n_active)
+
+
+def test_ks_test_separates_shifted_samples_and_needs_both_classes():
+    result = ks_test([0.5, 0.6, 0.7, 0.8], [0.0, 0.1, 0.05])
+    assert result.statistic == 1.0 and result.pvalue < 0.06
+    assert ks_test([0.1], []) is None
+
+
+def test_bad_heads_and_empty_prompts_are_refused(tiny_gpt2, prompts):
+    neuron = NeuronRef(layer=2, index=5)
+    attribution = attribute_neuron(tiny_gpt2, neuron, [Prompt(text="x", tokens=prompts[0])])
+    with pytest.raises(InvalidInputError, match="heads must sit below"):
+        ablate_head(tiny_gpt2, attribution, HeadRef(layer=2, head=0))
+    with pytest.raises(InvalidInputError, match="head index 9 out of range 0..3"):
+        ablate_head(tiny_gpt2, attribution, HeadRef(layer=1, head=9))
+    with pytest.raises(InvalidInputError, match="at least one prompt"):
+        token_probability_drops(tiny_gpt2, HeadRef(layer=1, head=0), 3, [])
