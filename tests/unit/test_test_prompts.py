@@ -1,0 +1,62 @@
+"""Held-out test prompts (step 8): scanned on the test split, labelled by the step-5 criterion."""
+
+
+from services.attribution import head_attributions
+from services.corpus import Document, load_corpus, split_documents
+from services.heads import HeadActivity, HeadRef, NeuronAttribution, PromptHeads
+from services.schemas import NeuronRef, TruncatedPrompt
+from services.test_prompts import held_out_test_prompts, label_test_prompts
+
+
+def train_attribution(neuron, heads, definition="paper"):
+    """A step-6 result naming the heads worth explaining (its train prompts do not matter here)."""
+    return NeuronAttribution(
+        neuron=neuron, definition=definition, active_stds=2.0, worth_range=(0.25, 0.75), prompts=[],
+        worth_explaining=[HeadActivity(head=h, active_fraction=0.5) for h in heads],
+    )
+
+
+def truncated(i):
+    return TruncatedPrompt(doc_id=f"t{i}", text=f"p{i}", tokens=[i + 1], activation=1.0, original_activation=1.0)
+
+
+def test_labels_follow_the_active_heads_and_one_class_heads_are_marked():
+    neuron = NeuronRef(layer=3, index=1)
+    a, b = HeadRef(layer=0, head=1), HeadRef(layer=2, head=0)
+    prompts = [truncated(i) for i in range(12)]
+    tested = train_attribution(neuron, []).model_copy(update={"prompts": [
+        PromptHeads(text=p.text, tokens=p.tokens, scores=[], active=[a] if i % 3 == 0 else [])
+        for i, p in enumerate(prompts)
+    ]})
+    sets = label_test_prompts(tested, prompts, [a, b], per_head=10)
+    assert [s.head for s in sets] == [a, b]
+    assert [p.active for p in sets[0].prompts] == [i % 3 == 0 for i in range(10)]
+    assert not sets[0].one_class
+    assert sets[1].one_class and len(sets[1].prompts) == 10  # never active: marked, not dropped
+
+
+def test_held_out_prompts_come_from_the_test_split_and_are_labelled(tiny_gpt2, corpus_path):
+    corpus = load_corpus(str(corpus_path))
+    test_docs = [Document(id=d.id, text=d.text[:400])
+                 for d in split_documents(corpus, "test", test_from_id="owt-0800")[:40]]
+    neuron = NeuronRef(layer=3, index=5)
+    heads = [HeadRef(layer=2, head=1), HeadRef(layer=0, head=0)]
+    skipped = train_attribution(NeuronRef(layer=2, index=9), [])  # nothing worth explaining
+    sets = held_out_test_prompts(tiny_gpt2, [train_attribution(neuron, heads), skipped], test_docs,
+                                 per_head=10, top_k=15, context_length=64)
+    assert [(s.neuron, s.head) for s in sets] == [(neuron, h) for h in heads]
+    prompts = [p.prompt for p in sets[0].prompts]
+    assert 0 < len(prompts) <= 10
+    assert {p.doc_id for p in prompts} <= {d.id for d in test_docs}
+    scores = head_attributions(tiny_gpt2, neuron, [p.tokens for p in prompts])
+    flat = scores.flatten(1)
+    expected = scores > (flat.mean(1) + 2 * flat.std(1))[:, None, None]
+    for test_set, head in zip(sets, heads):
+        labels = [p.active for p in test_set.prompts]
+        assert labels == expected[:, head.layer, head.head].tolist()
+        assert test_set.one_class == (len(set(labels)) == 1)
+        assert test_set.definition == "paper"
+
+
+def test_no_heads_worth_explaining_means_no_scan(tiny_gpt2):
+    assert held_out_test_prompts(tiny_gpt2, [train_attribution(NeuronRef(layer=1, index=0), [])], []) == []
