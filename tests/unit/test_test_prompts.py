@@ -1,6 +1,5 @@
 """Held-out test prompts (step 8): scanned on the test split, labelled by the step-5 criterion."""
 
-
 from services.attribution import head_attributions
 from services.corpus import Document, load_corpus, split_documents
 from services.heads import HeadActivity, HeadRef, NeuronAttribution, PromptHeads
