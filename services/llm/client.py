@@ -61,11 +61,12 @@ class LLMClient:
         if cached is not None:
             return self._log(request, key, cached, started, cache_hit=True, attempts=0)
         worst = self._reserve(request)
-        attempts = 0
+        retrying = self._retrying()
         try:
-            completion, attempts = self._call_with_retries(request)
+            completion = retrying(self._complete, request)
         except Exception as error:
             self._release(worst, 0.0)
+            attempts = retrying.statistics.get("attempt_number", 1)
             message = self._failure_message(error, attempts)
             self._log(request, key, None, started, cache_hit=False, attempts=attempts, error=message)
             if isinstance(error, BackendError):
@@ -73,7 +74,8 @@ class LLMClient:
             kind = BackendUnavailableError if self.backend.is_transient(error) else BackendError
             raise kind(message) from None
         self.store.put(key, completion)
-        response = self._log(request, key, completion, started, cache_hit=False, attempts=attempts)
+        response = self._log(request, key, completion, started, cache_hit=False,
+                             attempts=retrying.statistics["attempt_number"])
         self._release(worst, response.record.cost_usd)
         return response
 
@@ -91,7 +93,8 @@ class LLMClient:
             raise (budget or errors)[0]
         return [f.result() for f in futures]
 
-    def _call_with_retries(self, request: LLMRequest) -> tuple[Completion, int]:
+    def _retrying(self):
+        """Exponential backoff with jitter on transient errors, never shorter than Retry-After."""
         from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
         backoff = wait_exponential_jitter(initial=self.settings.llm_retry_initial_s,
@@ -101,15 +104,12 @@ class LLMClient:
             asked = self.backend.retry_after(state.outcome.exception()) or 0.0
             return min(max(backoff(state), asked), max(self.settings.llm_retry_max_s, asked))
 
-        retrying = Retrying(stop=stop_after_attempt(self.settings.llm_max_attempts), wait=wait,
-                            retry=retry_if_exception(self.backend.is_transient), reraise=True)
-        attempts = 0
-        for attempt in retrying:
-            with attempt:
-                attempts = attempt.retry_state.attempt_number
-                with self._slots:
-                    completion = self.backend.complete(request.prompt, request.max_tokens, request.logprobs)
-        return completion, attempts
+        return Retrying(stop=stop_after_attempt(self.settings.llm_max_attempts), wait=wait,
+                        retry=retry_if_exception(self.backend.is_transient), reraise=True)
+
+    def _complete(self, request: LLMRequest) -> Completion:
+        with self._slots:
+            return self.backend.complete(request.prompt, request.max_tokens, request.logprobs)
 
     def _reserve(self, request: LLMRequest) -> float:
         """Hold the worst-case cost of a call so concurrent calls cannot together pass the cap."""
