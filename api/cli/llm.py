@@ -38,6 +38,11 @@ def _options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def _brief(error: ValidationError) -> str:
+    """A pydantic error on one line: ``field: problem; ...``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors())
+
+
 def _read_json(path: Path, flag: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -105,7 +110,7 @@ def explain(
     try:
         requests = [ExplainRequest.model_validate(d) for d in (data if isinstance(data, list) else [data])]
     except ValidationError as error:
-        raise InvalidInputError(f"--input {input}: {error}") from None
+        raise InvalidInputError(f"--input {input}: {_brief(error)}") from None
     prompt_template = get_template(template)
     client = _client(backend, option, budget)
     _show_estimate(client, [explain_request(prompt_template, r) for r in requests])
@@ -146,7 +151,7 @@ def classify(
             "prompts": [{"text": p} if isinstance(p, str) else p for p in body["prompts"]],
         })
     except ValidationError as error:
-        raise InvalidInputError(f"--prompts-file {prompts_file}: {error}") from None
+        raise InvalidInputError(f"--prompts-file {prompts_file}: {_brief(error)}") from None
     prompt_template = get_template(template)
     client = _client(backend, option, budget)
     _show_estimate(client, classify_requests(prompt_template, request))

@@ -1,0 +1,77 @@
+"""``lookups classify|explain|backends|templates`` end to end against the loopback fake server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api.cli import app
+from api.cli._common import run_guarded
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        run_guarded(app, args)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def test_classify_with_labels_prints_answers_and_score(settings, fake_server, tmp_path, capsys):
+    fake_server.respond = lambda prompt: "Yes" if "cat" in prompt else "No"
+    prompts = tmp_path / "P.json"
+    prompts.write_text(json.dumps({"token": " meow", "prompts": [
+        {"text": "the cat said", "active": True}, {"text": "the dog said", "active": False},
+        {"text": "a cat", "active": False}]}))
+    backend = f"openai-compatible:{fake_server.url}:judge"
+
+    code, out, err = run(["classify", "--backend", backend, "--explanation", "Cats.",
+                          "--prompts-file", str(prompts), "--json"], capsys)
+
+    report = json.loads(out)
+    assert code == 0 and "3 call(s) to make" in err
+    assert [r["answer"] for r in report["classification"]["results"]] == ["yes", "no", "yes"]
+    assert report["score"]["score"] == pytest.approx(0.5 * (1 / 1 + 1 / 2))
+    assert all("meow" in r["body"]["messages"][-1]["content"] for r in fake_server.requests)
+
+
+def test_explain_dry_run_estimates_without_calling(settings, fake_server, tmp_path, capsys):
+    heads = tmp_path / "head_examples.json"
+    heads.write_text(json.dumps([{"token": " right", "active_examples": ["turn"],
+                                  "inactive_examples": ["turn left or"]}] * 2))
+    code, out, err = run(["explain", "--backend", "openai:fake-gpt", "-o", f"base_url={fake_server.url}",
+                          "--input", str(heads), "--dry-run"], capsys)
+    assert code == 0 and fake_server.requests == []
+    assert "1 call(s) to make" in err  # the two identical requests are one call
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["classify", "-b", "nope", "-e", "x", "-p", "{P}"], "unknown backend 'nope'"),
+    (["classify", "-b", "local", "-e", "x", "-p", "{BAD}"], "--prompts-file"),
+    (["explain", "-b", "local", "--input", "{BAD}"], "--input"),
+    (["explain", "-b", "local", "--input", "{NOEX}"], "active_examples: Field required"),
+])
+def test_bad_input_is_one_clear_line(args, message, settings, tmp_path, capsys):
+    files = {"{P}": '["some prompt"]', "{BAD}": "{not json", "{NOEX}": '{"token": " x"}'}
+    for marker, content in files.items():
+        (tmp_path / f"{marker[1:-1]}.json").write_text(content)
+        args = [a.replace(marker, str(tmp_path / f"{marker[1:-1]}.json")) for a in args]
+    code, out, err = run(args, capsys)
+    assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3  # one message (rich may wrap it)
+
+
+def test_missing_key_is_reported_by_name(settings, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["some prompt"]')
+    code, _, err = run(["classify", "-b", "openai:gpt-4o", "-e", "x", "-p", str(prompts)], capsys)
+    assert code == 2 and "OPENAI_API_KEY" in err
+
+
+def test_listings(capsys):
+    code, out, _ = run(["backends", "--json"], capsys)
+    assert code == 0 and {"local", "openai"} <= {b["name"] for b in json.loads(out)}
+    code, out, _ = run(["templates"], capsys)
+    assert code == 0 and "neo2024-v1" in out
