@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -48,7 +47,7 @@ class PromptTemplate(BaseModel):
                 raise ValueError(f"{field}: bad placeholder {error}; allowed: {', '.join(names)}") from None
         return self
 
-    @cached_property
+    @property
     def version(self) -> str:
         shaping = self.model_dump(exclude={"name", "description"})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
