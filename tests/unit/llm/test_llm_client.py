@@ -191,3 +191,26 @@ def test_key_is_sent_but_never_stored_logged_or_shown(openai_client, fake_server
              db_file.read_bytes().decode("latin-1")]
     for text in texts:
         assert not any(bit in text for bit in secret_bits)
+
+
+def test_shuffled_control_judges_each_head_with_another_heads_explanation(openai_client, fake_server):
+    from services.llm.registry import get_template
+    from services.score import shuffled_control
+
+    topics = ["apples", "boats", "clocks", "drums"]
+
+    def judge(prompt: str) -> str:  # a perfect judge: Yes iff the example is on the explained topic
+        explanation, example = prompt.split("Example:")
+        return "Yes" if any(t in explanation and t in example for t in topics) else "No"
+
+    fake_server.respond = judge
+    requests_ = [ClassifyRequest(head=f"0.{i}", explanation=f"Fires on {t}.", prompts=[
+        TestPrompt(text=f"all about {t}", active=True), TestPrompt(text="nothing here", active=False)])
+        for i, t in enumerate(topics)]
+    client, template = openai_client(), get_template("neo2024")
+
+    real = [head_score(classify(client, template, r)).score for r in requests_]
+    control = [s.score for s in shuffled_control(client, template, requests_, seed=3)]
+
+    assert real == [1.0] * 4
+    assert control == [0.5] * 4  # another head's topic: never Yes on the active prompt
