@@ -137,6 +137,8 @@ def attribute_neuron(
 def check_head(model: SubjectModel, neuron: NeuronRef, head: HeadRef) -> None:
     """A head must exist and sit below the neuron's layer (only those can feed it)."""
     n_heads = model.info.n_heads
+    if neuron.layer < 1:
+        raise InvalidInputError(f"neuron {neuron}: layer 0 has no earlier heads")
     if not 0 <= head.head < n_heads:
         raise InvalidInputError(f"head {head}: head index {head.head} out of range 0..{n_heads - 1}")
     if not 0 <= head.layer < neuron.layer:

@@ -3,6 +3,7 @@
 import typer
 
 from api.cli import analysis
+from api.cli import heads
 from api.cli import llm
 from api.cli._common import run_guarded
 
@@ -14,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 analysis.register(app)
+heads.register(app)
 llm.register(app)
 
 

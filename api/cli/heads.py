@@ -1,0 +1,159 @@
+"""``lookups attribute`` and ``lookups ablate``: head attribution and the ablation check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.cli._common import print_json
+from services.errors import InvalidInputError
+from services.schemas import NeuronRef
+
+console = Console()
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Packaged name, local checkpoint dir or hub name.")]
+NeuronOpt = Annotated[str, typer.Option("--neuron", help="LAYER:INDEX, e.g. 27:1263.")]
+PromptsOpt = Annotated[Path, typer.Option(
+    "--prompts-file",
+    help="JSON: a list of strings, a list of {'text'} or {'tokens'} objects, or the output of "
+    "'lookups scan --truncate --json' (the prompts of --neuron are used).",
+)]
+DefinitionOpt = Annotated[str | None, typer.Option(
+    help="'paper' (W_in direction, non-gated MLPs) or 'linearised'; default: paper where it exists."
+)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+TOP_HEADS_SHOWN = 5
+
+
+def parse_neuron(text: str) -> NeuronRef:
+    try:
+        return NeuronRef.parse(text)
+    except ValueError as error:
+        raise InvalidInputError(f"--neuron: {error}") from error
+
+
+def load_prompts(path: Path, neuron: NeuronRef, tokenizer):
+    """Prompts from any of the accepted JSON shapes, tokenised without BOS."""
+    from services.heads import Prompt
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"--prompts-file {path}: {error}") from error
+    if isinstance(data, dict) and "contexts" in data:
+        matching = [c for c in data["contexts"] if NeuronRef(**c["neuron"]) == neuron]
+        if not matching:
+            raise InvalidInputError(f"--prompts-file {path}: the scan report has no neuron {neuron}")
+        if matching[0].get("prompts") is None:
+            raise InvalidInputError(f"--prompts-file {path}: the scan was run without --truncate")
+        data = matching[0]["prompts"]
+    if not isinstance(data, list):
+        raise InvalidInputError(f"--prompts-file {path}: expected a JSON list or a scan report")
+    prompts = []
+    for item in data:
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict) or not ({"text", "tokens"} & item.keys()):
+            raise InvalidInputError(f"--prompts-file {path}: entries must be strings or objects with 'text' or 'tokens'")
+        tokens = item.get("tokens") or tokenizer(item["text"], add_special_tokens=False)["input_ids"]
+        if not tokens:
+            raise InvalidInputError(f"--prompts-file {path}: prompt {item!r} has no tokens")
+        text = item.get("text") or tokenizer.decode(tokens)
+        prompts.append(Prompt(doc_id=item.get("doc_id"), text=text, tokens=tokens))
+    if not prompts:
+        raise InvalidInputError(f"--prompts-file {path}: no prompts (give at least one)")
+    return prompts
+
+
+def _attribution(subject, ref: NeuronRef, prompts_file: Path, definition: str | None, **criteria):
+    from services.attribution import check_attribution_input, default_definition
+    from services.heads import attribute_neuron
+    from services.scan import check_neurons
+
+    check_neurons(subject, [ref])
+    prompts = load_prompts(prompts_file, ref, subject.tokenizer)
+    definition = definition or default_definition(subject)
+    check_attribution_input(subject, ref, [p.tokens for p in prompts], definition)
+    return attribute_neuron(subject, ref, prompts, definition=definition, **criteria)
+
+
+def attribute(
+    neuron: NeuronOpt,
+    prompts_file: PromptsOpt,
+    model: ModelOpt = "smollm2-135m",
+    definition: DefinitionOpt = None,
+    active_stds: Annotated[float, typer.Option(help="Active: score > mean + this many std.")] = 2.0,
+    worth_low: Annotated[float, typer.Option(help="Worth explaining: active on at least this fraction.")] = 0.25,
+    worth_high: Annotated[float, typer.Option(help="... and at most this fraction of prompts.")] = 0.75,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score every head below the neuron's layer on each prompt; list active heads and the
+    heads worth explaining."""
+    from services.subject_model import load_subject_model
+
+    ref = parse_neuron(neuron)
+    result = _attribution(load_subject_model(model), ref, prompts_file, definition,
+                          active_stds=active_stds, worth_range=(worth_low, worth_high))
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"neuron {result.neuron}: head attribution ({result.definition})")
+    for column in ("prompt", f"top {TOP_HEADS_SHOWN} heads (score)", "active heads"):
+        table.add_column(column)
+    for record in result.prompts:
+        flat = [(score, f"{l}.{h}") for l, row in enumerate(record.scores) for h, score in enumerate(row)]
+        top = sorted(flat, reverse=True)[:TOP_HEADS_SHOWN]
+        table.add_row(repr(record.text[-60:]), ", ".join(f"{name} ({score:.3g})" for score, name in top),
+                      ", ".join(map(str, record.active)) or "-")
+    console.print(table)
+    worth = ", ".join(f"{a.head} ({a.active_fraction:.0%})" for a in result.worth_explaining) or "none"
+    low, high = result.worth_range
+    console.print(f"heads worth explaining (active on {low:.0%}-{high:.0%} of prompts): {worth}")
+
+
+def ablate(
+    neuron: NeuronOpt,
+    head: Annotated[str, typer.Option("--head", help="LAYER.HEAD, below the neuron's layer, e.g. 20.3.")],
+    prompts_file: PromptsOpt,
+    model: ModelOpt = "smollm2-135m",
+    definition: DefinitionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero one head's output; compare the drop in the neuron token's probability on prompts
+    where the head is active vs inactive (two-sample KS test)."""
+    from services.ablation import ablate_head
+    from services.heads import HeadRef, check_head
+    from services.scan import check_neurons
+    from services.subject_model import load_subject_model
+
+    ref, head_ref = parse_neuron(neuron), HeadRef.parse(head)
+    subject = load_subject_model(model)
+    check_neurons(subject, [ref])
+    check_head(subject, ref, head_ref)
+    result = ablate_head(subject, _attribution(subject, ref, prompts_file, definition), head_ref)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"neuron {result.neuron} ({result.token!r}), head {result.head} ablated")
+    for column in ("prompt", "active", "p clean", "p ablated", "drop"):
+        table.add_column(column, justify="left" if column == "prompt" else "right")
+    for r in result.prompts:
+        table.add_row(repr(r.text[-60:]), "yes" if r.active else "no", f"{r.p_clean:.4g}",
+                      f"{r.p_ablated:.4g}", f"{r.drop:.4g}")
+    console.print(table)
+    if result.ks is None:
+        console.print("KS test: needs prompts where the head is active and where it is not")
+    else:
+        ks = result.ks
+        console.print(f"KS test, active (n={ks.n_active}) vs inactive (n={ks.n_inactive}) drops: "
+                      f"D = {ks.statistic:.3f}, p = {ks.pvalue:.3g}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(attribute)
+    app.command()(ablate)
