@@ -60,7 +60,7 @@ class HeadAblation(BaseModel):
 def neuron_token(model: SubjectModel, neuron: NeuronRef) -> tuple[int, str]:
     """The token a neuron's output weights write most (DESIGN.md step 2): its id and text."""
     bridge = model.bridge
-    w_out = bridge.W_out[neuron.layer][neuron.index : neuron.index + 1].detach()
+    w_out = bridge.blocks[neuron.layer].mlp.W_out[neuron.index : neuron.index + 1].detach()
     _, token_ids = congruence(w_out, bridge.W_U.detach())
     token_id = int(token_ids[0])
     return token_id, model.tokenizer.decode([token_id])

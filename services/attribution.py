@@ -98,9 +98,11 @@ def head_attributions(
     bridge, layer, index = model.bridge, neuron.layer, neuron.index
     device = model.device
     cfg = bridge.cfg
-    w_o = bridge.W_O[:layer].detach()  # (layer, head, d_head, d_model)
-    w_in = bridge.W_in[layer][:, index].detach()  # (d_model,)
-    w_gate = bridge.W_gate[layer][:, index].detach() if model.info.gated_mlp else None
+    # Per-block weights: the bridge's stacked ``W_O``/``W_in`` copy every layer on each access.
+    w_o = torch.stack([bridge.blocks[l].attn.W_O.detach() for l in range(layer)])  # (l, h, d_head, d_model)
+    mlp = bridge.blocks[layer].mlp
+    w_in = mlp.W_in[:, index].detach()  # (d_model,)
+    w_gate = mlp.W_gate[:, index].detach() if model.info.gated_mlp else None
     paper_readout = torch.einsum("lhdm,m->lhd", w_o, w_in)  # W_O^h projected on W_in[:, i]
 
     bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
