@@ -1,0 +1,104 @@
+"""The real local backend: llama-cpp-python running the packaged SmolLM2-135M-Instruct GGUF."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from plugins.templates import PromptTemplate
+from services.classify import ClassifyRequest, TestPrompt, classify
+from services.explain import ExplainRequest, explain
+from services.llm.client import LLMClient
+from services.llm.registry import create_backend, get_template
+from services.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+HEAD = ExplainRequest(
+    neuron="27:1263", head="20.4", token=" right",
+    active_examples=["Turn left at the lights and then turn", "The answer you gave is exactly",
+                     "You are absolutely"],
+    inactive_examples=["She was born in the city and grew up", "Prices rose again in the"],
+)
+TESTS = [TestPrompt(text="Take the second road on the", active=True),
+         TestPrompt(text="I think you are", active=True),
+         TestPrompt(text="The committee met on Tuesday to discuss the", active=False)]
+
+
+def short(template: PromptTemplate, tokens: int) -> PromptTemplate:
+    return PromptTemplate(**{**template.model_dump(), "explain_max_tokens": tokens})
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> LLMClient:
+    settings = Settings(cache_dir=tmp_path_factory.mktemp("llm"))
+    return LLMClient(create_backend("local", {"n_ctx": 2048}), settings=settings)
+
+
+def test_explain_and_classify_end_to_end(client):
+    template = short(get_template("neo2024"), 16)
+    (explanation,) = explain(client, template, [HEAD])
+
+    assert explanation.text.strip()
+    assert 0 < explanation.call.output_tokens <= 16 and explanation.call.input_tokens > 100
+    assert (explanation.backend, explanation.template_version) == ("local", template.version)
+
+    head = classify(client, template, ClassifyRequest(explanation=explanation.text, token=" right",
+                                                      prompts=TESTS))
+    assert len(head.results) == len(TESTS)
+    for result in head.results:
+        assert result.call.output_tokens == 1
+        assert result.p_yes is not None and 0.0 <= result.p_yes <= 1.0
+        assert result.answer in {"yes", "no", "unparseable"}
+        assert (result.answer == "unparseable") == (result.raw.strip().lower()[:3] not in {"yes", "no"})
+
+
+def test_rerun_costs_zero_new_tokens(client):
+    template = short(get_template("neo2024"), 16)
+    first = explain(client, template, [HEAD])[0]
+    again = explain(client, template, [HEAD])[0]
+    assert again.text == first.text
+    assert again.call.cache_hit and again.call.input_tokens == again.call.output_tokens == 0
+
+
+def test_shared_explanation_prefix_is_evaluated_once():
+    """Prompts after the first only evaluate their own tokens; answers match a from-scratch run."""
+    from langchain_core.messages import HumanMessage
+
+    from plugins.backends.llama_chat import LlamaCppChat
+
+    backend = create_backend("local", {"n_ctx": 2048})
+    template = get_template("neo2024")
+    explanation = "The head is active when the text gives directions or agrees with someone."
+    prompts = [template.render_classifier(explanation, t.text + " right") for t in TESTS]
+
+    def run(reuse: bool):
+        chat = LlamaCppChat(model_path=backend.model, n_ctx=2048, max_tokens=1, logprobs=True,
+                            reuse_prefix=reuse)
+        return [chat.invoke([HumanMessage(content=p)]) for p in prompts]
+
+    reused, scratch = run(True), run(False)
+    for r, s in zip(reused[1:], scratch[1:]):
+        assert r.response_metadata["prompt_tokens_evaluated"] < r.usage_metadata["input_tokens"] // 2
+        assert s.response_metadata["prompt_tokens_evaluated"] == s.usage_metadata["input_tokens"]
+    assert [m.content for m in reused] == [m.content for m in scratch]
+
+
+def test_cli_explain_with_the_local_backend(tmp_path, monkeypatch, capsys):
+    from api.cli import app
+    from api.cli._common import run_guarded
+
+    monkeypatch.setenv("LOOKUPS_CACHE_DIR", str(tmp_path))
+    template = tmp_path / "brief.json"
+    template.write_text(short(get_template("neo2024"), 12).model_dump_json())
+    heads = tmp_path / "head_examples.json"
+    heads.write_text(HEAD.model_dump_json())
+
+    with pytest.raises(SystemExit) as done:
+        run_guarded(app, ["explain", "--backend", "local", "-o", "n_ctx=2048", "--template", str(template),
+                          "--input", str(heads), "--json"])
+        raise SystemExit(0)
+    (result,) = json.loads(capsys.readouterr().out)
+    assert done.value.code == 0 and result["text"] and result["head"] == "20.4"
+    assert result["template"] == "neo2024" and result["call"]["output_tokens"] <= 12
