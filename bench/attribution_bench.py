@@ -8,7 +8,7 @@ L, keeps only ``hook_z`` at the last position and a few scalars of layer L).
 Both compute the same scores (checked here) on the same prompts, in one process. The prompts are
 corpus windows with the lengths of truncated prompts (8-64 tokens, seeded).
 
-    .venv/bin/python bench/attribution_bench.py [--model smollm2-135m] [--neuron 27:1263] [--prompts 64]
+    .venv/bin/python bench/attribution_bench.py [--model smollm2-135m] [--neuron 27:1263] [--prompts 32] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--neuron", default="27:1263")
-    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -89,8 +90,15 @@ def main() -> None:
     per_prompt_loop(model, neuron, prompts[:2])
     head_attributions(model, neuron, prompts[:2])
 
-    slow, slow_s = timed(lambda: per_prompt_loop(model, neuron, prompts))
-    fast, fast_s = timed(lambda: head_attributions(model, neuron, prompts))
+    # Alternate the two paths and keep each one's best time: the cores are shared, and load that
+    # comes and goes then hits both paths alike.
+    slow_times, fast_times = [], []
+    for _ in range(args.repeats):
+        slow, seconds = timed(lambda: per_prompt_loop(model, neuron, prompts))
+        slow_times.append(seconds)
+        fast, seconds = timed(lambda: head_attributions(model, neuron, prompts))
+        fast_times.append(seconds)
+    slow_s, fast_s = min(slow_times), min(fast_times)
     torch.testing.assert_close(fast, slow.float().cpu(), rtol=1e-3, atol=1e-5)
 
     n = len(prompts)
@@ -100,7 +108,7 @@ def main() -> None:
           f"({min(map(len, prompts))}-{max(map(len, prompts))} tokens + BOS), device {device}")
     print(f"per-prompt run_with_cache + stack_head_results: {n / slow_s:.1f} prompts/s ({slow_s:.2f} s)")
     print(f"batched head_attributions:                      {n / fast_s:.1f} prompts/s ({fast_s:.2f} s)")
-    print(f"speed-up: {slow_s / fast_s:.1f}x (scores agree to rtol 1e-3)")
+    print(f"speed-up: {slow_s / fast_s:.1f}x (best of {args.repeats} alternating runs; scores agree to rtol 1e-3)")
 
 
 if __name__ == "__main__":
