@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from services.errors import InvalidInputError
-from services.schemas import NextTokenNeuron
+from services.schemas import NeuronRef, NextTokenNeuron
 
 if TYPE_CHECKING:
     from jaxtyping import Float, Int
@@ -91,6 +91,24 @@ def next_token_neurons(
                     break
         found.extend(kept)
     return found
+
+
+def describe_neurons(model: SubjectModel, neurons: Sequence[NeuronRef]) -> list[NextTokenNeuron]:
+    """Token and congruence of explicitly chosen neurons, in the order given."""
+    from services.scan import check_neurons
+
+    check_neurons(model, neurons)
+    by_layer = {layer: _layer_congruence(model, layer) for layer in {n.layer for n in neurons}}
+    return [
+        NextTokenNeuron(
+            layer=n.layer,
+            neuron=n.index,
+            token=model.tokenizer.decode([int(by_layer[n.layer][1][n.index])]),
+            token_id=int(by_layer[n.layer][1][n.index]),
+            congruence=float(by_layer[n.layer][0][n.index]),
+        )
+        for n in neurons
+    ]
 
 
 def random_neurons(

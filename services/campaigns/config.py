@@ -1,0 +1,83 @@
+"""A campaign's configuration: what to analyse and with which LLMs. Defaults are the paper's."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.errors import InvalidInputError
+from services.schemas import NeuronRef
+
+
+class CampaignConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="campaign", min_length=1, max_length=200)
+    model: str = Field(default="smollm2-135m", description="Packaged name, local checkpoint or hub name.")
+
+    # Which neurons: an explicit list, or per_layer next-token (or random) neurons of these layers.
+    neurons: list[str] | None = Field(default=None, description="Explicit neurons, e.g. ['27:1263'].")
+    layers: list[int] | None = Field(default=None, description="Default: the model's last three layers.")
+    per_layer: int = Field(default=20, ge=1, le=10_000)
+    baseline: Literal["next-token", "random"] = "next-token"
+    seed: int = 0
+
+    corpus: str = Field(min_length=1, description="File, folder or hf:NAME[:SPLIT].")
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    test_from_id: str | None = None
+    max_train_docs: int | None = Field(default=None, ge=1)
+    max_test_docs: int | None = Field(default=None, ge=1)
+    context_length: int = Field(default=1024, ge=2)
+
+    top_k: int = Field(default=30, ge=1)
+    keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
+    max_prompt_tokens: int = Field(default=100, ge=2)
+    prompts_per_neuron: int = Field(default=20, ge=1)
+    test_prompts_per_head: int = Field(default=10, ge=1)
+    active_stds: float = Field(default=2.0, gt=0.0)
+    worth_range: tuple[float, float] = (0.25, 0.75)
+
+    explainer: str = Field(default="local", description="LLM backend spec, e.g. openai:gpt-4o.")
+    explainer_template: str = "neo2024"
+    classifier: str = Field(default="local", description="LLM backend spec of the judge.")
+    classifier_template: str = "neo2024"
+    budget_usd: float | None = Field(default=None, gt=0.0)
+    ablation: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> CampaignConfig:
+        low, high = self.worth_range
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"worth_range must satisfy 0 <= low <= high <= 1, got {self.worth_range}")
+        for neuron in self.neurons or []:
+            NeuronRef.parse(neuron)
+        if self.neurons is not None and not self.neurons:
+            raise ValueError("neurons, when given, must not be empty")
+        return self
+
+    def neuron_refs(self) -> list[NeuronRef] | None:
+        return None if self.neurons is None else [NeuronRef.parse(n) for n in self.neurons]
+
+
+def load_config(path: Path, overrides: dict | None = None) -> CampaignConfig:
+    """Read a campaign config from TOML or JSON, with command-line overrides on top."""
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"cannot read campaign config {path}: {error}") from error
+    return parse_config({**data, **(overrides or {})}, source=str(path))
+
+
+def parse_config(data: dict, source: str = "campaign config") -> CampaignConfig:
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors()
+        )
+        raise InvalidInputError(f"{source}: {problems}") from error

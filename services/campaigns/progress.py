@@ -1,0 +1,273 @@
+"""A campaign's life in the store: stages advance, items are claimed, finished or failed.
+
+The store is the source of truth; a queue only carries item ids. So a campaign survives the
+loss of any worker or of the broker: ``reconcile`` finds items whose message was lost (queued or
+running for too long) and makes them pending again, and finishing an item twice writes nothing.
+
+Item states: pending -> queued -> running -> done | failed.
+Campaign states: pending -> running -> completed | failed | cancelled (resumable).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+
+from services.campaigns.config import CampaignConfig
+from services.campaigns.stages import STAGE_BY_NAME, STAGES, Job, Stage, Writer, campaign_cost
+from services.errors import InvalidInputError
+from services.store import Store
+from services.store.models import (
+    AblationRow,
+    Campaign,
+    ClassificationRow,
+    ExplanationRow,
+    WorkItem,
+    utcnow,
+)
+
+ACTIVE = ("pending", "running")
+TERMINAL_ITEM = ("done", "failed")
+
+
+def create_campaign(store: Store, config: CampaignConfig) -> str:
+    campaign_id = uuid.uuid4().hex
+    with store.session() as session:
+        session.add(Campaign(
+            id=campaign_id, name=config.name, status="pending", stage=None,
+            config=config.model_dump(mode="json"),
+            provenance={"explainer": config.explainer, "classifier": config.classifier,
+                        "explainer_template": config.explainer_template,
+                        "classifier_template": config.classifier_template},
+        ))
+    return campaign_id
+
+
+def get_campaign(session, campaign_id: str) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise InvalidInputError(f"no campaign with id {campaign_id!r}")
+    return campaign
+
+
+def _next_stage(current: str | None) -> Stage | None:
+    if current is None:
+        return STAGES[0]
+    index = [s.name for s in STAGES].index(current)
+    return STAGES[index + 1] if index + 1 < len(STAGES) else None
+
+
+def advance(store: Store, campaign_id: str) -> list[int]:
+    """Move the campaign through every finished stage; return its pending item ids.
+
+    The stage flip is a compare-and-set on ``campaigns.stage``, so when several workers finish
+    the last items of a stage at once, exactly one of them plans the next stage.
+    """
+    while True:
+        with store.session() as session:
+            campaign = get_campaign(session, campaign_id)
+            if campaign.status not in ACTIVE:
+                return []
+            if campaign.stage is not None:
+                counts = dict(session.execute(
+                    select(WorkItem.status, func.count()).where(
+                        WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage)
+                    .group_by(WorkItem.status)).all())
+                if any(status not in TERMINAL_ITEM for status in counts):
+                    return list(session.scalars(select(WorkItem.id).where(
+                        WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage,
+                        WorkItem.status == "pending").order_by(WorkItem.id)))
+                if counts.get("failed") and not counts.get("done"):
+                    error = session.scalar(select(WorkItem.error).where(
+                        WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage,
+                        WorkItem.status == "failed").limit(1))
+                    campaign.status = "failed"
+                    campaign.error = f"every item of stage {campaign.stage!r} failed: {error}"
+                    return []
+            following = _next_stage(campaign.stage)
+            current = Campaign.stage.is_(None) if campaign.stage is None else Campaign.stage == campaign.stage
+            flipped = session.execute(
+                update(Campaign).where(Campaign.id == campaign_id, current)
+                .values(stage=following.name if following else campaign.stage,
+                        status="running" if following else "completed")
+                .execution_options(synchronize_session=False)).rowcount
+            if not flipped:
+                continue  # another process advanced it first; look again
+            session.expire(campaign)
+            if following is None:
+                _finalize(session, campaign_id)
+                return []
+            for key in following.plan(session, campaign):
+                session.add(WorkItem(campaign_id=campaign_id, stage=following.name, key=key,
+                                     queue=following.queue, status="pending"))
+
+
+def _finalize(session, campaign_id: str) -> None:
+    """Campaign-wide figures computed once at the end: the pooled ablation KS test."""
+    from services.ablation import HeadAblation, ks_test
+
+    ablations = [HeadAblation.model_validate(p) for p in session.scalars(
+        select(AblationRow.payload).where(AblationRow.campaign_id == campaign_id))]
+    drops = [(p.active, p.drop) for a in ablations for p in a.prompts]
+    ks = ks_test([d for active, d in drops if active], [d for active, d in drops if not active])
+    campaign = session.get(Campaign, campaign_id)
+    campaign.summary = {**(campaign.summary or {}),
+                        "ablation": ks.model_dump() if ks else None}
+
+
+def mark_queued(store: Store, item_id: int) -> bool:
+    """Claim the right to enqueue a pending item (False if someone else already did)."""
+    with store.session() as session:
+        return bool(session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == "pending")
+            .values(status="queued", enqueued_at=utcnow())).rowcount)
+
+
+def claim(store: Store, item_id: int) -> tuple[Stage, Job] | None:
+    """Start an item, or None when it is finished already or its campaign is not active."""
+    with store.session() as session:
+        item = session.get(WorkItem, item_id)
+        if item is None or item.status in TERMINAL_ITEM:
+            return None
+        campaign = session.get(Campaign, item.campaign_id)
+        if campaign.status not in ACTIVE:
+            return None
+        item.status, item.started_at, item.attempts = "running", utcnow(), item.attempts + 1
+        job = Job(campaign_id=campaign.id, config=CampaignConfig.model_validate(campaign.config),
+                  key=item.key)
+        return STAGE_BY_NAME[item.stage], job
+
+
+def finish(store: Store, item_id: int, write: Writer) -> bool:
+    """Store an item's result and mark it done in one transaction; False if it was done already."""
+    with store.session() as session:
+        item = session.scalars(select(WorkItem).where(WorkItem.id == item_id).with_for_update()).one()
+        if item.status == "done":
+            return False
+        write(session)
+        item.status, item.finished_at, item.error = "done", utcnow(), None
+        return True
+
+
+def fail(store: Store, item_id: int, error: str) -> None:
+    with store.session() as session:
+        item = session.get(WorkItem, item_id)
+        if item.status != "done":
+            item.status, item.finished_at, item.error = "failed", utcnow(), error[:4000]
+
+
+def release(store: Store, item_id: int) -> None:
+    """Hand a running item back to the queue (its task will be retried)."""
+    with store.session() as session:
+        session.execute(update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == "running")
+                        .values(status="queued", enqueued_at=utcnow()))
+
+
+def reconcile(store: Store, stale_after: timedelta, campaign_id: str | None = None) -> None:
+    """Make queued or running items pending again when nothing has happened to them for
+    ``stale_after`` (their message or worker was lost)."""
+    cutoff = utcnow() - stale_after
+    with store.session() as session:
+        active = select(Campaign.id).where(Campaign.status.in_(ACTIVE))
+        if campaign_id is not None:
+            active = active.where(Campaign.id == campaign_id)
+        for status, since in (("queued", WorkItem.enqueued_at), ("running", WorkItem.started_at)):
+            session.execute(update(WorkItem).where(
+                WorkItem.campaign_id.in_(active), WorkItem.status == status, since <= cutoff)
+                .values(status="pending").execution_options(synchronize_session=False))
+
+
+def active_campaigns(store: Store) -> list[str]:
+    with store.session() as session:
+        return list(session.scalars(select(Campaign.id).where(Campaign.status.in_(ACTIVE))
+                                    .order_by(Campaign.created_at)))
+
+
+def cancel(store: Store, campaign_id: str) -> None:
+    """Stop new work; running items finish, and their results are kept."""
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        if campaign.status in ACTIVE:
+            campaign.status = "cancelled"
+
+
+def resume(store: Store, campaign_id: str) -> None:
+    """Continue a cancelled, failed or interrupted campaign; failed items of its current stage
+    are tried again."""
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        if campaign.status == "completed":
+            raise InvalidInputError(f"campaign {campaign_id} is completed; nothing to resume")
+        campaign.status, campaign.error = ("running" if campaign.stage else "pending"), None
+        session.execute(update(WorkItem).where(
+            WorkItem.campaign_id == campaign_id,
+            WorkItem.status.in_(("queued", "running")) | ((WorkItem.status == "failed")
+                                                          & (WorkItem.stage == campaign.stage)))
+            .values(status="pending").execution_options(synchronize_session=False))
+
+
+class StageProgress(BaseModel):
+    stage: str
+    total: int
+    done: int
+    failed: int
+    running: int
+    pending: int
+
+
+class CampaignProgress(BaseModel):
+    id: str
+    name: str
+    status: str
+    stage: str | None
+    error: str | None
+    stages: list[StageProgress]
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    eta_s: float | None
+
+
+def progress(store: Store, campaign_id: str) -> CampaignProgress:
+    """Per-stage counts, tokens and cost so far, and an ETA for the current stage."""
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        rows = session.execute(select(WorkItem.stage, WorkItem.status, func.count()).where(
+            WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage, WorkItem.status)).all()
+        counts: dict[str, dict[str, int]] = {}
+        for stage, status, count in rows:
+            counts.setdefault(stage, {})[status] = count
+        stages = [
+            StageProgress(stage=s.name, total=sum(counts.get(s.name, {}).values()),
+                          done=counts.get(s.name, {}).get("done", 0),
+                          failed=counts.get(s.name, {}).get("failed", 0),
+                          running=counts.get(s.name, {}).get("running", 0),
+                          pending=counts.get(s.name, {}).get("pending", 0)
+                          + counts.get(s.name, {}).get("queued", 0))
+            for s in STAGES
+        ]
+        tokens_in = tokens_out = 0
+        for table in (ExplanationRow, ClassificationRow):
+            a, b = session.execute(select(func.coalesce(func.sum(table.input_tokens), 0),
+                                          func.coalesce(func.sum(table.output_tokens), 0))
+                                   .where(table.campaign_id == campaign_id)).one()
+            tokens_in, tokens_out = tokens_in + a, tokens_out + b
+        return CampaignProgress(
+            id=campaign.id, name=campaign.name, status=campaign.status, stage=campaign.stage,
+            error=campaign.error, stages=stages, input_tokens=tokens_in, output_tokens=tokens_out,
+            cost_usd=campaign_cost(session, campaign_id), eta_s=_eta(session, campaign),
+        )
+
+
+def _eta(session, campaign: Campaign) -> float | None:
+    """Mean duration of the current stage's finished items times the items left."""
+    if campaign.status not in ACTIVE or campaign.stage is None:
+        return None
+    items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at).where(
+        WorkItem.campaign_id == campaign.id, WorkItem.stage == campaign.stage)).all()
+    durations = [(f - s).total_seconds() for status, s, f in items if status == "done" and s and f]
+    left = sum(1 for status, _, _ in items if status not in TERMINAL_ITEM)
+    return sum(durations) / len(durations) * left if durations else None

@@ -1,0 +1,459 @@
+"""The campaign's stages, in order, each as: which work items it has, and how one is computed.
+
+``plan`` reads the store and names the stage's items (a key each). ``compute`` does the work of
+one item outside any transaction and returns a ``Writer`` that stores the result; the caller runs
+the writer in the same transaction that marks the item done, so a result is written exactly once
+even when a task is delivered twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.campaigns.config import CampaignConfig
+from services.campaigns.runtime import Runtime
+from services.corpus import CorpusInfo
+from services.schemas import NeuronContexts, NeuronRef, TruncatedPrompt
+from services.store import Store
+from services.store.models import (
+    AblationRow,
+    AttributionRow,
+    Campaign,
+    ClassificationRow,
+    ContextRow,
+    ExplanationRow,
+    HeadRow,
+    NeuronRow,
+    PromptRow,
+    ScoreRow,
+    TestSetRow,
+)
+
+Writer = Callable[[Session], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What ``compute`` gets: the campaign's id and config, and the item's key."""
+
+    campaign_id: str
+    config: CampaignConfig
+    key: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    queue: Literal["gpu", "llm"]
+    plan: Callable[[Session, Campaign], list[str]]
+    compute: Callable[[Runtime, Store, Job], Writer]
+
+
+# ---------------------------------------------------------------- helpers over the store
+
+
+def neuron_key(layer: int, neuron: int) -> str:
+    return f"{layer}:{neuron}"
+
+
+def _neurons(session: Session, campaign_id: str) -> list[NeuronRow]:
+    return list(session.scalars(
+        select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)))
+
+
+def _heads(session: Session, campaign_id: str) -> list[HeadRow]:
+    return list(session.scalars(
+        select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)))
+
+
+def _head_by_key(session: Session, campaign_id: str, key: str) -> HeadRow:
+    return next(h for h in _heads(session, campaign_id) if h.key == key)
+
+
+def _attribution(session: Session, campaign_id: str, layer: int, neuron: int):
+    from services.heads import NeuronAttribution
+
+    row = session.scalar(select(AttributionRow).where(
+        AttributionRow.campaign_id == campaign_id, AttributionRow.layer == layer,
+        AttributionRow.neuron == neuron))
+    return NeuronAttribution.model_validate(row.payload)
+
+
+def campaign_cost(session: Session, campaign_id: str) -> float:
+    total = 0.0
+    for table in (ExplanationRow, ClassificationRow):
+        total += session.scalar(
+            select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id))
+    return total
+
+
+def _remaining_budget(store: Store, job: Job) -> float | None:
+    if job.config.budget_usd is None:
+        return None
+    with store.session() as session:
+        return max(job.config.budget_usd - campaign_cost(session, job.campaign_id), 0.0)
+
+
+def _set_provenance(session: Session, campaign_id: str, **entries) -> None:
+    campaign = session.get(Campaign, campaign_id)
+    campaign.provenance = {**(campaign.provenance or {}), **entries}
+
+
+# ---------------------------------------------------------------- 1. neurons
+
+
+def plan_neurons(session: Session, campaign: Campaign) -> list[str]:
+    return ["all"]
+
+
+def compute_neurons(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.neurons import default_layers, describe_neurons, next_token_neurons, random_neurons
+
+    config = job.config
+    model = runtime.model(config.model)
+    layers = config.layers or default_layers(model)
+    if config.neuron_refs() is not None:
+        found = describe_neurons(model, config.neuron_refs())
+    elif config.baseline == "random":
+        found = random_neurons(model, layers, config.per_layer, seed=config.seed)
+    else:
+        found = next_token_neurons(model, layers, config.per_layer)
+
+    def write(session: Session) -> None:
+        session.add_all(NeuronRow(campaign_id=job.campaign_id, layer=n.layer, neuron=n.neuron,
+                                  token=n.token, token_id=n.token_id, congruence=n.congruence)
+                        for n in found)
+        _set_provenance(session, job.campaign_id, model=model.info.model_dump())
+
+    return write
+
+
+# ---------------------------------------------------------------- 2. scan (train split)
+
+
+def plan_scan(session: Session, campaign: Campaign) -> list[str]:
+    return ["train"] if _neurons(session, campaign.id) else []
+
+
+def compute_scan(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.scan import scan_corpus
+
+    config = job.config
+    with store.session() as session:
+        refs = [NeuronRef(layer=n.layer, index=n.neuron) for n in _neurons(session, job.campaign_id)]
+    documents = runtime.documents(config, "train")
+    contexts = scan_corpus(runtime.model(config.model), refs, documents, top_k=config.top_k,
+                           context_length=config.context_length)
+    info = CorpusInfo(spec=config.corpus, split="train", n_documents=len(documents),
+                      fingerprint=_fingerprint(documents))
+
+    def write(session: Session) -> None:
+        for context in contexts:
+            session.add_all(
+                ContextRow(campaign_id=job.campaign_id, split="train", layer=context.neuron.layer,
+                           neuron=context.neuron.index, rank=rank, doc_id=hit.doc_id,
+                           position=hit.position, activation=hit.activation)
+                for rank, hit in enumerate(context.hits))
+        _set_provenance(session, job.campaign_id, corpus_train=info.model_dump())
+
+    return write
+
+
+def _fingerprint(documents) -> str:
+    from services.corpus import Corpus
+
+    return Corpus(spec="", documents=list(documents)).fingerprint()
+
+
+# ---------------------------------------------------------------- 3. truncation
+
+
+def plan_truncate(session: Session, campaign: Campaign) -> list[str]:
+    rows = session.execute(select(ContextRow.layer, ContextRow.neuron).where(
+        ContextRow.campaign_id == campaign.id, ContextRow.split == "train").distinct()).all()
+    return sorted({neuron_key(layer, neuron) for layer, neuron in rows})
+
+
+def compute_truncate(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.schemas import ContextHit
+    from services.truncate import truncate_contexts
+
+    config, ref = job.config, NeuronRef.parse(job.key)
+    with store.session() as session:
+        rows = session.scalars(select(ContextRow).where(
+            ContextRow.campaign_id == job.campaign_id, ContextRow.split == "train",
+            ContextRow.layer == ref.layer, ContextRow.neuron == ref.index).order_by(ContextRow.rank))
+        hits = [ContextHit(doc_id=r.doc_id, position=r.position, activation=r.activation) for r in rows]
+    truncated = truncate_contexts(
+        runtime.model(config.model), [NeuronContexts(neuron=ref, hits=hits)],
+        runtime.documents(config, "train"), context_length=config.context_length,
+        keep_fraction=config.keep_fraction, max_prompt_tokens=config.max_prompt_tokens,
+        prompts_per_neuron=config.prompts_per_neuron,
+    )[0]
+
+    def write(session: Session) -> None:
+        session.add_all(PromptRow(campaign_id=job.campaign_id, split="train", layer=ref.layer,
+                                  neuron=ref.index, rank=rank, payload=p.model_dump())
+                        for rank, p in enumerate(truncated.prompts or []))
+
+    return write
+
+
+def _prompts(session: Session, campaign_id: str, ref: NeuronRef) -> list[TruncatedPrompt]:
+    rows = session.scalars(select(PromptRow).where(
+        PromptRow.campaign_id == campaign_id, PromptRow.split == "train",
+        PromptRow.layer == ref.layer, PromptRow.neuron == ref.index).order_by(PromptRow.rank))
+    return [TruncatedPrompt.model_validate(r.payload) for r in rows]
+
+
+# ---------------------------------------------------------------- 4. head attribution
+
+
+def plan_attribute(session: Session, campaign: Campaign) -> list[str]:
+    rows = session.execute(select(PromptRow.layer, PromptRow.neuron).where(
+        PromptRow.campaign_id == campaign.id, PromptRow.split == "train").distinct()).all()
+    return sorted({neuron_key(layer, neuron) for layer, neuron in rows})
+
+
+def compute_attribute(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.heads import attribute_neuron
+
+    config, ref = job.config, NeuronRef.parse(job.key)
+    with store.session() as session:
+        prompts = _prompts(session, job.campaign_id, ref)
+    attribution = attribute_neuron(runtime.model(config.model), ref, prompts,
+                                   active_stds=config.active_stds, worth_range=config.worth_range)
+
+    def write(session: Session) -> None:
+        session.add(AttributionRow(campaign_id=job.campaign_id, layer=ref.layer, neuron=ref.index,
+                                   definition=attribution.definition,
+                                   payload=attribution.model_dump(mode="json")))
+        session.add_all(HeadRow(campaign_id=job.campaign_id, layer=ref.layer, neuron=ref.index,
+                                head_layer=a.head.layer, head=a.head.head,
+                                active_fraction=a.active_fraction)
+                        for a in attribution.worth_explaining)
+
+    return write
+
+
+# ---------------------------------------------------------------- 5. explanations
+
+
+def plan_explain(session: Session, campaign: Campaign) -> list[str]:
+    return [h.key for h in _heads(session, campaign.id)]
+
+
+def _token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
+    return session.scalar(select(NeuronRow.token).where(
+        NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron))
+
+
+def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.explain import ExplainRequest, explain
+    from services.heads import HeadRef
+    from services.llm.registry import get_template
+
+    config = job.config
+    with store.session() as session:
+        head = _head_by_key(session, job.campaign_id, job.key)
+        head_id, ref = head.id, HeadRef(layer=head.head_layer, head=head.head)
+        attribution = _attribution(session, job.campaign_id, head.layer, head.neuron)
+        token = _token(session, job.campaign_id, head.layer, head.neuron)
+    request = ExplainRequest(
+        neuron=neuron_key(head.layer, head.neuron), head=str(ref), token=token,
+        active_examples=[p.text for p in attribution.prompts if ref in p.active],
+        inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
+    )
+    client = runtime.llm(config.explainer, _remaining_budget(store, job))
+    explanation = explain(client, get_template(config.explainer_template), [request])[0]
+
+    def write(session: Session) -> None:
+        session.add(ExplanationRow(
+            campaign_id=job.campaign_id, head_id=head_id, text=explanation.text,
+            input_tokens=explanation.call.input_tokens, output_tokens=explanation.call.output_tokens,
+            cost_usd=explanation.call.cost_usd, payload=explanation.model_dump(mode="json")))
+
+    return write
+
+
+# ---------------------------------------------------------------- 6. held-out test prompts
+
+
+def plan_test_prompts(session: Session, campaign: Campaign) -> list[str]:
+    return ["test"] if _heads(session, campaign.id) else []
+
+
+def compute_test_prompts(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.test_prompts import held_out_test_prompts
+
+    config = job.config
+    with store.session() as session:
+        heads = _heads(session, job.campaign_id)
+        neurons = sorted({(h.layer, h.neuron) for h in heads})
+        attributions = [_attribution(session, job.campaign_id, layer, neuron) for layer, neuron in neurons]
+        head_ids = {(h.layer, h.neuron, h.head_layer, h.head): h.id for h in heads}
+    documents = runtime.documents(config, "test")
+    test_sets = held_out_test_prompts(
+        runtime.model(config.model), attributions, documents, per_head=config.test_prompts_per_head,
+        top_k=config.top_k, context_length=config.context_length)
+    info = CorpusInfo(spec=config.corpus, split="test", n_documents=len(documents),
+                      fingerprint=_fingerprint(documents))
+
+    def write(session: Session) -> None:
+        for test_set in test_sets:
+            key = (test_set.neuron.layer, test_set.neuron.index, test_set.head.layer, test_set.head.head)
+            session.add(TestSetRow(campaign_id=job.campaign_id, head_id=head_ids[key],
+                                   one_class=test_set.one_class,
+                                   payload=test_set.model_dump(mode="json")))
+        _set_provenance(session, job.campaign_id, corpus_test=info.model_dump())
+
+    return write
+
+
+# ---------------------------------------------------------------- 7. classification
+
+
+def _classifiable(session: Session, campaign_id: str) -> list[HeadRow]:
+    """Heads with an explanation and a two-class test set, in a stable order."""
+    rows = session.execute(
+        select(HeadRow).join(ExplanationRow, ExplanationRow.head_id == HeadRow.id)
+        .join(TestSetRow, TestSetRow.head_id == HeadRow.id)
+        .where(HeadRow.campaign_id == campaign_id, TestSetRow.one_class.is_(False))
+        .order_by(HeadRow.id)).scalars()
+    return list(rows)
+
+
+def plan_classify(session: Session, campaign: Campaign) -> list[str]:
+    heads = _classifiable(session, campaign.id)
+    keys = [f"{h.key}/explanation" for h in heads]
+    if len(heads) >= 2:  # the shuffled-explanation control needs another head's explanation
+        keys += [f"{h.key}/control" for h in heads]
+    return keys
+
+
+def compute_classify(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.classify import ClassifyRequest, TestPrompt, classify
+    from services.llm.registry import get_template
+    from services.score import derangement
+    from services.test_prompts import HeadTestSet
+
+    config = job.config
+    head_key, _, kind = job.key.rpartition("/")
+    control = kind == "control"
+    with store.session() as session:
+        heads = _classifiable(session, job.campaign_id)
+        index = next(i for i, h in enumerate(heads) if h.key == head_key)
+        head = heads[index]
+        donor = heads[derangement(len(heads), config.seed)[index]] if control else head
+        explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
+        test_set = HeadTestSet.model_validate(session.scalar(
+            select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
+        token = _token(session, job.campaign_id, head.layer, head.neuron)
+    request = ClassifyRequest(
+        neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}", token=token,
+        explanation=explanation,
+        prompts=[TestPrompt(text=p.prompt.text, active=p.active) for p in test_set.prompts])
+    client = runtime.llm(config.classifier, _remaining_budget(store, job))
+    result = classify(client, get_template(config.classifier_template), request)
+
+    def write(session: Session) -> None:
+        session.add(ClassificationRow(
+            campaign_id=job.campaign_id, head_id=head.id, control=control,
+            input_tokens=sum(r.call.input_tokens for r in result.results),
+            output_tokens=sum(r.call.output_tokens for r in result.results),
+            cost_usd=sum(r.call.cost_usd for r in result.results),
+            payload=result.model_dump(mode="json")))
+
+    return write
+
+
+# ---------------------------------------------------------------- 8. scores
+
+
+def plan_score(session: Session, campaign: Campaign) -> list[str]:
+    return ["all"] if _heads(session, campaign.id) else []
+
+
+def compute_score(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.classify import HeadClassification
+    from services.score import HeadScore, head_score, summarize
+
+    with store.session() as session:
+        heads = _heads(session, job.campaign_id)
+        classified = {(r.head_id, r.control): HeadClassification.model_validate(r.payload)
+                      for r in session.scalars(select(ClassificationRow).where(
+                          ClassificationRow.campaign_id == job.campaign_id))}
+        one_class = set(session.scalars(select(TestSetRow.head_id).where(
+            TestSetRow.campaign_id == job.campaign_id, TestSetRow.one_class.is_(True))))
+    scores: dict[tuple[int, bool], HeadScore] = {}
+    for head in heads:
+        for control in (False, True):
+            found = classified.get((head.id, control))
+            if found is not None:
+                scores[head.id, control] = head_score(found)
+            elif not control:
+                reason = ("test labels are all one class" if head.id in one_class
+                          else "no classification (a failed or skipped item)")
+                scores[head.id, control] = HeadScore(
+                    neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
+                    score=None, tp=0, fn=0, tn=0, fp=0, unparseable=0, skipped=reason)
+    real = [s for (_, control), s in scores.items() if not control]
+    summary = {
+        "explanations": summarize(real, [c for (_, control), c in classified.items() if not control])
+        .model_dump(mode="json"),
+        "control": summarize([s for (_, control), s in scores.items() if control]).model_dump(mode="json"),
+    }
+
+    def write(session: Session) -> None:
+        session.add_all(ScoreRow(campaign_id=job.campaign_id, head_id=head_id, control=control,
+                                 score=score.score, payload=score.model_dump(mode="json"))
+                        for (head_id, control), score in scores.items())
+        campaign = session.get(Campaign, job.campaign_id)
+        campaign.summary = {**(campaign.summary or {}), **summary}
+
+    return write
+
+
+# ---------------------------------------------------------------- 9. ablation
+
+
+def plan_ablate(session: Session, campaign: Campaign) -> list[str]:
+    if not CampaignConfig.model_validate(campaign.config).ablation:
+        return []
+    return [h.key for h in _heads(session, campaign.id)]
+
+
+def compute_ablate(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.ablation import ablate_head
+    from services.heads import HeadRef
+
+    with store.session() as session:
+        head = _head_by_key(session, job.campaign_id, job.key)
+        attribution = _attribution(session, job.campaign_id, head.layer, head.neuron)
+    result = ablate_head(runtime.model(job.config.model), attribution,
+                         HeadRef(layer=head.head_layer, head=head.head))
+
+    def write(session: Session) -> None:
+        session.add(AblationRow(campaign_id=job.campaign_id, head_id=head.id,
+                                payload=result.model_dump(mode="json")))
+
+    return write
+
+
+STAGES: list[Stage] = [
+    Stage("neurons", "gpu", plan_neurons, compute_neurons),
+    Stage("scan", "gpu", plan_scan, compute_scan),
+    Stage("truncate", "gpu", plan_truncate, compute_truncate),
+    Stage("attribute", "gpu", plan_attribute, compute_attribute),
+    Stage("explain", "llm", plan_explain, compute_explain),
+    Stage("test_prompts", "gpu", plan_test_prompts, compute_test_prompts),
+    Stage("classify", "llm", plan_classify, compute_classify),
+    Stage("score", "llm", plan_score, compute_score),
+    Stage("ablate", "gpu", plan_ablate, compute_ablate),
+]
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

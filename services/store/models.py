@@ -1,0 +1,208 @@
+"""The results store schema: campaigns, their work items, and every result they produce.
+
+Each result row is keyed so that writing it twice is impossible (unique constraints), which is
+what makes redelivered tasks harmless. Nested results are stored as the JSON of their pydantic
+model (``payload``), with the columns the API filters or aggregates on pulled out beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending/running/completed/failed/cancelled
+    stage: Mapped[str | None] = mapped_column(String(32))
+    config: Mapped[dict] = mapped_column(JSON)
+    provenance: Mapped[dict] = mapped_column(JSON, default=dict)  # model, corpus splits, templates, backends
+    summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class WorkItem(Base):
+    """One unit of work of one stage. The queue carries only this row's id."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (UniqueConstraint("campaign_id", "stage", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending/queued/running/done/failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class NeuronRow(Base):
+    __tablename__ = "neurons"
+    __table_args__ = (UniqueConstraint("campaign_id", "layer", "neuron"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str] = mapped_column(String(200))
+    token_id: Mapped[int] = mapped_column(Integer)
+    congruence: Mapped[float] = mapped_column(Float)
+
+
+class ContextRow(Base):
+    """A top document of a neuron (step 3) and, once truncated, its prompt (step 4)."""
+
+    __tablename__ = "contexts"
+    __table_args__ = (UniqueConstraint("campaign_id", "split", "layer", "neuron", "rank"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    split: Mapped[str] = mapped_column(String(8))
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    doc_id: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)
+    activation: Mapped[float] = mapped_column(Float)
+
+
+class PromptRow(Base):
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("campaign_id", "split", "layer", "neuron", "rank"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    split: Mapped[str] = mapped_column(String(8))
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict] = mapped_column(JSON)  # services.schemas.TruncatedPrompt
+
+
+class AttributionRow(Base):
+    """Head attribution of a neuron's train prompts (steps 5-6): services.heads.NeuronAttribution."""
+
+    __tablename__ = "head_attributions"
+    __table_args__ = (UniqueConstraint("campaign_id", "layer", "neuron"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict] = mapped_column(JSON)
+
+
+class HeadRow(Base):
+    """A (neuron, head) pair worth explaining."""
+
+    __tablename__ = "heads"
+    __table_args__ = (UniqueConstraint("campaign_id", "layer", "neuron", "head_layer", "head"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    head_layer: Mapped[int] = mapped_column(Integer)
+    head: Mapped[int] = mapped_column(Integer)
+    active_fraction: Mapped[float] = mapped_column(Float)
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}:{self.neuron}/{self.head_layer}.{self.head}"
+
+
+class ExplanationRow(Base):
+    __tablename__ = "explanations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    payload: Mapped[dict] = mapped_column(JSON)  # services.explain.Explanation (template, backend, call)
+
+
+class TestSetRow(Base):
+    """Held-out test prompts of a head with their labels (step 8): services.test_prompts.HeadTestSet."""
+
+    __tablename__ = "test_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), unique=True)
+    one_class: Mapped[bool] = mapped_column(Boolean)
+    payload: Mapped[dict] = mapped_column(JSON)
+
+
+class ClassificationRow(Base):
+    """Zero-shot classification of a head's test prompts (step 9). ``control``: classified with
+    another head's explanation (the shuffled-explanation control)."""
+
+    __tablename__ = "classifications"
+    __table_args__ = (UniqueConstraint("head_id", "control"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"))
+    control: Mapped[bool] = mapped_column(Boolean)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    payload: Mapped[dict] = mapped_column(JSON)  # services.classify.HeadClassification
+
+
+class ScoreRow(Base):
+    """Head explanation score (step 10): services.score.HeadScore."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("head_id", "control"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"))
+    control: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+
+
+class AblationRow(Base):
+    """Ablation check of a head (step 11): services.ablation.HeadAblation."""
+
+    __tablename__ = "ablations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), unique=True)
+    payload: Mapped[dict] = mapped_column(JSON)
