@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout.")
     llm_max_concurrency: int = Field(default=8, ge=1, description="Parallel calls per remote backend.")
 
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery broker and result backend (Redis)."
+    )
+    task_soft_time_limit_s: int = Field(default=3000, ge=1, description="A task is asked to stop.")
+    task_time_limit_s: int = Field(default=3300, ge=1, description="A task is killed.")
+    visibility_timeout_s: int = Field(
+        default=3600, ge=1,
+        description="Redis redelivers an unacknowledged task after this long (keep above the time limit).",
+    )
+    stale_after_s: int = Field(
+        default=3900, ge=1,
+        description="A queued or running work item with no news for this long is enqueued again.",
+    )
+    orchestrate_interval_s: float = Field(default=10.0, gt=0, description="Reconcile loop period.")
+
 
 def get_settings() -> Settings:
     """Fresh settings each call, so tests and CLI flags can change the environment."""

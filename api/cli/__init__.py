@@ -2,9 +2,7 @@
 
 import typer
 
-from api.cli import analysis
-from api.cli import heads
-from api.cli import llm
+from api.cli import analysis, heads, llm, workers
 from api.cli._common import run_guarded
 
 app = typer.Typer(
@@ -17,6 +15,7 @@ app = typer.Typer(
 analysis.register(app)
 heads.register(app)
 llm.register(app)
+workers.register(app)
 
 
 def main() -> None:

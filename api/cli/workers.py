@@ -1,0 +1,50 @@
+"""``lookups worker`` and ``lookups orchestrate``: the distributed path's processes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu, llm or gpu,llm.")] = "gpu,llm",
+    concurrency: Annotated[int, typer.Option(help="Worker processes (1 per GPU on gpu queues).")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name (default: queues@host).")] = None,
+) -> None:
+    """Start a Celery worker consuming the given queues (needs Redis: LOOKUPS_BROKER_URL)."""
+    import socket
+
+    from services.errors import InvalidInputError
+
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(chosen) - {"gpu", "llm"})
+    if unknown or not chosen:
+        raise InvalidInputError(f"--queues {queues!r}: allowed queues are gpu and llm")
+    if concurrency < 1:
+        raise InvalidInputError(f"--concurrency must be at least 1, got {concurrency}")
+    from workers.app import app
+
+    name = hostname or f"{'-'.join(chosen)}@{socket.gethostname()}"
+    app.worker_main(["worker", "-Q", ",".join(chosen), "-c", str(concurrency), "-n", name,
+                     "--loglevel", loglevel, "--without-gossip", "--without-mingle"])
+
+
+def orchestrate(
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+) -> None:
+    """Re-enqueue lost work items and move every active campaign on, every few seconds."""
+    import logging
+
+    from services.settings import get_settings
+    from services.store import Store
+    from workers.dispatch import orchestrate as loop
+
+    logging.basicConfig(level=logging.INFO)
+    loop(Store(get_settings().results_url), once=once)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command()(orchestrate)
