@@ -59,8 +59,8 @@ def congruence(
 
 
 def _layer_congruence(model: SubjectModel, layer: int):
-    bridge = model.bridge
-    return congruence(bridge.W_out[layer].detach(), bridge.W_U.detach())
+    bridge = model.bridge  # the block's own weight: bridge.W_out would stack every layer first
+    return congruence(bridge.blocks[layer].mlp.W_out.detach(), bridge.W_U.detach())
 
 
 def next_token_neurons(
