@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
-# Set up lookups on a fresh machine: a virtual environment in .venv with the CPU build of
-# torch installed first (so pip never pulls the multi-GB CUDA build), then lookups and its extras.
-# Usage: bash setup.sh            (GPU machines: set TORCH_SPEC, e.g. TORCH_SPEC="torch==2.13.0")
+# Set up lookups on a fresh machine: a virtual environment in .venv with the CPU build of torch
+# installed first (so pip never pulls the multi-GB CUDA build), a portable llama-cpp-python,
+# then lookups and all its extras.
+# Usage: bash setup.sh        (GPU machines: TORCH_SPEC="torch==2.13.0" with a CUDA index set)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+LLAMA_VERSION=0.3.36
+# llama-cpp-python compiles from source. Its default build targets the building CPU's every
+# instruction (-march=native), and such a wheel in pip's cache dies with "Illegal instruction"
+# on another CPU; so build a portable one (AVX2/FMA/F16C) once, into a cache of our own.
+WHEELS=${LOOKUPS_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lookups/wheels}
+
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q -e ".[all,dev]"
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+pip install -q "$TORCH_SPEC"
+if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+    echo "building a portable llama-cpp-python $LLAMA_VERSION (about 10 minutes on 2 cores, once)"
+    mkdir -p "$WHEELS"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+        pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python -w "$WHEELS" \
+        "llama-cpp-python==$LLAMA_VERSION"
+fi
+pip install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+pip install -q -e ".[all,dev]"
 echo "lookups is installed in .venv: run .venv/bin/lookups --help"
