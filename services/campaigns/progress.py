@@ -127,10 +127,12 @@ def mark_queued(store: Store, item_id: int) -> bool:
 
 
 def claim(store: Store, item_id: int) -> tuple[Stage, Job] | None:
-    """Start an item, or None when it is finished already or its campaign is not active."""
+    """Start an item, or None when it is finished, already running elsewhere, or its campaign is
+    not active. A duplicate message for a running item is dropped: if that item's worker died,
+    ``reconcile`` makes it pending again and it is sent anew."""
     with store.session() as session:
         item = session.get(WorkItem, item_id)
-        if item is None or item.status in TERMINAL_ITEM:
+        if item is None or item.status not in ("pending", "queued"):
             return None
         campaign = session.get(Campaign, item.campaign_id)
         if campaign.status not in ACTIVE:
