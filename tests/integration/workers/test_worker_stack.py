@@ -1,0 +1,219 @@
+"""Campaigns over real Celery workers and a real redis-server, each a separate process.
+
+End to end through ``lookups stack up`` with the local LLM (SmolLM2 through llama.cpp); then the
+faults: a gpu worker SIGKILLed mid-task, Redis restarted mid-campaign, an LLM server answering
+429. The fault tests point the LLM stages at the loopback fake OpenAI server, so they are fast
+and the 429s are scripted. (No ``__init__.py`` here: it would shadow the ``workers`` package.)
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "unit" / "llm"))
+from fake_openai import FakeOpenAI, error  # noqa: E402
+
+from services.campaigns.config import CampaignConfig  # noqa: E402
+from services.campaigns.progress import CampaignProgress, create_campaign, progress  # noqa: E402
+from services.store import Store  # noqa: E402
+from services.store.models import (  # noqa: E402
+    AblationRow,
+    AttributionRow,
+    Campaign,
+    ClassificationRow,
+    ExplanationRow,
+    HeadRow,
+    NeuronRow,
+    PromptRow,
+    ScoreRow,
+    WorkItem,
+)
+from services.store.models import TestSetRow as HeldOutRow  # noqa: E402  (not a test class)
+
+pytestmark = pytest.mark.timeout(240)
+
+# Time limits far below the usual ones, so a lost task comes back within the test.
+FAST_RECOVERY = {
+    "LOOKUPS_TASK_SOFT_TIME_LIMIT_S": "50",
+    "LOOKUPS_TASK_TIME_LIMIT_S": "60",
+    "LOOKUPS_VISIBILITY_TIMEOUT_S": "90",
+    "LOOKUPS_STALE_AFTER_S": "8",
+    "LOOKUPS_ORCHESTRATE_INTERVAL_S": "0.5",
+}
+
+
+@pytest.fixture
+def env(processes):
+    processes.env.update(FAST_RECOVERY)
+    return processes.env
+
+
+@pytest.fixture
+def store(env):
+    store = Store(env["LOOKUPS_RESULTS_URL"])  # migrated here, before any worker starts
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def fake_llm():
+    with FakeOpenAI() as server:
+        server.respond = lambda prompt: "Yes" if "Answer:" in prompt else "Active on lists of names."
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tiny_config(model: Path, corpus: Path, llm: str = "local") -> CampaignConfig:
+    return CampaignConfig(
+        model=str(model), neurons=["3:5", "3:17"], corpus=str(corpus), max_train_docs=30,
+        max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8,
+        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm)
+
+
+def wait_until(condition, timeout: float, what: str, processes=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    logs = "" if processes is None else "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in processes.log_dir.glob("*.log"))
+    pytest.fail(f"timed out waiting for {what}\n{logs}")
+
+
+def wait_completed(store: Store, campaign_id: str, processes, timeout: float = 180) -> CampaignProgress:
+    def finished():
+        state = progress(store, campaign_id)
+        return state if state.status not in ("pending", "running") else None
+
+    state = wait_until(finished, timeout, f"campaign {campaign_id} to finish", processes)
+    assert state.status == "completed", state
+    return state
+
+
+def assert_every_result_once(store: Store, campaign_id: str, state: CampaignProgress) -> None:
+    """Every stage finished without failures, and each result table holds exactly the rows its
+    done items produce: nothing lost, nothing written twice."""
+    assert all(s.failed == 0 and s.done == s.total and s.running == s.pending == 0 for s in state.stages)
+    done = {s.stage: s.done for s in state.stages}
+
+    def rows(table, *where) -> int:
+        with store.session() as session:
+            return session.scalar(select(func.count()).select_from(table).where(
+                table.campaign_id == campaign_id, *where))
+
+    heads = rows(HeadRow)
+    assert heads >= 2
+    assert rows(NeuronRow) == 2 and done["neurons"] == 1
+    assert rows(PromptRow) >= done["truncate"] == 2
+    assert rows(AttributionRow) == done["attribute"] == 2
+    assert rows(ExplanationRow) == done["explain"] == heads
+    assert rows(HeldOutRow) == heads and done["test_prompts"] == 1
+    assert rows(ClassificationRow) == done["classify"] >= 1
+    assert rows(ScoreRow) == heads + rows(ClassificationRow, ClassificationRow.control.is_(True))
+    assert rows(AblationRow) == done["ablate"] == heads
+    with store.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert "explanations" in campaign.summary and "ablation" in campaign.summary
+
+
+def item_where(store: Store, campaign_id: str, **where) -> WorkItem | None:
+    with store.session() as session:
+        return session.scalars(select(WorkItem).where(
+            WorkItem.campaign_id == campaign_id,
+            *(getattr(WorkItem, k) == v for k, v in where.items())).limit(1)).first()
+
+
+def test_stack_up_runs_a_campaign_end_to_end_with_the_local_llm(
+        env, store, processes, tiny_gpt2_dir, corpus_path, tmp_path):
+    broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: stack up starts Redis
+    env["LOOKUPS_BROKER_URL"] = broker
+    stack = processes.start("stack", "up", "--no-api", "--llm-concurrency", "1",
+                            "--state-dir", str(tmp_path / "stack"), name="stack")
+    campaign_id = create_campaign(store, tiny_config(tiny_gpt2_dir, corpus_path))
+
+    state = wait_completed(store, campaign_id, processes)
+    assert_every_result_once(store, campaign_id, state)
+    assert state.input_tokens > 0 and state.eta_s is None
+    logs = tmp_path / "stack" / "logs"
+    assert {p.name for p in logs.glob("*.log")} == {
+        "redis.log", "orchestrator.log", "gpu-worker.log", "llm-worker.log"}
+    assert "redis " in processes.log("stack") and str(logs / "gpu-worker.log") in processes.log("stack")
+    assert (tmp_path / "stack" / "redis" / "appendonlydir").is_dir()
+
+    processes.kill(stack, 15)  # SIGTERM reaches every child
+    assert stack.returncode == 0
+    assert "stopping" in processes.log("stack")
+
+
+def start_workers(processes, gpu_name: str = "gpu") -> None:
+    processes.start("orchestrate", name="orchestrator")
+    processes.start("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", f"{gpu_name}@%h",
+                    name=gpu_name)
+    processes.start("worker", "--queues", "llm", "--concurrency", "2", "--hostname", "llm@%h", name="llm")
+
+
+def test_a_gpu_worker_killed_mid_task_is_replaced_and_every_result_is_stored_once(
+        store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
+    start_workers(processes)
+    gpu = processes.started[1]
+    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
+    campaign_id = create_campaign(store, config)
+
+    running = wait_until(lambda: item_where(store, campaign_id, stage="scan", status="running"),
+                         120, "the scan item to run", processes)
+    processes.kill(gpu)  # SIGKILL the worker and its pool child, mid-task
+    processes.start("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "gpu2@%h",
+                    name="gpu2")
+
+    state = wait_completed(store, campaign_id, processes)
+    assert_every_result_once(store, campaign_id, state)
+    with store.session() as session:
+        assert session.get(WorkItem, running.id).attempts >= 2  # the killed item ran again
+
+
+def test_a_redis_restart_mid_campaign_loses_nothing(
+        store, processes, redis_server, tiny_gpt2_dir, corpus_path, fake_llm):
+    start_workers(processes)
+    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
+    campaign_id = create_campaign(store, config)
+
+    wait_until(lambda: item_where(store, campaign_id, stage="truncate"), 120,
+               "the truncate stage", processes)
+    redis_server.stop()  # no append-only file: every queued message is lost
+    time.sleep(2)
+    redis_server.start()
+
+    state = wait_completed(store, campaign_id, processes)
+    assert_every_result_once(store, campaign_id, state)
+
+
+def test_llm_429s_are_retried_until_the_campaign_completes(
+        env, store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
+    env.update({"LOOKUPS_LLM_MAX_ATTEMPTS": "2", "LOOKUPS_LLM_RETRY_INITIAL_S": "0.05",
+                "LOOKUPS_LLM_RETRY_MAX_S": "0.2"})
+    # Four 429s: the client's two tries fail twice, so the task itself is retried by Celery.
+    fake_llm.faults.extend(error(429, "rate limited", {"Retry-After": "0"}) for _ in range(4))
+    start_workers(processes)
+    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
+    campaign_id = create_campaign(store, config)
+
+    state = wait_completed(store, campaign_id, processes)
+    assert_every_result_once(store, campaign_id, state)
+    assert not fake_llm.faults  # every 429 was served
+    with store.session() as session:
+        attempts = session.scalars(select(WorkItem.attempts).where(
+            WorkItem.campaign_id == campaign_id, WorkItem.stage == "explain"))
+        assert max(attempts) >= 2  # a task-level retry, not only the client's
