@@ -1,0 +1,44 @@
+"""docker-compose.yml is valid and has the topology the deployment needs, checked by Compose
+itself (``docker compose`` or Debian's ``docker-compose``; no Docker engine is needed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
+                                                 capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("neither `docker compose` nor `docker-compose` is installed "
+                "(apt-get install docker-compose)")
+
+
+def test_compose_config_validates_with_the_whole_topology():
+    result = subprocess.run([*compose_command(), "config"], cwd=REPO, capture_output=True,
+                            text=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+
+    assert set(services) == {"redis", "postgres", "api", "orchestrator", "gpu-worker",
+                             "llm-worker", "flower"}
+    assert "--appendonly" in services["redis"]["command"]
+    for name in ("redis", "postgres"):
+        assert services[name]["healthcheck"]["test"]
+    for name in ("api", "orchestrator", "gpu-worker", "llm-worker"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["environment"]["LOOKUPS_BROKER_URL"] == "redis://redis:6379/0"
+    (device,) = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert services["gpu-worker"]["command"][-4:-2] == ["--concurrency", "1"]
+    assert "cpu" in services["api"]["build"]["args"]["TORCH_INDEX_URL"]
