@@ -35,8 +35,10 @@ def expand_multi_value_options(args: list[str]) -> list[str]:
 def run_guarded(app: typer.Typer, args: list[str] | None = None) -> None:
     """Run the CLI, turning known errors into one clear line and exit code 2."""
     try:
-        app(args=expand_multi_value_options(sys.argv[1:] if args is None else args),
-            standalone_mode=False)
+        code = app(args=expand_multi_value_options(sys.argv[1:] if args is None else args),
+                   standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns (not raises) typer.Exit's code here
+            sys.exit(code)
     except LookupsError as error:
         err_console.print(f"[bold red]error:[/] {error}")
         sys.exit(2)

@@ -1,0 +1,191 @@
+"""``lookups run``, ``lookups estimate`` and ``lookups report``: a campaign on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.errors import InvalidInputError
+
+console = Console(stderr=True, soft_wrap=True)  # ids and paths stay on one line
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Campaign config (.toml or .json); flags override it.")]
+NameOpt = Annotated[str | None, typer.Option(help="Campaign name.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Packaged name (default smollm2-135m), local checkpoint dir or hub name.")]
+CorpusOpt = Annotated[str | None, typer.Option(help="File, folder or hf:NAME[:SPLIT], e.g. ../shared/corpora/openwebtext-1k.jsonl.gz or hf:NeelNanda/pile-10k.")]
+NeuronsOpt = Annotated[str | None, typer.Option(help="Explicit neurons, e.g. 27:1263,25:290.")]
+LayersOpt = Annotated[list[int] | None, typer.Option(help="Layers (default: the model's last three).")]
+PerLayerOpt = Annotated[int | None, typer.Option(help="Neurons per layer (default 20).")]
+RandomOpt = Annotated[bool, typer.Option("--random", help="The random-neuron baseline.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed (random baseline, shuffled control).")]
+TrainOpt = Annotated[int | None, typer.Option(help="Use at most this many train documents.")]
+TestOpt = Annotated[int | None, typer.Option(help="Use at most this many test documents.")]
+ContextOpt = Annotated[int | None, typer.Option(help="Tokens per document, BOS included (default 1024).")]
+TestPromptsOpt = Annotated[int | None, typer.Option(help="Held-out test prompts per head (default 10).")]
+WorthOpt = Annotated[str | None, typer.Option(help="Active-fraction range of heads worth explaining, LOW,HIGH (default 0.25,0.75).")]
+ExplainerOpt = Annotated[str | None, typer.Option(help="Explainer backend spec (default local), e.g. openai:gpt-4o.")]
+ClassifierOpt = Annotated[str | None, typer.Option(help="Judge backend spec (default local).")]
+BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop LLM calls beyond this many USD.")]
+AblationOpt = Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Run the ablation check (default on).")]
+
+
+def build_config(config: Path | None, **flags):
+    """The config file (if any) with every given flag on top; flags left out keep its values."""
+    from services.campaigns.config import load_config, parse_config
+
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if "neurons" in overrides:
+        overrides["neurons"] = [n.strip() for n in overrides["neurons"].split(",") if n.strip()]
+    if "worth_range" in overrides:
+        parts = overrides["worth_range"].split(",")
+        if len(parts) != 2:
+            raise InvalidInputError(f"--worth-range {overrides['worth_range']!r}: expected LOW,HIGH")
+        overrides["worth_range"] = parts
+    if config is not None:
+        return load_config(config, overrides)
+    if "corpus" not in overrides:
+        raise InvalidInputError("give a corpus with --corpus (or a --config file that names one)")
+    return parse_config(overrides, source="flags")
+
+
+def _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
+            max_test_docs, context_length, test_prompts_per_head, worth_range, explainer, classifier,
+            budget, ablation):
+    return build_config(
+        config, name=name, model=model, corpus=corpus, neurons=neurons, layers=layers or None,
+        per_layer=per_layer, baseline="random" if random else None, seed=seed,
+        max_train_docs=max_train_docs, max_test_docs=max_test_docs, context_length=context_length,
+        test_prompts_per_head=test_prompts_per_head, worth_range=worth_range, explainer=explainer,
+        classifier=classifier, budget_usd=budget, ablation=ablation)
+
+
+def progress_table(state) -> Table:
+    table = Table(title=f"campaign {state.id} ({state.name}): {state.status}", title_justify="left")
+    for column in ("stage", "done", "total", "failed"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in state.stages:
+        marker = "▶ " if stage.stage == state.stage and state.status == "running" else "  "
+        table.add_row(marker + stage.stage, str(stage.done), str(stage.total), str(stage.failed))
+    eta = f", ETA {state.eta_s:.0f} s" if state.eta_s is not None else ""
+    table.caption = (f"tokens {state.input_tokens} in / {state.output_tokens} out, "
+                     f"cost ${state.cost_usd:.4f}{eta}")
+    table.caption_justify = "left"
+    return table
+
+
+def run(
+    config: ConfigOpt = None, name: NameOpt = None, model: ModelOpt = None, corpus: CorpusOpt = None,
+    neurons: NeuronsOpt = None, layers: LayersOpt = None, per_layer: PerLayerOpt = None,
+    random: RandomOpt = False, seed: SeedOpt = None, max_train_docs: TrainOpt = None,
+    max_test_docs: TestOpt = None, context_length: ContextOpt = None,
+    test_prompts_per_head: TestPromptsOpt = None, worth_range: WorthOpt = None,
+    explainer: ExplainerOpt = None, classifier: ClassifierOpt = None, budget: BudgetOpt = None,
+    ablation: AblationOpt = None,
+    resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign (after Ctrl-C, a failure or cancel).")] = None,
+) -> None:
+    """Run a whole campaign in this process (no Redis), with live progress; Ctrl-C stops it
+    cleanly and ``lookups run --resume ID`` continues where it stopped."""
+    from rich.live import Live
+
+    from services.campaigns.execute import run_in_process
+    from services.campaigns.progress import create_campaign, get_campaign, progress, resume
+    from services.campaigns.runtime import Runtime
+    from services.settings import get_settings
+    from services.store import Store
+
+    settings = get_settings()
+    store = Store(settings.results_url)
+    if resume_id is None:
+        campaign_id = create_campaign(store, _config(
+            config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
+            max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
+            classifier, budget, ablation))
+    else:
+        campaign_id = resume_id
+        with store.session() as session:
+            status = get_campaign(session, campaign_id).status
+        if status not in ("pending", "running", "completed"):
+            resume(store, campaign_id)
+    console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
+    runtime = Runtime(settings)
+    try:
+        with Live(progress_table(progress(store, campaign_id)), console=console,
+                  refresh_per_second=4) as live:
+            state = run_in_process(store, campaign_id, runtime,
+                                   on_item=lambda *_: live.update(progress_table(progress(store, campaign_id))))
+            live.update(progress_table(state))
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted; the store is consistent. Continue with: lookups run --resume {campaign_id}")
+        raise typer.Exit(130) from None
+    if state.status == "failed":
+        console.print(f"[red]campaign failed:[/] {state.error}")
+        raise typer.Exit(1)
+    console.print(f"done. Report: lookups report {campaign_id} -o report.html")
+    typer.echo(campaign_id)
+
+
+def estimate(
+    config: ConfigOpt = None, campaign: Annotated[str | None, typer.Option(help="A stored campaign: exact once it is past attribution.")] = None,
+    heads_per_neuron: Annotated[float, typer.Option(help="Assumed heads worth explaining per neuron.")] = 3.0,
+    model: ModelOpt = None, corpus: CorpusOpt = None, neurons: NeuronsOpt = None,
+    layers: LayersOpt = None, per_layer: PerLayerOpt = None, test_prompts_per_head: TestPromptsOpt = None,
+    explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """LLM calls, tokens and worst-case cost of a campaign, before running it."""
+    from api.cli._common import print_json
+    from services.campaigns.config import CampaignConfig
+    from services.campaigns.estimate import estimate_campaign
+    from services.campaigns.progress import get_campaign
+    from services.campaigns.runtime import Runtime
+    from services.settings import get_settings
+    from services.store import Store
+
+    settings = get_settings()
+    store = None
+    if campaign is not None:
+        store = Store(settings.results_url)
+        with store.session() as session:
+            chosen = CampaignConfig.model_validate(get_campaign(session, campaign).config)
+    else:
+        chosen = build_config(config, model=model, corpus=corpus or "unused", neurons=neurons,
+                              layers=layers or None, per_layer=per_layer,
+                              test_prompts_per_head=test_prompts_per_head, explainer=explainer,
+                              classifier=classifier)
+    result = estimate_campaign(chosen, Runtime(settings), heads_per_neuron, store, campaign)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("stage", "backend", "calls", "cached", "input tokens", "max output tokens", "USD")
+    for stage, part in (("explain", result.explain), ("classify", result.classify)):
+        table.add_row(stage, f"{part.backend}:{part.model}", str(part.calls), str(part.cached_calls),
+                      str(part.input_tokens), str(part.max_output_tokens),
+                      f"{part.usd:.4f}" + ("" if part.priced else " (unpriced)"))
+    Console().print(table)
+    Console().print(f"total: {result.calls} calls, ${result.usd:.4f} worst case"
+                    + ("" if result.exact else "\nassuming: " + "; ".join(result.assumptions)))
+
+
+def report(
+    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
+    baseline: Annotated[str | None, typer.Option(help="A random-neuron baseline campaign to compare against.")] = None,
+) -> None:
+    """Write the campaign's self-contained HTML report."""
+    from services.report import render_report
+    from services.settings import get_settings
+    from services.store import Store
+
+    store = Store(get_settings().results_url)
+    output.write_text(render_report(store, campaign, baseline))
+    console.print(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(estimate)
+    app.command()(report)

@@ -1,0 +1,155 @@
+"""LLM calls, tokens and cost of a campaign before (or while) it runs.
+
+Exact where the store already holds what the requests are made of (explain requests once
+attribution is done, classify requests once test prompts exist); otherwise from stated
+assumptions about how many heads a neuron has and how long prompts and explanations are.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from services.campaigns.config import CampaignConfig
+from services.llm.schemas import CostEstimate, LLMRequest
+
+PROMPT_WORDS = 40  # a truncated prompt is typically a few tens of tokens
+EXPLANATION_WORDS = 60  # two to three sentences
+LAYERS_WHEN_UNKNOWN = 3  # the default: the model's last three layers
+
+
+class CampaignEstimate(BaseModel):
+    exact: bool
+    assumptions: list[str]
+    explain: CostEstimate
+    classify: CostEstimate
+    calls: int
+    usd: float
+
+
+def _filler(words: int, tag: str) -> str:
+    # distinct texts, so the client's de-duplication does not merge the synthetic requests
+    return f"{tag} " + " ".join(["word"] * words)
+
+
+def _planned_explain(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
+    from services.explain import ExplainRequest, explain_request
+    from services.llm.registry import get_template
+
+    template = get_template(config.explainer_template)
+    half = max(config.prompts_per_neuron // 2, 1)
+    return [explain_request(template, ExplainRequest(
+        token=" word", active_examples=[_filler(PROMPT_WORDS, f"{h}a{i}") for i in range(half)],
+        inactive_examples=[_filler(PROMPT_WORDS, f"{h}i{i}") for i in range(half)]))
+        for h in range(n_heads)]
+
+
+def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
+    from services.classify import ClassifyRequest, TestPrompt, classify_requests
+    from services.llm.registry import get_template
+
+    template = get_template(config.classifier_template)
+    requests: list[LLMRequest] = []
+    for h in range(n_heads):
+        for kind in ("explanation", "control"):
+            requests += classify_requests(template, ClassifyRequest(
+                token=" word", explanation=_filler(EXPLANATION_WORDS, f"{h}{kind}"),
+                prompts=[TestPrompt(text=_filler(PROMPT_WORDS, f"{h}{kind}{i}"))
+                         for i in range(config.test_prompts_per_head)]))
+    return requests
+
+
+def _past(store, campaign_id: str, stage: str) -> bool:
+    from services.campaigns.progress import get_campaign
+    from services.campaigns.stages import STAGES
+
+    names = [s.name for s in STAGES]
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        return campaign.status == "completed" or (
+            campaign.stage is not None and names.index(campaign.stage) > names.index(stage))
+
+
+def _stored_explain(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
+    """The explain requests exactly as the explain stage builds them."""
+    from services.campaigns.stages import _attribution, _heads, _token, neuron_key
+    from services.explain import ExplainRequest, explain_request
+    from services.heads import HeadRef
+    from services.llm.registry import get_template
+
+    template = get_template(config.explainer_template)
+    requests = []
+    with store.session() as session:
+        for head in _heads(session, campaign_id):
+            ref = HeadRef(layer=head.head_layer, head=head.head)
+            attribution = _attribution(session, campaign_id, head.layer, head.neuron)
+            requests.append(explain_request(template, ExplainRequest(
+                neuron=neuron_key(head.layer, head.neuron), head=str(ref),
+                token=_token(session, campaign_id, head.layer, head.neuron),
+                active_examples=[p.text for p in attribution.prompts if ref in p.active],
+                inactive_examples=[p.text for p in attribution.prompts if ref not in p.active])))
+    return requests
+
+
+def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
+    """The classify requests exactly as the classify stage builds them (control included)."""
+    from sqlalchemy import select
+
+    from services.campaigns.progress import get_campaign
+    from services.campaigns.stages import STAGE_BY_NAME, _classifiable, _token
+    from services.classify import ClassifyRequest, TestPrompt, classify_requests
+    from services.llm.registry import get_template
+    from services.score import derangement
+    from services.store.models import ExplanationRow, TestSetRow
+    from services.test_prompts import HeadTestSet
+
+    template = get_template(config.classifier_template)
+    requests = []
+    with store.session() as session:
+        keys = STAGE_BY_NAME["classify"].plan(session, get_campaign(session, campaign_id))
+        heads = _classifiable(session, campaign_id)
+        for key in keys:
+            head_key, _, kind = key.rpartition("/")
+            index = next(i for i, h in enumerate(heads) if h.key == head_key)
+            donor = heads[derangement(len(heads), config.seed)[index]] if kind == "control" else heads[index]
+            test_set = HeadTestSet.model_validate(session.scalar(
+                select(TestSetRow.payload).where(TestSetRow.head_id == heads[index].id)))
+            explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
+            requests += classify_requests(template, ClassifyRequest(
+                token=_token(session, campaign_id, heads[index].layer, heads[index].neuron),
+                explanation=explanation,
+                prompts=[TestPrompt(text=p.prompt.text) for p in test_set.prompts]))
+    return requests
+
+
+def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float = 3.0,
+                      store=None, campaign_id: str | None = None) -> CampaignEstimate:
+    """From the config alone, or from a stored campaign: exact once its stages got that far."""
+    assumptions: list[str] = []
+    n_heads = None
+    explain_requests = classify_requests = None
+    if campaign_id is not None and _past(store, campaign_id, "attribute"):
+        explain_requests = _stored_explain(store, campaign_id, config)
+        n_heads = len(explain_requests)
+    if campaign_id is not None and _past(store, campaign_id, "test_prompts"):
+        classify_requests = _stored_classify(store, campaign_id, config)
+    if n_heads is None:
+        n_neurons = len(config.neurons) if config.neurons else config.per_layer * (
+            len(config.layers) if config.layers else LAYERS_WHEN_UNKNOWN)
+        n_heads = round(n_neurons * heads_per_neuron)
+        if config.neurons is None and config.layers is None:
+            assumptions.append(f"{LAYERS_WHEN_UNKNOWN} layers (the model's last three)")
+        assumptions.append(f"{heads_per_neuron:g} heads worth explaining per neuron "
+                           f"({n_neurons} neurons, {n_heads} heads)")
+        assumptions.append(f"train prompts of ~{PROMPT_WORDS} words, half of them active")
+    if classify_requests is None:
+        assumptions.append(f"every head has a two-class test set of {config.test_prompts_per_head} "
+                           f"prompts (~{PROMPT_WORDS} words) and an explanation of ~{EXPLANATION_WORDS} "
+                           "words; each is judged twice (explanation and shuffled control)")
+        classify_requests = _planned_classify(config, n_heads)
+    if explain_requests is None:
+        explain_requests = _planned_explain(config, n_heads)
+    explain = runtime.llm(config.explainer, None).estimate(explain_requests)
+    classify = runtime.llm(config.classifier, None).estimate(classify_requests)
+    return CampaignEstimate(exact=not assumptions, assumptions=assumptions, explain=explain,
+                            classify=classify, calls=explain.calls + classify.calls,
+                            usd=explain.usd + classify.usd)

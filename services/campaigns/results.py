@@ -1,0 +1,148 @@
+"""A campaign's results read back from the store as one pydantic export.
+
+The API's results endpoint pages through it (by neuron) and the HTML report renders all of it,
+so both show exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from services.ablation import HeadAblation, KSResult
+from services.campaigns.progress import CampaignProgress, get_campaign, progress
+from services.classify import HeadClassification
+from services.heads import NeuronAttribution
+from services.schemas import TruncatedPrompt
+from services.score import CampaignSummary, HeadScore
+from services.store import Store
+from services.store.models import (
+    AblationRow,
+    AttributionRow,
+    ClassificationRow,
+    ExplanationRow,
+    HeadRow,
+    NeuronRow,
+    PromptRow,
+    ScoreRow,
+)
+
+
+class TestPrediction(BaseModel):
+    """One held-out prompt: the ground truth and what the judge answered from the explanation."""
+
+    prompt: str
+    active: bool | None
+    answer: str
+    p_yes: float | None
+
+
+class HeadResult(BaseModel):
+    head_layer: int
+    head: int
+    active_fraction: float = Field(description="Share of the neuron's train prompts it is active on.")
+    explanation: str | None
+    explainer: str | None = Field(description="backend:model that wrote the explanation.")
+    predictions: list[TestPrediction]
+    score: HeadScore | None
+    control_score: HeadScore | None = Field(description="Judged with another head's explanation.")
+    ablation: KSResult | None
+
+
+class NeuronResult(BaseModel):
+    layer: int
+    neuron: int
+    token: str
+    token_id: int
+    congruence: float
+    prompts: list[TruncatedPrompt] = Field(description="Truncated train contexts, strongest first.")
+    attribution_definition: str | None
+    mean_attribution: list[list[float]] | None = Field(
+        description="Mean head attribution over the prompts: [layer][head] for layers below the neuron's.")
+    heads: list[HeadResult]
+
+
+class CampaignSummaryBlock(BaseModel):
+    explanations: CampaignSummary | None
+    control: CampaignSummary | None
+    ablation: KSResult | None
+
+
+class CampaignResults(BaseModel):
+    campaign: CampaignProgress
+    config: dict
+    provenance: dict
+    summary: CampaignSummaryBlock
+    scores: list[float] = Field(description="Every scored head's explanation score.")
+    control_scores: list[float] = Field(description="Scores of the shuffled-explanation control.")
+    count: int = Field(description="Neurons in the campaign (the page holds at most limit of them).")
+    neurons: list[NeuronResult]
+
+
+def _summary(raw: dict | None) -> CampaignSummaryBlock:
+    raw = raw or {}
+    return CampaignSummaryBlock(
+        explanations=raw.get("explanations"), control=raw.get("control"), ablation=raw.get("ablation"))
+
+
+def campaign_results(store: Store, campaign_id: str, skip: int = 0, limit: int | None = None) -> CampaignResults:
+    """Everything the campaign has stored so far; neurons ``skip``..``skip+limit`` in full."""
+    state = progress(store, campaign_id)
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        where = NeuronRow.campaign_id == campaign_id
+        count = session.scalar(select(func.count()).select_from(NeuronRow).where(where))
+        rows = list(session.scalars(select(NeuronRow).where(where).order_by(NeuronRow.id)
+                                    .offset(skip).limit(limit)))
+        scores = {(r.head_id, r.control): HeadScore.model_validate(r.payload) for r in session.scalars(
+            select(ScoreRow).where(ScoreRow.campaign_id == campaign_id))}
+        neurons = [_neuron(session, campaign_id, row, scores) for row in rows]
+        return CampaignResults(
+            campaign=state, config=campaign.config, provenance=campaign.provenance or {},
+            summary=_summary(campaign.summary),
+            scores=[s.score for (_, control), s in scores.items() if not control and s.score is not None],
+            control_scores=[s.score for (_, control), s in scores.items() if control and s.score is not None],
+            count=count, neurons=neurons,
+        )
+
+
+def _neuron(session, campaign_id: str, row: NeuronRow, scores: dict) -> NeuronResult:
+    same = dict(campaign_id=campaign_id, layer=row.layer, neuron=row.neuron)
+    prompts = [TruncatedPrompt.model_validate(p) for p in session.scalars(
+        select(PromptRow.payload).filter_by(split="train", **same).order_by(PromptRow.rank))]
+    payload = session.scalar(select(AttributionRow.payload).filter_by(**same))
+    attribution = NeuronAttribution.model_validate(payload) if payload else None
+    heads = list(session.scalars(select(HeadRow).filter_by(**same).order_by(HeadRow.head_layer, HeadRow.head)))
+    return NeuronResult(
+        layer=row.layer, neuron=row.neuron, token=row.token, token_id=row.token_id,
+        congruence=row.congruence, prompts=prompts,
+        attribution_definition=attribution.definition if attribution else None,
+        mean_attribution=_mean_scores(attribution) if attribution and attribution.prompts else None,
+        heads=[_head(session, head, scores) for head in heads],
+    )
+
+
+def _mean_scores(attribution: NeuronAttribution) -> list[list[float]]:
+    n = len(attribution.prompts)
+    first = attribution.prompts[0].scores
+    return [[sum(p.scores[layer][head] for p in attribution.prompts) / n for head in range(len(first[layer]))]
+            for layer in range(len(first))]
+
+
+def _head(session, head: HeadRow, scores: dict) -> HeadResult:
+    explanation = session.scalar(select(ExplanationRow).where(ExplanationRow.head_id == head.id))
+    classified = session.scalar(select(ClassificationRow.payload).where(
+        ClassificationRow.head_id == head.id, ClassificationRow.control.is_(False)))
+    ablation = session.scalar(select(AblationRow.payload).where(AblationRow.head_id == head.id))
+    predictions = []
+    if classified is not None:
+        predictions = [TestPrediction(prompt=r.prompt, active=r.active, answer=r.answer, p_yes=r.p_yes)
+                       for r in HeadClassification.model_validate(classified).results]
+    return HeadResult(
+        head_layer=head.head_layer, head=head.head, active_fraction=head.active_fraction,
+        explanation=explanation.text if explanation else None,
+        explainer=f"{explanation.payload['backend']}:{explanation.payload['model']}" if explanation else None,
+        predictions=predictions, score=scores.get((head.id, False)),
+        control_score=scores.get((head.id, True)),
+        ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
+    )
