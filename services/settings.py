@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     )
     orchestrate_interval_s: float = Field(default=10.0, gt=0, description="Reconcile loop period.")
 
+    environment: Literal["development", "production"] = Field(
+        default="production", description="'development' lets the API run without bearer tokens.")
+    api_tokens: list[str] = Field(
+        default=[], description="Bearer tokens the REST API accepts (JSON list in LOOKUPS_API_TOKENS).")
+    api_max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Larger request bodies get 413.")
+    api_orchestrate: bool = Field(
+        default=True, description="The API process runs the reconcile loop (re-enqueues lost work) in a thread.")
+
+    api_url: str = Field(default="http://127.0.0.1:8000", description="Where `lookups campaign` finds the API.")
+    api_token: str | None = Field(default=None, description="Bearer token `lookups campaign` sends.")
+
+    def check_api(self) -> None:
+        """The API refuses to start unauthenticated outside development."""
+        if not self.api_tokens and self.environment != "development":
+            raise ValueError("LOOKUPS_API_TOKENS is empty: set bearer tokens (a JSON list), "
+                             "or LOOKUPS_ENVIRONMENT=development to run the API without auth")
+
 
 def get_settings() -> Settings:
     """Fresh settings each call, so tests and CLI flags can change the environment."""

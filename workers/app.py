@@ -12,7 +12,7 @@ def make_app() -> Celery:
         raise ValueError("LOOKUPS_TASK_TIME_LIMIT_S must stay below LOOKUPS_VISIBILITY_TIMEOUT_S, "
                          "or Redis redelivers tasks that are still running")
     app = Celery("lookups", broker=settings.broker_url, backend=settings.broker_url,
-                 include=["workers.tasks"])
+                 include=["workers.tasks", "workers.jobs"])
     app.conf.update(
         task_routes={"lookups.gpu.*": {"queue": "gpu"}, "lookups.llm.*": {"queue": "llm"}},
         task_acks_late=True,

@@ -2,7 +2,7 @@
 
 import typer
 
-from api.cli import analysis, heads, llm, run, workers
+from api.cli import analysis, heads, llm, remote, run, server, workers
 from api.cli._common import run_guarded
 
 app = typer.Typer(
@@ -15,7 +15,9 @@ app = typer.Typer(
 analysis.register(app)
 heads.register(app)
 llm.register(app)
+remote.register(app)
 run.register(app)
+server.register(app)
 workers.register(app)
 
 

@@ -206,3 +206,19 @@ class AblationRow(Base):
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), unique=True)
     payload: Mapped[dict] = mapped_column(JSON)
+
+
+class JobRow(Base):
+    """A single job submitted over the API (scan, attribute, explain or classify one thing):
+    its request and result are the JSON of services.jobs models."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending/queued/running/done/failed
+    request: Mapped[dict] = mapped_column(JSON)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

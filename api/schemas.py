@@ -1,0 +1,54 @@
+"""Request and response bodies of the REST API (Base / Create / Public per resource)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from services.campaigns.config import CampaignConfig
+from services.campaigns.progress import CampaignProgress
+
+
+class CampaignCreate(CampaignConfig):
+    """A campaign is submitted as its config (same fields as a campaign .toml file)."""
+
+
+class CampaignAccepted(BaseModel):
+    id: str
+    status: str
+    dispatched: bool = Field(description="False when the broker was unreachable; the orchestrator "
+                                         "enqueues the campaign once it is back.")
+
+
+class CampaignBrief(BaseModel):
+    id: str
+    name: str
+    status: str
+    stage: str | None
+    created_at: datetime
+
+
+class CampaignsPublic(BaseModel):
+    data: list[CampaignBrief]
+    count: int
+
+
+class CampaignPublic(CampaignProgress):
+    created_at: datetime
+    config: CampaignConfig
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. 'body.corpus' or 'query.limit'.")
+    problem: str
+
+
+class ErrorPublic(BaseModel):
+    detail: str
+    errors: list[Problem] = []
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

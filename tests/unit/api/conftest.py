@@ -1,0 +1,37 @@
+"""The API in-process over a real SQLite store, with a broker address where nothing listens."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from tests.integration.conftest import free_port
+    from services.settings import Settings
+
+    return Settings(environment="production", api_tokens=[TOKEN], api_orchestrate=False,
+                    results_url=f"sqlite:///{tmp_path / 'results.sqlite'}",
+                    broker_url=f"redis://127.0.0.1:{free_port()}/0", api_max_request_bytes=20_000)
+
+
+@pytest.fixture
+def store(settings):
+    from services.store import Store
+
+    store = Store(settings.results_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def client(settings, store, monkeypatch):
+    from api.app import create_app
+
+    # workers.app reads the broker address from the environment when first imported
+    monkeypatch.setenv("LOOKUPS_BROKER_URL", settings.broker_url)
+    with TestClient(create_app(settings, store), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield client

@@ -1,0 +1,120 @@
+"""Validation, auth, size limits, 404s and broker outages, against the real app and store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.api.conftest import TOKEN
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIG = {"corpus": "/data/corpus.jsonl", "neurons": ["3:5"], "model": "tiny", "name": "t"}
+
+
+def test_auth_required(client):
+    client.headers.pop("Authorization")
+    assert client.get("/v1/campaigns").status_code == 401
+    assert client.get("/v1/campaigns").headers["WWW-Authenticate"] == "Bearer"
+    wrong = client.get("/v1/campaigns", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "invalid bearer token"
+    assert client.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_refuses_to_start_without_tokens_outside_development(settings):
+    from api.app import create_app
+
+    with pytest.raises(ValueError, match="LOOKUPS_API_TOKENS"):
+        create_app(settings.model_copy(update={"api_tokens": []}))
+
+
+def test_development_mode_needs_no_token(settings, store):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    app = create_app(settings.model_copy(update={"api_tokens": [], "environment": "development"}), store)
+    with TestClient(app) as open_client:
+        assert open_client.get("/v1/campaigns").json() == {"data": [], "count": 0}
+
+
+def test_validation_errors_name_the_field(client):
+    bad = client.post("/v1/campaigns", json={**CONFIG, "per_layer": 0})
+    assert bad.status_code == 422
+    body = bad.json()
+    fields = {e["field"]: e["problem"] for e in body["errors"]}
+    assert "body.per_layer" in fields and "greater than or equal to 1" in fields["body.per_layer"]
+    neurons = client.post("/v1/campaigns", json={**CONFIG, "neurons": ["3-5"]})
+    assert neurons.status_code == 422 and "LAYER:INDEX" in neurons.json()["detail"]
+    missing = client.post("/v1/campaigns", json={"neurons": ["3:5"]})
+    assert missing.json()["errors"] == [{"field": "body.corpus", "problem": "Field required"}]
+    extra = client.post("/v1/campaigns", json={**CONFIG, "nonsense": 1})
+    assert extra.json()["errors"][0]["field"] == "body.nonsense"
+    assert client.get("/v1/campaigns?limit=0").json()["errors"][0]["field"] == "query.limit"
+    assert client.get("/v1/campaigns?status=bogus").status_code == 422
+
+
+def test_size_limit(client):
+    huge = client.post("/v1/campaigns", content=json.dumps({**CONFIG, "name": "x" * 30_000}),
+                       headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and "20000 bytes" in huge.json()["detail"]
+
+
+def test_unknown_ids_are_404(client):
+    for path in ("/v1/campaigns/nope", "/v1/campaigns/nope/results", "/v1/campaigns/nope/report",
+                 "/v1/jobs/nope"):
+        response = client.get(path)
+        assert response.status_code == 404 and "nope" in response.json()["detail"], path
+    assert client.post("/v1/campaigns/nope/cancel").status_code == 404
+    assert client.post("/v1/campaigns/nope/resume").status_code == 404
+
+
+def test_submit_with_the_broker_down_stores_the_campaign(client, store):
+    """Nothing listens on the broker port: the campaign is still accepted, quickly, and kept
+    pending for the orchestrator to start once Redis is back."""
+    accepted = client.post("/v1/campaigns", json=CONFIG)
+    assert accepted.status_code == 202
+    campaign_id = accepted.json()["id"]
+    assert accepted.headers["Location"] == f"/v1/campaigns/{campaign_id}"
+    assert accepted.json()["dispatched"] is False
+    shown = client.get(f"/v1/campaigns/{campaign_id}").json()
+    assert shown["config"]["corpus"] == CONFIG["corpus"] and shown["status"] == "pending"
+    listed = client.get("/v1/campaigns", params={"status": "pending"}).json()
+    assert listed["count"] == 1 and listed["data"][0]["id"] == campaign_id
+    assert client.get("/v1/campaigns", params={"status": "completed"}).json()["count"] == 0
+    assert client.post(f"/v1/campaigns/{campaign_id}/cancel").json()["status"] == "cancelled"
+    assert client.post(f"/v1/campaigns/{campaign_id}/resume").json()["status"] == "pending"
+    results = client.get(f"/v1/campaigns/{campaign_id}/results").json()
+    assert results["count"] == 0 and results["neurons"] == []
+    report = client.get(f"/v1/campaigns/{campaign_id}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "No scored heads yet" in report.text
+
+
+def test_job_submitted_with_the_broker_down_stays_pending(client):
+    job = client.post("/v1/jobs/explain", json={"request": {"token": " right", "active_examples": ["a b"]}})
+    assert job.status_code == 202 and job.json()["status"] == "pending"
+    shown = client.get(job.headers["Location"]).json()
+    assert shown["kind"] == "explain" and shown["status"] == "pending" and shown["result"] is None
+    bad = client.post("/v1/jobs/scan", json={"corpus": "c", "neurons": ["x"]})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"].startswith("body.neurons")
+
+
+def test_meta(client):
+    assert "local" in [b["name"] for b in client.get("/v1/backends").json()["data"]]
+    assert "neo2024" in [t["name"] for t in client.get("/v1/templates").json()["data"]]
+    assert client.get("/v1/models").json()["data"][0]["name"] == "smollm2-135m"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["store"] == "ok"
+    assert ready.json()["checks"]["redis"].startswith("error")
+
+
+def test_openapi_file_is_current():
+    """docs/openapi.json is regenerated with: lookups api --dump-openapi docs/openapi.json"""
+    from api.cli.server import openapi_schema
+
+    kept = json.loads((REPO / "docs" / "openapi.json").read_text())
+    assert kept == json.loads(json.dumps(openapi_schema())), "regenerate docs/openapi.json"
+    ids = [op["operationId"] for path in kept["paths"].values() for op in path.values()]
+    assert "submit_campaign" in ids and "get_campaign_report" in ids and len(ids) == len(set(ids))
