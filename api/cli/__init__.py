@@ -2,7 +2,7 @@
 
 import typer
 
-from api.cli import analysis, heads, llm, remote, run, server, workers
+from api.cli import analysis, heads, llm, remote, run, server, stack, workers
 from api.cli._common import run_guarded
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ llm.register(app)
 remote.register(app)
 run.register(app)
 server.register(app)
+stack.register(app)
 workers.register(app)
 
 
