@@ -30,18 +30,24 @@ class ItemTask(app.Task):
         dispatch_item_campaign(store, args[0])
 
 
-@app.task(name="lookups.gpu.run_item", base=ItemTask)
-def run_gpu_item(item_id: int) -> str:
+def redelivered(task) -> bool:
+    """True when the broker restored this message because the worker holding it was lost."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
+
+
+@app.task(name="lookups.gpu.run_item", base=ItemTask, bind=True)
+def run_gpu_item(self, item_id: int) -> str:
     store, runtime = worker_state()
-    outcome = execute_item(store, runtime, item_id)
+    outcome = execute_item(store, runtime, item_id, takeover=redelivered(self))
     dispatch_item_campaign(store, item_id)
     return outcome
 
 
 @app.task(name="lookups.llm.run_item", base=ItemTask, autoretry_for=(BackendUnavailableError,),
-          retry_backoff=True, retry_backoff_max=300, retry_jitter=True, max_retries=5)
-def run_llm_item(item_id: int) -> str:
+          retry_backoff=True, retry_backoff_max=300, retry_jitter=True, max_retries=5, bind=True)
+def run_llm_item(self, item_id: int) -> str:
     store, runtime = worker_state()
-    outcome = execute_item(store, runtime, item_id, retryable=(BackendUnavailableError,))
+    outcome = execute_item(store, runtime, item_id, retryable=(BackendUnavailableError,),
+                           takeover=redelivered(self))
     dispatch_item_campaign(store, item_id)
     return outcome

@@ -25,11 +25,17 @@ Outcome = Literal["done", "duplicate", "skipped", "failed"]
 
 
 def execute_item(
-    store: Store, runtime: Runtime, item_id: int, retryable: tuple[type[Exception], ...] = ()
+    store: Store,
+    runtime: Runtime,
+    item_id: int,
+    retryable: tuple[type[Exception], ...] = (),
+    *,
+    takeover: bool = False,
 ) -> Outcome:
     """Errors in ``retryable`` hand the item back and propagate (the caller retries it);
-    any other error marks the item failed with its message, so the rest of the stage goes on."""
-    claimed = claim(store, item_id)
+    any other error marks the item failed with its message, so the rest of the stage goes on.
+    ``takeover``: the item's previous holder is known to be lost (see ``claim``)."""
+    claimed = claim(store, item_id, takeover=takeover)
     if claimed is None:
         return "skipped"
     stage, job = claimed

@@ -126,13 +126,18 @@ def mark_queued(store: Store, item_id: int) -> bool:
             .values(status="queued", enqueued_at=utcnow())).rowcount)
 
 
-def claim(store: Store, item_id: int) -> tuple[Stage, Job] | None:
-    """Start an item, or None when it is finished, already running elsewhere, or its campaign is
-    not active. A duplicate message for a running item is dropped: if that item's worker died,
-    ``reconcile`` makes it pending again and it is sent anew."""
+def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage, Job] | None:
+    """Start an item, or None when it is finished, running elsewhere, or its campaign is not
+    active.
+
+    A running item is claimed only with ``takeover``: the broker redelivered its message because
+    the worker holding it was lost. Any other message for a running item is a duplicate (the
+    reconcile loop re-sent an item that was merely waiting) and is dropped.
+    """
+    claimable = ("pending", "queued", "running") if takeover else ("pending", "queued")
     with store.session() as session:
         item = session.get(WorkItem, item_id)
-        if item is None or item.status not in ("pending", "queued"):
+        if item is None or item.status not in claimable:
             return None
         campaign = session.get(Campaign, item.campaign_id)
         if campaign.status not in ACTIVE:

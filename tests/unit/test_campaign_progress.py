@@ -107,6 +107,16 @@ def test_finish_twice_writes_once_and_a_redelivered_item_is_skipped(store, confi
     assert items(store, campaign_id, "neurons")[0].attempts == 1
 
 
+def test_a_running_item_is_taken_over_only_on_redelivery(store, config, runtime):
+    campaign_id = create_campaign(store, config)
+    (item_id,) = advance(store, campaign_id)
+    assert claim(store, item_id) is not None  # a worker starts it, then is lost
+    assert claim(store, item_id) is None  # a duplicate message while it runs is dropped
+    assert execute_item(store, runtime, item_id, takeover=True) == "done"  # broker redelivery
+    assert items(store, campaign_id, "neurons")[0].attempts == 2
+    assert count(store, NeuronRow, campaign_id) == 2
+
+
 def test_cancel_stops_new_work_and_resume_continues(store, config, runtime):
     campaign_id = create_campaign(store, config)
     (neurons,) = advance(store, campaign_id)
