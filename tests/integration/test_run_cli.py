@@ -134,7 +134,7 @@ def test_estimate_exact_for_a_finished_campaign(finished):
     assert estimate["explain"]["cached_calls"] >= 1
 
 
-def test_estimate_from_flags_states_its_assumptions(finished, tiny_gpt2_dir, corpus_path):
+def test_estimate_from_flags_states_its_assumptions(finished):
     done = lookups(finished["env"], "estimate", "--neurons", "3:5,3:17", "--explainer", "openai:gpt-4o",
                    "--classifier", "openai:gpt-4o-mini", "--json")
     assert done.returncode == 0, done.stderr
@@ -220,3 +220,14 @@ def test_report_renders_in_chromium(finished, tmp_path):
     chromium(f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,2400",
              f"--screenshot={screenshot}", report.as_uri())
     assert screenshot.stat().st_size > 10_000
+
+
+def test_report_overlays_a_baseline_campaign(finished, tmp_path):
+    """``--baseline`` adds the other campaign's scores to the figure and the score table (here the
+    campaign itself stands in for a random-neuron run, which would take another minute)."""
+    report = tmp_path / "report.html"
+    done = lookups(finished["env"], "report", finished["id"], "--baseline", finished["id"], "-o", str(report))
+    assert done.returncode == 0, done.stderr
+    assert "<th>random-neuron baseline</th>" in report.read_text()
+    missing = lookups(finished["env"], "report", finished["id"], "--baseline", "nope", "-o", str(report))
+    assert missing.returncode == 2 and "no campaign with id 'nope'" in missing.stderr
