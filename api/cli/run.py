@@ -85,14 +85,20 @@ def run(
     test_prompts_per_head: TestPromptsOpt = None, worth_range: WorthOpt = None,
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None, budget: BudgetOpt = None,
     ablation: AblationOpt = None,
-    resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign (after Ctrl-C, a failure or cancel).")] = None,
+    resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel).")] = None,
 ) -> None:
     """Run a whole campaign in this process (no Redis), with live progress; Ctrl-C stops it
     cleanly and ``lookups run --resume ID`` continues where it stopped."""
     from rich.live import Live
 
     from services.campaigns.execute import run_in_process
-    from services.campaigns.progress import create_campaign, get_campaign, progress, resume
+    from services.campaigns.progress import (
+        create_campaign,
+        get_campaign,
+        progress,
+        resolve_campaign_id,
+        resume,
+    )
     from services.campaigns.runtime import Runtime
     from services.settings import get_settings
     from services.store import Store
@@ -105,7 +111,7 @@ def run(
             max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
             classifier, budget, ablation))
     else:
-        campaign_id = resume_id
+        campaign_id = resolve_campaign_id(store, resume_id)
         with store.session() as session:
             status = get_campaign(session, campaign_id).status
         if status not in ("pending", "running", "completed"):
@@ -171,17 +177,18 @@ def estimate(
 
 
 def report(
-    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    campaign: Annotated[str, typer.Argument(help="Campaign id, or 'latest'.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
     baseline: Annotated[str | None, typer.Option(help="A random-neuron baseline campaign to compare against.")] = None,
 ) -> None:
     """Write the campaign's self-contained HTML report."""
+    from services.campaigns.progress import resolve_campaign_id
     from services.report import render_report
     from services.settings import get_settings
     from services.store import Store
 
     store = Store(get_settings().results_url)
-    output.write_text(render_report(store, campaign, baseline))
+    output.write_text(render_report(store, resolve_campaign_id(store, campaign), baseline))
     console.print(f"wrote {output}")
 
 

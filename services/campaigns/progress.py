@@ -53,6 +53,17 @@ def get_campaign(session, campaign_id: str) -> Campaign:
     return campaign
 
 
+def resolve_campaign_id(store: Store, reference: str) -> str:
+    """A campaign id, or ``latest`` for the most recently created campaign in the store."""
+    if reference != "latest":
+        return reference
+    with store.session() as session:
+        found = session.scalar(select(Campaign.id).order_by(Campaign.created_at.desc()).limit(1))
+    if found is None:
+        raise InvalidInputError(f"the store {store.url} holds no campaign yet")
+    return found
+
+
 def _next_stage(current: str | None) -> Stage | None:
     if current is None:
         return STAGES[0]

@@ -222,6 +222,13 @@ def test_report_renders_in_chromium(finished, tmp_path):
     assert screenshot.stat().st_size > 10_000
 
 
+def test_report_latest_is_the_newest_campaign(finished, tmp_path):
+    latest = tmp_path / "latest.html"
+    done = lookups(finished["env"], "report", "latest", "-o", str(latest))
+    assert done.returncode == 0, done.stderr
+    assert finished["id"] in latest.read_text()  # the store's only, hence newest, campaign
+
+
 def test_report_overlays_a_baseline_campaign(finished, tmp_path):
     """``--baseline`` adds the other campaign's scores to the figure and the score table (here the
     campaign itself stands in for a random-neuron run, which would take another minute)."""

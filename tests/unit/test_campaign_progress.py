@@ -25,9 +25,11 @@ from services.campaigns.progress import (  # noqa: E402
     create_campaign,
     finish,
     progress,
+    resolve_campaign_id,
     resume,
 )
 from services.campaigns.runtime import Runtime  # noqa: E402
+from services.errors import InvalidInputError  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import Campaign, ExplanationRow, HeadRow, NeuronRow, WorkItem  # noqa: E402
 
@@ -150,3 +152,12 @@ def test_a_failed_item_is_recorded_and_the_stage_goes_on(store, config, runtime,
     assert count(store, ExplanationRow, campaign_id) == count(store, HeadRow, campaign_id) - 1
     score = next(s for s in final.stages if s.stage == "score")
     assert score.done == 1
+
+
+def test_latest_names_the_newest_campaign(store, config):
+    with pytest.raises(InvalidInputError, match="no campaign"):
+        resolve_campaign_id(store, "latest")
+    first = create_campaign(store, config)
+    second = create_campaign(store, config)
+    assert resolve_campaign_id(store, "latest") == second
+    assert resolve_campaign_id(store, first) == first
