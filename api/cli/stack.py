@@ -89,6 +89,11 @@ def up(
         raise InvalidInputError(f"--broker-url {url!r}: expected redis://HOST:PORT/DB")
     if llm_concurrency < 1:
         raise InvalidInputError(f"--llm-concurrency must be at least 1, got {llm_concurrency}")
+    if api:
+        try:  # refuse here, before anything starts, rather than when the api child exits
+            get_settings().check_api()
+        except ValueError as error:
+            raise InvalidInputError(f"{error} (or start without the api: --no-api)") from error
     from services.store import Store
 
     Store(get_settings().results_url).dispose()  # migrate once here, not in every child at once

@@ -23,9 +23,19 @@ def compose_command() -> list[str]:
                 "(apt-get install docker-compose)")
 
 
+def compose_config(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*compose_command(), "config"], cwd=REPO, capture_output=True, text=True,
+                          env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env})
+
+
+def test_compose_refuses_an_api_without_bearer_tokens():
+    result = compose_config()
+    assert result.returncode != 0
+    assert "set LOOKUPS_API_TOKENS" in result.stderr
+
+
 def test_compose_config_validates_with_the_whole_topology():
-    result = subprocess.run([*compose_command(), "config"], cwd=REPO, capture_output=True,
-                            text=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    result = compose_config(LOOKUPS_API_TOKENS='["secret"]')
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
 
@@ -42,3 +52,5 @@ def test_compose_config_validates_with_the_whole_topology():
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert services["gpu-worker"]["command"][-4:-2] == ["--concurrency", "1"]
     assert "cpu" in services["api"]["build"]["args"]["TORCH_INDEX_URL"]
+    assert services["api"]["environment"]["LOOKUPS_API_TOKENS"] == '["secret"]'
+    assert services["api"]["environment"]["LOOKUPS_BROKER_URL"] == "redis://redis:6379/0"

@@ -136,26 +136,56 @@ def item_where(store: Store, campaign_id: str, **where) -> WorkItem | None:
             *(getattr(WorkItem, k) == v for k, v in where.items())).limit(1)).first()
 
 
+def submit_over_http(port: int, token: str, config: CampaignConfig, processes) -> str:
+    """POST the campaign to the stack's REST api, as a user would, once it answers."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+
+    def api_up() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(api_up, 60, "the stack's api to answer", processes)
+    response = httpx.post(f"{base}/v1/campaigns", json=config.model_dump(mode="json"),
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
 def test_stack_up_runs_a_campaign_end_to_end_with_the_local_llm(
         env, store, processes, tiny_gpt2_dir, corpus_path, tmp_path):
     broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: stack up starts Redis
-    env["LOOKUPS_BROKER_URL"] = broker
-    stack = processes.start("stack", "up", "--no-api", "--llm-concurrency", "1",
+    port = free_port()
+    env.update(LOOKUPS_BROKER_URL=broker, LOOKUPS_API_TOKENS='["stack-secret"]')
+    stack = processes.start("stack", "up", "--llm-concurrency", "1", "--port", str(port),
                             "--state-dir", str(tmp_path / "stack"), name="stack")
-    campaign_id = create_campaign(store, tiny_config(tiny_gpt2_dir, corpus_path))
+    campaign_id = submit_over_http(port, "stack-secret", tiny_config(tiny_gpt2_dir, corpus_path),
+                                   processes)
 
     state = wait_completed(store, campaign_id, processes)
     assert_every_result_once(store, campaign_id, state)
     assert state.input_tokens > 0 and state.eta_s is None
     logs = tmp_path / "stack" / "logs"
     assert {p.name for p in logs.glob("*.log")} == {
-        "redis.log", "orchestrator.log", "gpu-worker.log", "llm-worker.log"}
+        "redis.log", "orchestrator.log", "gpu-worker.log", "llm-worker.log", "api.log"}
     assert "redis " in processes.log("stack") and str(logs / "gpu-worker.log") in processes.log("stack")
     assert (tmp_path / "stack" / "redis" / "appendonlydir").is_dir()
 
     processes.kill(stack, 15)  # SIGTERM reaches every child
     assert stack.returncode == 0
     assert "stopping" in processes.log("stack")
+
+
+def test_stack_up_without_api_tokens_starts_nothing(env, processes, tmp_path):
+    env.pop("LOOKUPS_API_TOKENS", None)
+    env["LOOKUPS_ENVIRONMENT"] = "production"
+    stack = processes.start("stack", "up", "--state-dir", str(tmp_path / "stack"), name="stack")
+    assert stack.wait(timeout=60) == 2
+    assert "LOOKUPS_API_TOKENS" in processes.log("stack")
+    assert not (tmp_path / "stack").exists()
 
 
 def start_workers(processes, gpu_name: str = "gpu") -> None:
