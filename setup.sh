@@ -2,9 +2,28 @@
 # Set up lookups on a fresh machine: a virtual environment in .venv with the CPU build of torch
 # installed first (so pip never pulls the multi-GB CUDA build), a portable llama-cpp-python,
 # then lookups and all its extras.
-# Usage: bash setup.sh        (GPU machines: TORCH_SPEC="torch==2.13.0" with a CUDA index set)
+# Usage: bash setup.sh [--test-tools]
+#   --test-tools  also install the system tools the tests use, if missing (Debian packages,
+#                 root or sudo): redis-server, chromium (renders the report), docker-compose
+#                 (validates docker-compose.yml).
+# GPU machines: set TORCH_SPEC, e.g. TORCH_SPEC="torch==2.13.0" with a CUDA index configured.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+if [ "${1:-}" = "--test-tools" ]; then
+    missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
+    if [ ${#missing[@]} -gt 0 ]; then
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+elif [ $# -gt 0 ]; then
+    echo "usage: bash setup.sh [--test-tools]" >&2
+    exit 2
+fi
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 LLAMA_VERSION=0.3.36
