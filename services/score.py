@@ -40,6 +40,10 @@ class CampaignSummary(BaseModel):
     ci95: tuple[float, float] | None  # bootstrap percentile interval of the mean
     auc: float | None  # pooled over prompts with P(Yes) and a label
     n_with_probability: int
+    # The judge's labelled answers, and how many of them were neither Yes nor No: a judge that
+    # ignores the answer format scores low for that reason, and the report has to say so.
+    n_answers: int = 0
+    n_unparseable: int = 0
 
 
 def head_score(head: HeadClassification) -> HeadScore:
@@ -85,9 +89,11 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
 
     values = np.array([s.score for s in scores if s.score is not None], dtype=float)
     area, n_prob = auc(heads or [])
+    answers = {"n_answers": sum(s.tp + s.fn + s.tn + s.fp for s in scores),
+               "n_unparseable": sum(s.unparseable for s in scores)}
     if len(values) == 0:
         return CampaignSummary(n_heads=len(scores), n_scored=0, mean=None, sd=None, skew=None,
-                               ci95=None, auc=area, n_with_probability=n_prob)
+                               ci95=None, auc=area, n_with_probability=n_prob, **answers)
     rng = np.random.default_rng(seed)
     means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
     skew = None
@@ -98,7 +104,7 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
         n_heads=len(scores), n_scored=len(values), mean=float(values.mean()),
         sd=float(values.std(ddof=1)) if len(values) > 1 else None, skew=skew,
         ci95=(float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))),
-        auc=area, n_with_probability=n_prob,
+        auc=area, n_with_probability=n_prob, **answers,
     )
 
 

@@ -207,6 +207,9 @@ def test_report_renders_in_chromium(finished, tmp_path):
     assert "Campaign campaign" in text and "completed" in text
     assert f"{results.campaign.input_tokens} in / {results.campaign.output_tokens} out" in text
     assert f"{results.summary.explanations.mean:.3f}" in text  # mean head explanation score
+    summary = results.summary.explanations
+    assert summary.n_answers > 0
+    assert f"{summary.n_unparseable} / {summary.n_answers}" in text  # the judge's unparseable share
     explained = [h for n in results.neurons for h in n.heads if h.explanation]
     assert explained[0].explanation.split("\n")[0][:60] in text
     assert "Neuron 3:5" in text and "Neuron 3:17" in text

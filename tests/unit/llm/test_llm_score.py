@@ -66,6 +66,15 @@ def test_summary_statistics():
     assert summarize(scores[:5]).skew is None  # too few for a skew test
 
 
+def test_summary_counts_the_judges_unparseable_answers():
+    rambling = head([(True, "unparseable"), (False, "unparseable"), (True, "yes"), (False, "no")])
+    clean = head([(True, "yes"), (False, "yes")], name="0.1")
+    summary = summarize([head_score(rambling), head_score(clean)], n_boot=100)
+    assert (summary.n_answers, summary.n_unparseable) == (6, 2)
+    # Unparseable answers count against the judge in both classes, never as No.
+    assert head_score(rambling).score == pytest.approx(0.5 * (1 / 2 + 1 / 2))
+
+
 def test_auc_from_probabilities():
     separated = head([(True, "yes"), (True, "yes"), (False, "no"), (False, "no")], [0.9, 0.8, 0.2, 0.1])
     reversed_ = head([(True, "yes"), (False, "no")], [0.1, 0.9], name="0.1")
