@@ -39,7 +39,7 @@ pip() { .venv/bin/python -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q "$TORCH_SPEC"
 if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
-    echo "building a portable llama-cpp-python $LLAMA_VERSION (about 10 minutes on 2 cores, once)"
+    echo "building a portable llama-cpp-python $LLAMA_VERSION (about 5 minutes on 2 cores, once)"
     mkdir -p "$WHEELS"
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
         pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python -w "$WHEELS" \
