@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x6C6F6F6B  # PostgreSQL advisory lock id ("look")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -32,16 +34,37 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every Alembic migration not yet applied (idempotent, safe to call at start-up)."""
+    """Apply every Alembic migration not yet applied (idempotent, safe to call at start-up).
+
+    Processes that start together (workers, the api, a CLI polling a store another process is
+    creating) take turns: a lock file beside a SQLite database, a transaction-scoped advisory
+    lock on PostgreSQL. Whoever comes second finds the schema at head and changes nothing.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    database = engine.url.database
+    sqlite_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+    with _file_lock(Path(f"{database}.migrate-lock")) if sqlite_file else nullcontext():
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
 
 
 class Store:
