@@ -71,53 +71,29 @@ def _past(store, campaign_id: str, stage: str) -> bool:
 
 def _stored_explain(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """The explain requests exactly as the explain stage builds them."""
-    from services.campaigns.stages import _attribution, _heads, _token, neuron_key
-    from services.explain import ExplainRequest, explain_request
-    from services.heads import HeadRef
+    from services.campaigns.stages import campaign_heads, explain_request_for
+    from services.explain import explain_request
     from services.llm.registry import get_template
 
     template = get_template(config.explainer_template)
-    requests = []
     with store.session() as session:
-        for head in _heads(session, campaign_id):
-            ref = HeadRef(layer=head.head_layer, head=head.head)
-            attribution = _attribution(session, campaign_id, head.layer, head.neuron)
-            requests.append(explain_request(template, ExplainRequest(
-                neuron=neuron_key(head.layer, head.neuron), head=str(ref),
-                token=_token(session, campaign_id, head.layer, head.neuron),
-                active_examples=[p.text for p in attribution.prompts if ref in p.active],
-                inactive_examples=[p.text for p in attribution.prompts if ref not in p.active])))
-    return requests
+        return [explain_request(template, explain_request_for(session, campaign_id, head))
+                for head in campaign_heads(session, campaign_id)]
 
 
 def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """The classify requests exactly as the classify stage builds them (control included)."""
-    from sqlalchemy import select
-
     from services.campaigns.progress import get_campaign
-    from services.campaigns.stages import STAGE_BY_NAME, _classifiable, _token
-    from services.classify import ClassifyRequest, TestPrompt, classify_requests
+    from services.campaigns.stages import STAGE_BY_NAME, classify_request_for
+    from services.classify import classify_requests
     from services.llm.registry import get_template
-    from services.score import derangement
-    from services.store.models import ExplanationRow, TestSetRow
-    from services.test_prompts import HeadTestSet
 
     template = get_template(config.classifier_template)
     requests = []
     with store.session() as session:
-        keys = STAGE_BY_NAME["classify"].plan(session, get_campaign(session, campaign_id))
-        heads = _classifiable(session, campaign_id)
-        for key in keys:
-            head_key, _, kind = key.rpartition("/")
-            index = next(i for i, h in enumerate(heads) if h.key == head_key)
-            donor = heads[derangement(len(heads), config.seed)[index]] if kind == "control" else heads[index]
-            test_set = HeadTestSet.model_validate(session.scalar(
-                select(TestSetRow.payload).where(TestSetRow.head_id == heads[index].id)))
-            explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
-            requests += classify_requests(template, ClassifyRequest(
-                token=_token(session, campaign_id, heads[index].layer, heads[index].neuron),
-                explanation=explanation,
-                prompts=[TestPrompt(text=p.prompt.text) for p in test_set.prompts]))
+        for key in STAGE_BY_NAME["classify"].plan(session, get_campaign(session, campaign_id)):
+            _, _, request = classify_request_for(session, campaign_id, key, config.seed)
+            requests += classify_requests(template, request)
     return requests
 
 

@@ -66,13 +66,19 @@ def _neurons(session: Session, campaign_id: str) -> list[NeuronRow]:
         select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)))
 
 
-def _heads(session: Session, campaign_id: str) -> list[HeadRow]:
+def campaign_heads(session: Session, campaign_id: str) -> list[HeadRow]:
     return list(session.scalars(
         select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)))
 
 
 def _head_by_key(session: Session, campaign_id: str, key: str) -> HeadRow:
-    return next(h for h in _heads(session, campaign_id) if h.key == key)
+    """The head ``LAYER:NEURON/HEAD_LAYER.HEAD``, looked up by its columns (one row, not all)."""
+    neuron, _, head = key.partition("/")
+    layer, index = (int(x) for x in neuron.split(":"))
+    head_layer, head_index = (int(x) for x in head.split("."))
+    return session.scalars(select(HeadRow).where(
+        HeadRow.campaign_id == campaign_id, HeadRow.layer == layer, HeadRow.neuron == index,
+        HeadRow.head_layer == head_layer, HeadRow.head == head_index)).one()
 
 
 def _attribution(session: Session, campaign_id: str, layer: int, neuron: int):
@@ -245,7 +251,7 @@ def compute_attribute(runtime: Runtime, store: Store, job: Job) -> Writer:
 
 
 def plan_explain(session: Session, campaign: Campaign) -> list[str]:
-    return [h.key for h in _heads(session, campaign.id)]
+    return [h.key for h in campaign_heads(session, campaign.id)]
 
 
 def _token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
@@ -253,22 +259,30 @@ def _token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
         NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron))
 
 
-def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
-    from services.explain import ExplainRequest, explain
+def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
+    """The explain request of one head: its neuron's prompts split by the head's activity.
+    The stage and ``lookups estimate`` both build requests here, so they never differ."""
+    from services.explain import ExplainRequest
     from services.heads import HeadRef
+
+    ref = HeadRef(layer=head.head_layer, head=head.head)
+    attribution = _attribution(session, campaign_id, head.layer, head.neuron)
+    return ExplainRequest(
+        neuron=neuron_key(head.layer, head.neuron), head=str(ref),
+        token=_token(session, campaign_id, head.layer, head.neuron),
+        active_examples=[p.text for p in attribution.prompts if ref in p.active],
+        inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
+    )
+
+
+def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.explain import explain
     from services.llm.registry import get_template
 
     config = job.config
     with store.session() as session:
         head = _head_by_key(session, job.campaign_id, job.key)
-        head_id, ref = head.id, HeadRef(layer=head.head_layer, head=head.head)
-        attribution = _attribution(session, job.campaign_id, head.layer, head.neuron)
-        token = _token(session, job.campaign_id, head.layer, head.neuron)
-    request = ExplainRequest(
-        neuron=neuron_key(head.layer, head.neuron), head=str(ref), token=token,
-        active_examples=[p.text for p in attribution.prompts if ref in p.active],
-        inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
-    )
+        head_id, request = head.id, explain_request_for(session, job.campaign_id, head)
     client = runtime.llm(config.explainer, _remaining_budget(store, job))
     explanation = explain(client, get_template(config.explainer_template), [request])[0]
 
@@ -285,7 +299,7 @@ def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
 
 
 def plan_test_prompts(session: Session, campaign: Campaign) -> list[str]:
-    return ["test"] if _heads(session, campaign.id) else []
+    return ["test"] if campaign_heads(session, campaign.id) else []
 
 
 def compute_test_prompts(runtime: Runtime, store: Store, job: Job) -> Writer:
@@ -293,7 +307,7 @@ def compute_test_prompts(runtime: Runtime, store: Store, job: Job) -> Writer:
 
     config = job.config
     with store.session() as session:
-        heads = _heads(session, job.campaign_id)
+        heads = campaign_heads(session, job.campaign_id)
         neurons = sorted({(h.layer, h.neuron) for h in heads})
         attributions = [_attribution(session, job.campaign_id, layer, neuron) for layer, neuron in neurons]
         head_ids = {(h.layer, h.neuron, h.head_layer, h.head): h.id for h in heads}
@@ -336,34 +350,46 @@ def plan_classify(session: Session, campaign: Campaign) -> list[str]:
     return keys
 
 
-def compute_classify(runtime: Runtime, store: Store, job: Job) -> Writer:
-    from services.classify import ClassifyRequest, TestPrompt, classify
-    from services.llm.registry import get_template
+def classify_request_for(session: Session, campaign_id: str, key: str, seed: int):
+    """The classify request of one item ``HEAD_KEY/explanation`` or ``HEAD_KEY/control``: the
+    head's labelled test prompts with its own explanation, or, for the shuffled control, with the
+    explanation of the head a seeded derangement gives it. Returns (head id, control, request);
+    the stage and ``lookups estimate`` both build requests here."""
+    from services.classify import ClassifyRequest, TestPrompt
     from services.score import derangement
     from services.test_prompts import HeadTestSet
 
-    config = job.config
-    head_key, _, kind = job.key.rpartition("/")
+    head_key, _, kind = key.rpartition("/")
     control = kind == "control"
-    with store.session() as session:
-        heads = _classifiable(session, job.campaign_id)
-        index = next(i for i, h in enumerate(heads) if h.key == head_key)
-        head = heads[index]
-        donor = heads[derangement(len(heads), config.seed)[index]] if control else head
-        explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
-        test_set = HeadTestSet.model_validate(session.scalar(
-            select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
-        token = _token(session, job.campaign_id, head.layer, head.neuron)
+    head = _head_by_key(session, campaign_id, head_key)
+    donor = head
+    if control:
+        heads = _classifiable(session, campaign_id)
+        index = next(i for i, h in enumerate(heads) if h.id == head.id)
+        donor = heads[derangement(len(heads), seed)[index]]
+    explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
+    test_set = HeadTestSet.model_validate(session.scalar(
+        select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
     request = ClassifyRequest(
-        neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}", token=token,
-        explanation=explanation,
+        neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
+        token=_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
         prompts=[TestPrompt(text=p.prompt.text, active=p.active) for p in test_set.prompts])
+    return head.id, control, request
+
+
+def compute_classify(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.classify import classify
+    from services.llm.registry import get_template
+
+    config = job.config
+    with store.session() as session:
+        head_id, control, request = classify_request_for(session, job.campaign_id, job.key, config.seed)
     client = runtime.llm(config.classifier, _remaining_budget(store, job))
     result = classify(client, get_template(config.classifier_template), request)
 
     def write(session: Session) -> None:
         session.add(ClassificationRow(
-            campaign_id=job.campaign_id, head_id=head.id, control=control,
+            campaign_id=job.campaign_id, head_id=head_id, control=control,
             input_tokens=sum(r.call.input_tokens for r in result.results),
             output_tokens=sum(r.call.output_tokens for r in result.results),
             cost_usd=sum(r.call.cost_usd for r in result.results),
@@ -376,7 +402,7 @@ def compute_classify(runtime: Runtime, store: Store, job: Job) -> Writer:
 
 
 def plan_score(session: Session, campaign: Campaign) -> list[str]:
-    return ["all"] if _heads(session, campaign.id) else []
+    return ["all"] if campaign_heads(session, campaign.id) else []
 
 
 def compute_score(runtime: Runtime, store: Store, job: Job) -> Writer:
@@ -384,7 +410,7 @@ def compute_score(runtime: Runtime, store: Store, job: Job) -> Writer:
     from services.score import HeadScore, head_score, summarize
 
     with store.session() as session:
-        heads = _heads(session, job.campaign_id)
+        heads = campaign_heads(session, job.campaign_id)
         classified = {(r.head_id, r.control): HeadClassification.model_validate(r.payload)
                       for r in session.scalars(select(ClassificationRow).where(
                           ClassificationRow.campaign_id == job.campaign_id))}
@@ -425,7 +451,7 @@ def compute_score(runtime: Runtime, store: Store, job: Job) -> Writer:
 def plan_ablate(session: Session, campaign: Campaign) -> list[str]:
     if not CampaignConfig.model_validate(campaign.config).ablation:
         return []
-    return [h.key for h in _heads(session, campaign.id)]
+    return [h.key for h in campaign_heads(session, campaign.id)]
 
 
 def compute_ablate(runtime: Runtime, store: Store, job: Job) -> Writer:
