@@ -21,3 +21,13 @@ def register_backends(register: Callable[[Any], None]) -> None:
 @hookspec
 def register_templates(register: Callable[[Any], None]) -> None:
     """Register prompt templates (``plugins.templates.PromptTemplate`` instances)."""
+
+
+@hookspec
+def register_explainers(register: Callable[[Any], None]) -> None:
+    """Register explainer strategies (``plugins.explainers.base.ExplainerStrategy`` instances)."""
+
+
+@hookspec
+def register_scorers(register: Callable[[Any], None]) -> None:
+    """Register explanation scorers (``plugins.scorers.base.Scorer`` instances)."""

@@ -1,19 +1,24 @@
-"""Step 9: zero-shot classification of held-out prompts from an explanation alone.
+"""Step 9: a judge classifies held-out prompts from an explanation alone.
 
-An answer is Yes, No or unparseable; unparseable is kept as such (never folded into No) so a
-judge that rambles cannot look like one that says No. P(Yes) comes from first-token logprobs.
+How the judge is asked is a scorer plugin (``lookups scorers``): the paper's zero-shot question
+per prompt, several prompts per call (detection), ... An answer is Yes, No or unparseable;
+unparseable is kept as such (never folded into No) so a judge that rambles cannot look like one
+that says No. P(Yes) comes from first-token logprobs.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.llm.client import LLMClient
 from services.llm.schemas import CallRecord, LLMRequest
+
+if TYPE_CHECKING:
+    from plugins.scorers.base import Scorer
 
 Answer = Literal["yes", "no", "unparseable"]
 _ANSWER = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
@@ -37,24 +42,31 @@ class ClassifyRequest(BaseModel):
     prompts: list[TestPrompt] = Field(min_length=1)
 
 
-class Classification(BaseModel):
-    prompt: str
-    active: bool | None
+class Judgement(BaseModel):
+    """What the judge said about one prompt."""
+
     answer: Answer
     p_yes: float | None
     raw: str
-    call: CallRecord
+
+
+class Classification(Judgement):
+    prompt: str
+    active: bool | None
 
 
 class HeadClassification(BaseModel):
     neuron: str | None
     head: str | None
     explanation: str
+    scorer: str = "zero-shot"
+    scorer_version: str | None = None
     template: str
     template_version: str
     backend: str
     model: str
     results: list[Classification]
+    calls: list[CallRecord] = Field(description="The judge's calls (one per prompt for zero-shot, fewer for detection).")
 
 
 def parse_answer(text: str) -> Answer:
@@ -76,7 +88,8 @@ def p_yes(top_logprobs: dict[str, float] | None) -> float | None:
 
 
 def classify_requests(template, request: ClassifyRequest) -> list[LLMRequest]:
-    """One request per test prompt, in order, so a head's prompts share the explanation prefix."""
+    """The paper's question, one request per test prompt, in order, so a head's prompts share
+    the explanation prefix."""
     return [
         LLMRequest(prompt=template.render_classifier(request.explanation, p.text + request.token),
                    max_tokens=template.classify_max_tokens, logprobs=True, purpose="classify",
@@ -85,16 +98,15 @@ def classify_requests(template, request: ClassifyRequest) -> list[LLMRequest]:
     ]
 
 
-def classify(client: LLMClient, template, request: ClassifyRequest) -> HeadClassification:
-    responses = client.map(classify_requests(template, request))
+def classify(client: LLMClient, scorer: Scorer, template, request: ClassifyRequest) -> HeadClassification:
+    responses = client.map(scorer.requests(template, request))
+    judgements = scorer.judgements(request, [r.completion for r in responses])
     return HeadClassification(
         neuron=request.neuron, head=request.head, explanation=request.explanation,
+        scorer=scorer.name, scorer_version=scorer.version(template),
         template=template.name, template_version=template.version,
         backend=client.backend.name, model=client.backend.model,
-        results=[
-            Classification(prompt=p.text, active=p.active, answer=parse_answer(r.completion.text),
-                           p_yes=p_yes(r.completion.top_logprobs), raw=r.completion.text,
-                           call=r.record)
-            for p, r in zip(request.prompts, responses)
-        ],
+        results=[Classification(prompt=p.text, active=p.active, **j.model_dump())
+                 for p, j in zip(request.prompts, judgements)],
+        calls=[r.record for r in responses],
     )

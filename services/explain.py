@@ -1,11 +1,33 @@
-"""Step 7: one LLM call per (neuron, head) turns active and inactive examples into an explanation."""
+"""Step 7: an explainer strategy turns a head's active and inactive examples into an explanation.
+
+Strategies are plugins (``lookups explainers``): ``oneshot`` sends the paper's prompt;
+``contrastive`` adds what the head reads and near misses, measured on the GPU side.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.head_reads import SourceRead
 from services.llm.client import LLMClient
-from services.llm.schemas import CallRecord, LLMRequest
+from services.llm.schemas import CallRecord
+
+if TYPE_CHECKING:
+    from plugins.explainers.base import ExplainerStrategy
+
+
+class HeadExample(BaseModel):
+    """One of the neuron's prompts as the GPU side measured it for this head."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    active: bool
+    attribution: float = Field(description="The head's attribution score on this prompt.")
+    pieces: list[str] = Field(description="The prompt's tokens as text (they concatenate to it).")
+    reads: list[SourceRead] = Field(description="Source tokens the head attends to most from the last position.")
 
 
 class ExplainRequest(BaseModel):
@@ -18,6 +40,9 @@ class ExplainRequest(BaseModel):
     token: str = Field(min_length=1, description="The neuron's token, leading space included.")
     active_examples: list[str] = Field(min_length=1)
     inactive_examples: list[str] = Field(default_factory=list)
+    examples: list[HeadExample] | None = Field(
+        default=None, description="Per-prompt measurements (attribution, reads); campaigns fill "
+        "them in, and the contrastive strategy needs them.")
 
 
 class Explanation(BaseModel):
@@ -25,6 +50,8 @@ class Explanation(BaseModel):
     head: str | None
     token: str
     text: str
+    strategy: str = "oneshot"
+    strategy_version: str | None = None
     template: str
     template_version: str
     backend: str
@@ -32,20 +59,14 @@ class Explanation(BaseModel):
     call: CallRecord
 
 
-def explain_request(template, request: ExplainRequest) -> LLMRequest:
-    return LLMRequest(
-        prompt=template.render_explainer(request.token, request.active_examples, request.inactive_examples),
-        max_tokens=template.explain_max_tokens, purpose="explain", template_version=template.version,
-    )
-
-
-def explain(client: LLMClient, template, requests: list[ExplainRequest]) -> list[Explanation]:
-    responses = client.map([explain_request(template, r) for r in requests])
+def explain(client: LLMClient, strategy: ExplainerStrategy, template,
+            requests: list[ExplainRequest]) -> list[Explanation]:
+    responses = client.map([strategy.request(template, r) for r in requests])
     return [
         Explanation(
             neuron=r.neuron, head=r.head, token=r.token,
-            text=(template.explanation_prefix + " " if template.explanation_prefix else "")
-            + response.completion.text.strip(),
+            text=strategy.finish(template, response.completion.text),
+            strategy=strategy.name, strategy_version=strategy.version(template),
             template=template.name, template_version=template.version,
             backend=client.backend.name, model=client.backend.model, call=response.record,
         )

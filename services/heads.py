@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from services.attribution import Definition, default_definition, head_attributions
 from services.errors import InvalidInputError
+from services.head_reads import PromptReads
 from services.schemas import NeuronRef, TruncatedPrompt
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class NeuronAttribution(BaseModel):
     worth_range: tuple[float, float]
     prompts: list[PromptHeads]
     worth_explaining: list[HeadActivity]
+    reads: list[PromptReads] | None = Field(
+        default=None, description="Per prompt, what each head worth explaining attends to from the "
+        "last position (services.head_reads); campaigns record it for the explainer.")
 
 
 def active_heads(

@@ -48,6 +48,7 @@ class ExplainJob(BaseModel):
 
     backend: str = Field(default="local", min_length=1, max_length=500)
     template: str = Field(default="neo2024", min_length=1, max_length=200)
+    strategy: str = Field(default="oneshot", min_length=1, max_length=100)
     request: ExplainRequest
 
 
@@ -56,6 +57,7 @@ class ClassifyJob(BaseModel):
 
     backend: str = Field(default="local", min_length=1, max_length=500)
     template: str = Field(default="neo2024", min_length=1, max_length=200)
+    scorer: str = Field(default="zero-shot", min_length=1, max_length=100)
     request: ClassifyRequest
 
 
@@ -94,16 +96,17 @@ def _compute(runtime, kind: str, request) -> BaseModel:
                    for t in request.prompts]
         return attribute_neuron(model, NeuronRef.parse(request.neuron), prompts,
                                 active_stds=request.active_stds, worth_range=request.worth_range)
-    from services.llm.registry import get_template
+    from services.llm.registry import get_scorer, get_strategy, get_template
 
     client = runtime.llm(request.backend, None)
     if kind == "explain":
         from services.explain import explain
 
-        return explain(client, get_template(request.template), [request.request])[0]
+        return explain(client, get_strategy(request.strategy), get_template(request.template),
+                       [request.request])[0]
     from services.classify import classify
 
-    return classify(client, get_template(request.template), request.request)
+    return classify(client, get_scorer(request.scorer), get_template(request.template), request.request)
 
 
 def run_job(store: Store, runtime, job_id: str) -> str:

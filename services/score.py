@@ -1,4 +1,5 @@
-"""Step 10: head explanation scores (balanced accuracy) and the campaign summary.
+"""Step 10: head explanation scores (balanced accuracy), the campaign summary, and the paired
+difference between real explanations and the shuffled-explanation control.
 
 Unparseable answers count against the judge in both classes (neither a hit nor a correct
 rejection), so they can only lower a score, never pass as "No".
@@ -10,8 +11,7 @@ import random
 
 from pydantic import BaseModel
 
-from services.classify import ClassifyRequest, HeadClassification, classify
-from services.llm.client import LLMClient
+from services.classify import HeadClassification
 
 
 class HeadScore(BaseModel):
@@ -24,6 +24,15 @@ class HeadScore(BaseModel):
     fp: int
     unparseable: int
     skipped: str | None = None
+
+
+class PairedDifference(BaseModel):
+    """Mean over heads of (real score - control score), the same head's test prompts judged with
+    its own and with another head's explanation; the interval is a bootstrap over heads."""
+
+    n_pairs: int
+    mean: float | None
+    ci95: tuple[float, float] | None
 
 
 class SkewTest(BaseModel):
@@ -44,6 +53,16 @@ class CampaignSummary(BaseModel):
     # ignores the answer format scores low for that reason, and the report has to say so.
     n_answers: int = 0
     n_unparseable: int = 0
+
+
+class ScorerSummary(BaseModel):
+    """One scorer over a campaign: real explanations, the shuffled control, their paired
+    difference, and the judge calls it took."""
+
+    explanations: CampaignSummary
+    control: CampaignSummary
+    paired: PairedDifference
+    calls: int
 
 
 def head_score(head: HeadClassification) -> HeadScore:
@@ -82,6 +101,16 @@ def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
     return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg)), len(pairs)
 
 
+def bootstrap_ci(values, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean over ``n_boot`` resamples."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = None,
               n_boot: int = 10_000, seed: int = 0) -> CampaignSummary:
     import numpy as np
@@ -94,8 +123,6 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
     if len(values) == 0:
         return CampaignSummary(n_heads=len(scores), n_scored=0, mean=None, sd=None, skew=None,
                                ci95=None, auc=area, n_with_probability=n_prob, **answers)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
     skew = None
     if len(values) >= 8:
         result = skewtest(values)
@@ -103,9 +130,19 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
     return CampaignSummary(
         n_heads=len(scores), n_scored=len(values), mean=float(values.mean()),
         sd=float(values.std(ddof=1)) if len(values) > 1 else None, skew=skew,
-        ci95=(float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))),
-        auc=area, n_with_probability=n_prob, **answers,
+        ci95=bootstrap_ci(values, n_boot, seed), auc=area, n_with_probability=n_prob, **answers,
     )
+
+
+def paired_difference(pairs: list[tuple[HeadScore, HeadScore]], n_boot: int = 10_000,
+                      seed: int = 0) -> PairedDifference:
+    """(real, control) score pairs of the same heads; pairs with a skipped side are left out."""
+    diffs = [real.score - control.score for real, control in pairs
+             if real.score is not None and control.score is not None]
+    if not diffs:
+        return PairedDifference(n_pairs=0, mean=None, ci95=None)
+    return PairedDifference(n_pairs=len(diffs), mean=sum(diffs) / len(diffs),
+                            ci95=bootstrap_ci(diffs, n_boot, seed))
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
@@ -115,14 +152,3 @@ def derangement(n: int, seed: int = 0) -> list[int]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return [order[(order.index(i) + 1) % n] for i in range(n)]
-
-
-def shuffled_control(client: LLMClient, template, requests: list[ClassifyRequest],
-                     seed: int = 0) -> list[HeadScore]:
-    """Each head's test prompts judged with another head's explanation: the chance-level control."""
-    donors = derangement(len(requests), seed)
-    return [
-        head_score(classify(client, template,
-                            r.model_copy(update={"explanation": requests[d].explanation})))
-        for r, d in zip(requests, donors)
-    ]

@@ -1,4 +1,5 @@
-"""``lookups backends|templates|explain|classify``: the LLM side from the command line."""
+"""``lookups backends|templates|explainers|scorers|explain|classify``: the LLM side from the
+command line."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="Bac
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop before spending more than this many USD.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the cost estimate and stop.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+StrategyOpt = Annotated[str, typer.Option("--strategy", "-s", help="Explainer strategy (lookups explainers).")]
+ScorerOpt = Annotated[str, typer.Option("--scorer", "-s", help="Scorer (lookups scorers).")]
 
 
 def _options(pairs: list[str] | None) -> dict[str, Any]:
@@ -91,32 +94,56 @@ def templates(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+def _plugin_table(found, as_json: bool) -> None:
+    if as_json:
+        return print_json(found)
+    table = Table("name", "package", "description")
+    for item in found:
+        table.add_row(item.name, item.package, item.description)
+    console.print(table)
+
+
+def explainers(as_json: JsonOpt = False) -> None:
+    """List explainer strategies from every installed plugin."""
+    from services.llm.registry import list_strategies
+
+    _plugin_table(list_strategies(), as_json)
+
+
+def scorers(as_json: JsonOpt = False) -> None:
+    """List explanation scorers from every installed plugin."""
+    from services.llm.registry import list_scorers
+
+    _plugin_table(list_scorers(), as_json)
+
+
 def explain(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSON: one request or a list of "
                                         "{token, active_examples, inactive_examples, neuron?, head?}")],
     backend: BackendOpt = "local",
     template: TemplateOpt = "neo2024",
+    strategy: StrategyOpt = "oneshot",
     option: OptionOpt = None,
     budget: BudgetOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Explain when each attention head is active (one LLM call per neuron-head pair)."""
-    from services.explain import ExplainRequest, explain_request
+    from services.explain import ExplainRequest
     from services.explain import explain as run_explain
-    from services.llm.registry import get_template
+    from services.llm.registry import get_strategy, get_template
 
     data = _read_json(input, "--input")
     try:
         requests = [ExplainRequest.model_validate(d) for d in (data if isinstance(data, list) else [data])]
     except ValidationError as error:
         raise InvalidInputError(f"--input {input}: {_brief(error)}") from None
-    prompt_template = get_template(template)
+    prompt_template, chosen = get_template(template), get_strategy(strategy)
     client = _client(backend, option, budget)
-    _show_estimate(client, [explain_request(prompt_template, r) for r in requests])
+    _show_estimate(client, [chosen.request(prompt_template, r) for r in requests])
     if dry_run:
         return
-    results = run_explain(client, prompt_template, requests)
+    results = run_explain(client, chosen, prompt_template, requests)
     if as_json:
         return print_json(results)
     for r in results:
@@ -130,16 +157,17 @@ def classify(
     token: Annotated[str | None, typer.Option(help="Appended to each prompt (overrides the file's).")] = None,
     backend: BackendOpt = "local",
     template: TemplateOpt = "neo2024",
+    scorer: ScorerOpt = "zero-shot",
     option: OptionOpt = None,
     budget: BudgetOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Zero-shot classify test prompts from an explanation; scores them when labels are given."""
-    from services.classify import ClassifyRequest, classify_requests
+    """Classify test prompts from an explanation (zero-shot by default); scores them when
+    labels are given."""
+    from services.classify import ClassifyRequest
     from services.classify import classify as run_classify
-    from services.llm.registry import get_template
-    from services.score import head_score
+    from services.llm.registry import get_scorer, get_template
 
     data = _read_json(prompts_file, "--prompts-file")
     body = data if isinstance(data, dict) else {"prompts": data}
@@ -152,14 +180,14 @@ def classify(
         })
     except ValidationError as error:
         raise InvalidInputError(f"--prompts-file {prompts_file}: {_brief(error)}") from None
-    prompt_template = get_template(template)
+    prompt_template, chosen = get_template(template), get_scorer(scorer)
     client = _client(backend, option, budget)
-    _show_estimate(client, classify_requests(prompt_template, request))
+    _show_estimate(client, chosen.requests(prompt_template, request))
     if dry_run:
         return
-    result = run_classify(client, prompt_template, request)
+    result = run_classify(client, chosen, prompt_template, request)
     labelled = all(r.active is not None for r in result.results)
-    score = head_score(result) if labelled else None
+    score = chosen.score(result) if labelled else None
     if as_json:
         typer.echo(json.dumps({"classification": result.model_dump(mode="json"),
                                "score": score.model_dump(mode="json") if score else None}, indent=2))
@@ -170,9 +198,9 @@ def classify(
                       "" if r.active is None else str(r.active), r.prompt[-80:])
     console.print(table)
     if score is not None:
-        console.print(f"balanced accuracy: {score.score if score.score is not None else score.skipped}")
+        console.print(f"{chosen.name} score: {score.score if score.score is not None else score.skipped}")
 
 
 def register(app: typer.Typer) -> None:
-    for command in (backends, templates, explain, classify):
+    for command in (backends, templates, explainers, scorers, explain, classify):
         app.command()(command)

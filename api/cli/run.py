@@ -29,6 +29,8 @@ TestPromptsOpt = Annotated[int | None, typer.Option(help="Held-out test prompts 
 WorthOpt = Annotated[str | None, typer.Option(help="Active-fraction range of heads worth explaining, LOW,HIGH (default 0.25,0.75).")]
 ExplainerOpt = Annotated[str | None, typer.Option(help="Explainer backend spec (default local), e.g. openai:gpt-4o.")]
 ClassifierOpt = Annotated[str | None, typer.Option(help="Judge backend spec (default local).")]
+StrategyOpt = Annotated[str | None, typer.Option("--explainer-strategy", help="Explainer strategy (default oneshot; lookups explainers).")]
+ScorersOpt = Annotated[list[str] | None, typer.Option("--scorer", help="Scorer, repeatable; the first is the headline (default zero-shot; lookups scorers).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop LLM calls beyond this many USD.")]
 AblationOpt = Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Run the ablation check (default on).")]
 
@@ -54,13 +56,14 @@ def build_config(config: Path | None, **flags):
 
 def _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
             max_test_docs, context_length, test_prompts_per_head, worth_range, explainer, classifier,
-            budget, ablation):
+            strategy, scorers, budget, ablation):
     return build_config(
         config, name=name, model=model, corpus=corpus, neurons=neurons, layers=layers or None,
         per_layer=per_layer, baseline="random" if random else None, seed=seed,
         max_train_docs=max_train_docs, max_test_docs=max_test_docs, context_length=context_length,
         test_prompts_per_head=test_prompts_per_head, worth_range=worth_range, explainer=explainer,
-        classifier=classifier, budget_usd=budget, ablation=ablation)
+        classifier=classifier, explainer_strategy=strategy, scorers=scorers or None,
+        budget_usd=budget, ablation=ablation)
 
 
 def progress_table(state) -> Table:
@@ -83,7 +86,8 @@ def run(
     random: RandomOpt = False, seed: SeedOpt = None, max_train_docs: TrainOpt = None,
     max_test_docs: TestOpt = None, context_length: ContextOpt = None,
     test_prompts_per_head: TestPromptsOpt = None, worth_range: WorthOpt = None,
-    explainer: ExplainerOpt = None, classifier: ClassifierOpt = None, budget: BudgetOpt = None,
+    explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
+    strategy: StrategyOpt = None, scorer: ScorersOpt = None, budget: BudgetOpt = None,
     ablation: AblationOpt = None,
     resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel).")] = None,
 ) -> None:
@@ -109,7 +113,7 @@ def run(
         campaign_id = create_campaign(store, _config(
             config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
             max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
-            classifier, budget, ablation))
+            classifier, strategy, scorer, budget, ablation))
     else:
         campaign_id = resolve_campaign_id(store, resume_id)
         with store.session() as session:
@@ -130,8 +134,62 @@ def run(
     if state.status == "failed":
         console.print(f"[red]campaign failed:[/] {state.error}")
         raise typer.Exit(1)
+    from services.campaigns.summary import campaign_headline
+
+    console.print()
+    console.print(headline_table(campaign_headline(store, campaign_id)))
     console.print(f"done. Report: lookups report {campaign_id} -o report.html")
     typer.echo(campaign_id)
+
+
+def _interval(ci) -> str:
+    return f"{ci[0]:.2f} – {ci[1]:.2f}" if ci else ""
+
+
+def _number(value, signed: bool = False) -> str:
+    return "" if value is None else f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def headline_table(headline) -> Table:
+    """Per scorer: mean E, the shuffled control, their paired difference, the baseline."""
+    table = Table(title=f"campaign {headline.id} ({headline.name}): {headline.status} — explainer "
+                  f"{headline.explainer} ({headline.strategy}), judge {headline.classifier}",
+                  title_justify="left")
+    for column in ("scorer", "heads", "mean E", "95% CI", "shuffled E", "real − shuffled",
+                   "95% CI ", "random-neuron E", "judge calls", "unparseable"):
+        table.add_column(column, justify="left" if column == "scorer" else "right")
+    for line in headline.scorers:
+        s = line.summary
+        if s is None:
+            table.add_row(line.scorer, *[""] * 8, "not scored yet")
+            continue
+        table.add_row(line.scorer, str(s.explanations.n_scored), _number(s.explanations.mean),
+                      _interval(s.explanations.ci95), _number(s.control.mean),
+                      _number(s.paired.mean, signed=True), _interval(s.paired.ci95),
+                      _number(line.baseline_mean), str(s.calls),
+                      f"{s.explanations.n_unparseable}/{s.explanations.n_answers}")
+    return table
+
+
+def summary(
+    campaign: Annotated[str, typer.Argument(help="Campaign id, or 'latest'.")],
+    baseline: Annotated[str | None, typer.Option(help="A random-neuron baseline campaign (lookups run --random ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The figures to quote: per scorer, mean E, shuffled-control E, their paired difference
+    with its 95% CI, and the random-neuron baseline when given."""
+    from api.cli._common import print_json
+    from services.campaigns.progress import resolve_campaign_id
+    from services.campaigns.summary import campaign_headline
+    from services.settings import get_settings
+    from services.store import Store
+
+    store = Store(get_settings().results_url)
+    headline = campaign_headline(store, resolve_campaign_id(store, campaign), baseline)
+    if as_json:
+        print_json(headline)
+        return
+    Console().print(headline_table(headline))
 
 
 def estimate(
@@ -140,6 +198,7 @@ def estimate(
     model: ModelOpt = None, corpus: CorpusOpt = None, neurons: NeuronsOpt = None,
     layers: LayersOpt = None, per_layer: PerLayerOpt = None, test_prompts_per_head: TestPromptsOpt = None,
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
+    strategy: StrategyOpt = None, scorer: ScorersOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """LLM calls, tokens and worst-case cost of a campaign, before running it."""
@@ -161,7 +220,7 @@ def estimate(
         chosen = build_config(config, model=model, corpus=corpus or "unused", neurons=neurons,
                               layers=layers or None, per_layer=per_layer,
                               test_prompts_per_head=test_prompts_per_head, explainer=explainer,
-                              classifier=classifier)
+                              classifier=classifier, explainer_strategy=strategy, scorers=scorer or None)
     result = estimate_campaign(chosen, Runtime(settings), heads_per_neuron, store, campaign)
     if as_json:
         print_json(result)
@@ -196,3 +255,4 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command()(estimate)
     app.command()(report)
+    app.command()(summary)

@@ -1,4 +1,4 @@
-"""Backends, templates, models and health checks."""
+"""Backends, templates, explainer strategies, scorers, models and health checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from api.deps import SettingsDep, StoreDep, require_token
 from api.schemas import Health
-from services.llm.registry import BackendInfo, TemplateInfo
+from services.llm.registry import BackendInfo, PluginInfo, TemplateInfo
 
 router = APIRouter(tags=["meta"])
 
@@ -21,6 +21,11 @@ class BackendsPublic(BaseModel):
 
 class TemplatesPublic(BaseModel):
     data: list[TemplateInfo]
+    count: int
+
+
+class PluginsPublic(BaseModel):
+    data: list[PluginInfo]
     count: int
 
 
@@ -48,6 +53,22 @@ def list_templates() -> TemplatesPublic:
 
     data = templates()
     return TemplatesPublic(data=data, count=len(data))
+
+
+@router.get("/v1/explainers", operation_id="list_explainers", dependencies=[Depends(require_token)])
+def list_explainers() -> PluginsPublic:
+    from services.llm.registry import list_strategies
+
+    data = list_strategies()
+    return PluginsPublic(data=data, count=len(data))
+
+
+@router.get("/v1/scorers", operation_id="list_scorers", dependencies=[Depends(require_token)])
+def list_scorers() -> PluginsPublic:
+    from services.llm.registry import list_scorers as scorers
+
+    data = scorers()
+    return PluginsPublic(data=data, count=len(data))
 
 
 @router.get("/v1/models", operation_id="list_models", dependencies=[Depends(require_token)])

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.errors import InvalidInputError
+from services.llm.registry import get_scorer, get_strategy
 from services.schemas import NeuronRef
 
 
@@ -43,8 +44,11 @@ class CampaignConfig(BaseModel):
 
     explainer: str = Field(default="local", description="LLM backend spec, e.g. openai:gpt-4o.")
     explainer_template: str = "neo2024"
+    explainer_strategy: str = Field(default="oneshot", description="Explainer strategy (lookups explainers).")
     classifier: str = Field(default="local", description="LLM backend spec of the judge.")
     classifier_template: str = "neo2024"
+    scorers: list[str] = Field(default=["zero-shot"], min_length=1,
+                               description="Scorers (lookups scorers); the first is the headline score.")
     budget_usd: float | None = Field(default=None, gt=0.0)
     ablation: bool = True
 
@@ -57,6 +61,11 @@ class CampaignConfig(BaseModel):
             NeuronRef.parse(neuron)
         if self.neurons is not None and not self.neurons:
             raise ValueError("neurons, when given, must not be empty")
+        if len(set(self.scorers)) < len(self.scorers):
+            raise ValueError(f"scorers must not repeat: {self.scorers}")
+        get_strategy(self.explainer_strategy)
+        for scorer in self.scorers:
+            get_scorer(scorer)
         return self
 
     def neuron_refs(self) -> list[NeuronRef] | None:

@@ -32,29 +32,42 @@ def _filler(words: int, tag: str) -> str:
 
 
 def _planned_explain(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
-    from services.explain import ExplainRequest, explain_request
-    from services.llm.registry import get_template
+    from services.explain import ExplainRequest, HeadExample
+    from services.head_reads import SourceRead
+    from services.llm.registry import get_strategy, get_template
 
-    template = get_template(config.explainer_template)
+    template, strategy = get_template(config.explainer_template), get_strategy(config.explainer_strategy)
     half = max(config.prompts_per_neuron // 2, 1)
-    return [explain_request(template, ExplainRequest(
-        token=" word", active_examples=[_filler(PROMPT_WORDS, f"{h}a{i}") for i in range(half)],
-        inactive_examples=[_filler(PROMPT_WORDS, f"{h}i{i}") for i in range(half)]))
-        for h in range(n_heads)]
+
+    def example(text: str, active: bool) -> HeadExample:
+        pieces = text.split(" ")
+        return HeadExample(text=text, active=active, attribution=1.0, pieces=pieces,
+                           reads=[SourceRead(position=0, offset=1 - len(pieces), token=pieces[0], weight=0.5)])
+
+    requests = []
+    for h in range(n_heads):
+        active = [_filler(PROMPT_WORDS, f"{h}a{i}") for i in range(half)]
+        inactive = [_filler(PROMPT_WORDS, f"{h}i{i}") for i in range(half)]
+        requests.append(strategy.request(template, ExplainRequest(
+            token=" word", active_examples=active, inactive_examples=inactive,
+            examples=[example(t, True) for t in active] + [example(t, False) for t in inactive])))
+    return requests
 
 
 def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
-    from services.classify import ClassifyRequest, TestPrompt, classify_requests
-    from services.llm.registry import get_template
+    from services.classify import ClassifyRequest, TestPrompt
+    from services.llm.registry import get_scorer, get_template
 
     template = get_template(config.classifier_template)
     requests: list[LLMRequest] = []
     for h in range(n_heads):
         for kind in ("explanation", "control"):
-            requests += classify_requests(template, ClassifyRequest(
+            request = ClassifyRequest(
                 token=" word", explanation=_filler(EXPLANATION_WORDS, f"{h}{kind}"),
                 prompts=[TestPrompt(text=_filler(PROMPT_WORDS, f"{h}{kind}{i}"))
-                         for i in range(config.test_prompts_per_head)]))
+                         for i in range(config.test_prompts_per_head)])
+            for scorer in config.scorers:
+                requests += get_scorer(scorer).requests(template, request)
     return requests
 
 
@@ -72,12 +85,11 @@ def _past(store, campaign_id: str, stage: str) -> bool:
 def _stored_explain(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """The explain requests exactly as the explain stage builds them."""
     from services.campaigns.stages import campaign_heads, explain_request_for
-    from services.explain import explain_request
-    from services.llm.registry import get_template
+    from services.llm.registry import get_strategy, get_template
 
-    template = get_template(config.explainer_template)
+    template, strategy = get_template(config.explainer_template), get_strategy(config.explainer_strategy)
     with store.session() as session:
-        return [explain_request(template, explain_request_for(session, campaign_id, head))
+        return [strategy.request(template, explain_request_for(session, campaign_id, head))
                 for head in campaign_heads(session, campaign_id)]
 
 
@@ -85,15 +97,14 @@ def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LL
     """The classify requests exactly as the classify stage builds them (control included)."""
     from services.campaigns.progress import get_campaign
     from services.campaigns.stages import STAGE_BY_NAME, classify_request_for
-    from services.classify import classify_requests
-    from services.llm.registry import get_template
+    from services.llm.registry import get_scorer, get_template
 
     template = get_template(config.classifier_template)
     requests = []
     with store.session() as session:
         for key in STAGE_BY_NAME["classify"].plan(session, get_campaign(session, campaign_id)):
-            _, _, request = classify_request_for(session, campaign_id, key, config.seed)
-            requests += classify_requests(template, request)
+            _, scorer, _, request = classify_request_for(session, campaign_id, key, config.seed)
+            requests += get_scorer(scorer).requests(template, request)
     return requests
 
 
@@ -120,7 +131,7 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
     if classify_requests is None:
         assumptions.append(f"every head has a two-class test set of {config.test_prompts_per_head} "
                            f"prompts (~{PROMPT_WORDS} words) and an explanation of ~{EXPLANATION_WORDS} "
-                           "words; each is judged twice (explanation and shuffled control)")
+                           "words; each is judged twice (explanation and shuffled control) by each scorer")
         classify_requests = _planned_classify(config, n_heads)
     if explain_requests is None:
         explain_requests = _planned_explain(config, n_heads)

@@ -41,7 +41,8 @@ def create_campaign(store: Store, config: CampaignConfig) -> str:
             config=config.model_dump(mode="json"),
             provenance={"explainer": config.explainer, "classifier": config.classifier,
                         "explainer_template": config.explainer_template,
-                        "classifier_template": config.classifier_template},
+                        "classifier_template": config.classifier_template,
+                        "explainer_strategy": config.explainer_strategy, "scorers": config.scorers},
         ))
     return campaign_id
 

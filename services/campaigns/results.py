@@ -10,11 +10,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from services.ablation import HeadAblation, KSResult
+from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import CampaignProgress, get_campaign, progress
 from services.classify import HeadClassification
 from services.heads import NeuronAttribution
 from services.schemas import TruncatedPrompt
-from services.score import CampaignSummary, HeadScore
+from services.score import CampaignSummary, HeadScore, ScorerSummary
 from services.store import Store
 from services.store.models import (
     AblationRow,
@@ -43,9 +44,11 @@ class HeadResult(BaseModel):
     active_fraction: float = Field(description="Share of the neuron's train prompts it is active on.")
     explanation: str | None
     explainer: str | None = Field(description="backend:model that wrote the explanation.")
+    strategy: str | None = Field(description="The explainer strategy that wrote it.")
     predictions: list[TestPrediction]
-    score: HeadScore | None
+    score: HeadScore | None = Field(description="The headline (first) scorer's score.")
     control_score: HeadScore | None = Field(description="Judged with another head's explanation.")
+    scores: dict[str, HeadScore] = Field(default_factory=dict, description="Every scorer's score.")
     ablation: KSResult | None
 
 
@@ -66,6 +69,7 @@ class CampaignSummaryBlock(BaseModel):
     explanations: CampaignSummary | None
     control: CampaignSummary | None
     ablation: KSResult | None
+    scorers: dict[str, ScorerSummary] = Field(default_factory=dict)
 
 
 class CampaignResults(BaseModel):
@@ -73,7 +77,8 @@ class CampaignResults(BaseModel):
     config: dict
     provenance: dict
     summary: CampaignSummaryBlock
-    scores: list[float] = Field(description="Every scored head's explanation score.")
+    headline_scorer: str
+    scores: list[float] = Field(description="Every scored head's explanation score (headline scorer).")
     control_scores: list[float] = Field(description="Scores of the shuffled-explanation control.")
     count: int = Field(description="Neurons in the campaign (the page holds at most limit of them).")
     neurons: list[NeuronResult]
@@ -82,7 +87,8 @@ class CampaignResults(BaseModel):
 def _summary(raw: dict | None) -> CampaignSummaryBlock:
     raw = raw or {}
     return CampaignSummaryBlock(
-        explanations=raw.get("explanations"), control=raw.get("control"), ablation=raw.get("ablation"))
+        explanations=raw.get("explanations"), control=raw.get("control"), ablation=raw.get("ablation"),
+        scorers=raw.get("scorers") or {})
 
 
 def campaign_results(store: Store, campaign_id: str, skip: int = 0, limit: int | None = None) -> CampaignResults:
@@ -94,19 +100,22 @@ def campaign_results(store: Store, campaign_id: str, skip: int = 0, limit: int |
         count = session.scalar(select(func.count()).select_from(NeuronRow).where(where))
         rows = list(session.scalars(select(NeuronRow).where(where).order_by(NeuronRow.id)
                                     .offset(skip).limit(limit)))
-        scores = {(r.head_id, r.control): HeadScore.model_validate(r.payload) for r in session.scalars(
+        headline = CampaignConfig.model_validate(campaign.config).scorers[0]
+        scores = {(r.head_id, r.scorer, r.control): HeadScore.model_validate(r.payload) for r in session.scalars(
             select(ScoreRow).where(ScoreRow.campaign_id == campaign_id))}
-        neurons = [_neuron(session, campaign_id, row, scores) for row in rows]
+        neurons = [_neuron(session, campaign_id, row, scores, headline) for row in rows]
+        mine = [(control, s.score) for (_, scorer, control), s in scores.items()
+                if scorer == headline and s.score is not None]
         return CampaignResults(
             campaign=state, config=campaign.config, provenance=campaign.provenance or {},
-            summary=_summary(campaign.summary),
-            scores=[s.score for (_, control), s in scores.items() if not control and s.score is not None],
-            control_scores=[s.score for (_, control), s in scores.items() if control and s.score is not None],
+            summary=_summary(campaign.summary), headline_scorer=headline,
+            scores=[score for control, score in mine if not control],
+            control_scores=[score for control, score in mine if control],
             count=count, neurons=neurons,
         )
 
 
-def _neuron(session, campaign_id: str, row: NeuronRow, scores: dict) -> NeuronResult:
+def _neuron(session, campaign_id: str, row: NeuronRow, scores: dict, headline: str) -> NeuronResult:
     same = dict(campaign_id=campaign_id, layer=row.layer, neuron=row.neuron)
     prompts = [TruncatedPrompt.model_validate(p) for p in session.scalars(
         select(PromptRow.payload).filter_by(split="train", **same).order_by(PromptRow.rank))]
@@ -118,7 +127,7 @@ def _neuron(session, campaign_id: str, row: NeuronRow, scores: dict) -> NeuronRe
         congruence=row.congruence, prompts=prompts,
         attribution_definition=attribution.definition if attribution else None,
         mean_attribution=_mean_scores(attribution) if attribution and attribution.prompts else None,
-        heads=[_head(session, head, scores) for head in heads],
+        heads=[_head(session, head, scores, headline) for head in heads],
     )
 
 
@@ -129,10 +138,11 @@ def _mean_scores(attribution: NeuronAttribution) -> list[list[float]]:
             for layer in range(len(first))]
 
 
-def _head(session, head: HeadRow, scores: dict) -> HeadResult:
+def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
     explanation = session.scalar(select(ExplanationRow).where(ExplanationRow.head_id == head.id))
     classified = session.scalar(select(ClassificationRow.payload).where(
-        ClassificationRow.head_id == head.id, ClassificationRow.control.is_(False)))
+        ClassificationRow.head_id == head.id, ClassificationRow.scorer == headline,
+        ClassificationRow.control.is_(False)))
     ablation = session.scalar(select(AblationRow.payload).where(AblationRow.head_id == head.id))
     predictions = []
     if classified is not None:
@@ -142,7 +152,10 @@ def _head(session, head: HeadRow, scores: dict) -> HeadResult:
         head_layer=head.head_layer, head=head.head, active_fraction=head.active_fraction,
         explanation=explanation.text if explanation else None,
         explainer=f"{explanation.payload['backend']}:{explanation.payload['model']}" if explanation else None,
-        predictions=predictions, score=scores.get((head.id, False)),
-        control_score=scores.get((head.id, True)),
+        strategy=explanation.payload.get("strategy", "oneshot") if explanation else None,
+        predictions=predictions, score=scores.get((head.id, headline, False)),
+        control_score=scores.get((head.id, headline, True)),
+        scores={scorer: s for (head_id, scorer, control), s in scores.items()
+                if head_id == head.id and not control},
         ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
     )

@@ -227,13 +227,17 @@ def plan_attribute(session: Session, campaign: Campaign) -> list[str]:
 
 
 def compute_attribute(runtime: Runtime, store: Store, job: Job) -> Writer:
+    from services.head_reads import head_reads
     from services.heads import attribute_neuron
 
     config, ref = job.config, NeuronRef.parse(job.key)
     with store.session() as session:
         prompts = _prompts(session, job.campaign_id, ref)
-    attribution = attribute_neuron(runtime.model(config.model), ref, prompts,
-                                   active_stds=config.active_stds, worth_range=config.worth_range)
+    model = runtime.model(config.model)
+    attribution = attribute_neuron(model, ref, prompts, active_stds=config.active_stds,
+                                   worth_range=config.worth_range)
+    reads = head_reads(model, [p.tokens for p in prompts], [a.head for a in attribution.worth_explaining])
+    attribution = attribution.model_copy(update={"reads": reads})
 
     def write(session: Session) -> None:
         session.add(AttributionRow(campaign_id=job.campaign_id, layer=ref.layer, neuron=ref.index,
@@ -260,31 +264,40 @@ def _token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
 
 
 def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
-    """The explain request of one head: its neuron's prompts split by the head's activity.
-    The stage and ``lookups estimate`` both build requests here, so they never differ."""
-    from services.explain import ExplainRequest
+    """The explain request of one head: its neuron's prompts split by the head's activity, each
+    with the head's attribution and reads. The stage and ``lookups estimate`` both build
+    requests here, so they never differ."""
+    from services.explain import ExplainRequest, HeadExample
     from services.heads import HeadRef
 
     ref = HeadRef(layer=head.head_layer, head=head.head)
     attribution = _attribution(session, campaign_id, head.layer, head.neuron)
+    examples = None
+    if attribution.reads is not None:
+        examples = [HeadExample(text=p.text, active=ref in p.active,
+                                attribution=p.scores[ref.layer][ref.head],
+                                pieces=r.pieces, reads=r.heads[str(ref)])
+                    for p, r in zip(attribution.prompts, attribution.reads)]
     return ExplainRequest(
         neuron=neuron_key(head.layer, head.neuron), head=str(ref),
         token=_token(session, campaign_id, head.layer, head.neuron),
         active_examples=[p.text for p in attribution.prompts if ref in p.active],
         inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
+        examples=examples,
     )
 
 
 def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
     from services.explain import explain
-    from services.llm.registry import get_template
+    from services.llm.registry import get_strategy, get_template
 
     config = job.config
     with store.session() as session:
         head = _head_by_key(session, job.campaign_id, job.key)
         head_id, request = head.id, explain_request_for(session, job.campaign_id, head)
     client = runtime.llm(config.explainer, _remaining_budget(store, job))
-    explanation = explain(client, get_template(config.explainer_template), [request])[0]
+    explanation = explain(client, get_strategy(config.explainer_strategy),
+                          get_template(config.explainer_template), [request])[0]
 
     def write(session: Session) -> None:
         session.add(ExplanationRow(
@@ -343,23 +356,23 @@ def _classifiable(session: Session, campaign_id: str) -> list[HeadRow]:
 
 
 def plan_classify(session: Session, campaign: Campaign) -> list[str]:
+    """``HEAD_KEY/SCORER/explanation`` and, with two heads or more, ``HEAD_KEY/SCORER/control``."""
     heads = _classifiable(session, campaign.id)
-    keys = [f"{h.key}/explanation" for h in heads]
-    if len(heads) >= 2:  # the shuffled-explanation control needs another head's explanation
-        keys += [f"{h.key}/control" for h in heads]
-    return keys
+    kinds = ["explanation", "control"] if len(heads) >= 2 else ["explanation"]
+    scorers = CampaignConfig.model_validate(campaign.config).scorers
+    return [f"{h.key}/{scorer}/{kind}" for kind in kinds for scorer in scorers for h in heads]
 
 
 def classify_request_for(session: Session, campaign_id: str, key: str, seed: int):
-    """The classify request of one item ``HEAD_KEY/explanation`` or ``HEAD_KEY/control``: the
-    head's labelled test prompts with its own explanation, or, for the shuffled control, with the
-    explanation of the head a seeded derangement gives it. Returns (head id, control, request);
-    the stage and ``lookups estimate`` both build requests here."""
+    """The classify request of one item ``HEAD_KEY/SCORER/explanation|control``: the head's
+    labelled test prompts with its own explanation, or, for the shuffled control, with the
+    explanation of the head a seeded derangement gives it. Returns (head id, scorer, control,
+    request); the stage and ``lookups estimate`` both build requests here."""
     from services.classify import ClassifyRequest, TestPrompt
     from services.score import derangement
     from services.test_prompts import HeadTestSet
 
-    head_key, _, kind = key.rpartition("/")
+    head_key, scorer, kind = key.rsplit("/", 2)
     control = kind == "control"
     head = _head_by_key(session, campaign_id, head_key)
     donor = head
@@ -374,25 +387,25 @@ def classify_request_for(session: Session, campaign_id: str, key: str, seed: int
         neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
         token=_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
         prompts=[TestPrompt(text=p.prompt.text, active=p.active) for p in test_set.prompts])
-    return head.id, control, request
+    return head.id, scorer, control, request
 
 
 def compute_classify(runtime: Runtime, store: Store, job: Job) -> Writer:
     from services.classify import classify
-    from services.llm.registry import get_template
+    from services.llm.registry import get_scorer, get_template
 
     config = job.config
     with store.session() as session:
-        head_id, control, request = classify_request_for(session, job.campaign_id, job.key, config.seed)
+        head_id, scorer, control, request = classify_request_for(session, job.campaign_id, job.key, config.seed)
     client = runtime.llm(config.classifier, _remaining_budget(store, job))
-    result = classify(client, get_template(config.classifier_template), request)
+    result = classify(client, get_scorer(scorer), get_template(config.classifier_template), request)
 
     def write(session: Session) -> None:
         session.add(ClassificationRow(
-            campaign_id=job.campaign_id, head_id=head_id, control=control,
-            input_tokens=sum(r.call.input_tokens for r in result.results),
-            output_tokens=sum(r.call.output_tokens for r in result.results),
-            cost_usd=sum(r.call.cost_usd for r in result.results),
+            campaign_id=job.campaign_id, head_id=head_id, scorer=scorer, control=control,
+            input_tokens=sum(c.input_tokens for c in result.calls),
+            output_tokens=sum(c.output_tokens for c in result.calls),
+            cost_usd=sum(c.cost_usd for c in result.calls),
             payload=result.model_dump(mode="json")))
 
     return write
@@ -406,39 +419,51 @@ def plan_score(session: Session, campaign: Campaign) -> list[str]:
 
 
 def compute_score(runtime: Runtime, store: Store, job: Job) -> Writer:
+    """Every scorer's head scores (real and control), its summaries and the paired difference;
+    the first scorer's also stand as the campaign's headline ``explanations``/``control``."""
     from services.classify import HeadClassification
-    from services.score import HeadScore, head_score, summarize
+    from services.llm.registry import get_scorer
+    from services.score import HeadScore, ScorerSummary, paired_difference, summarize
 
     with store.session() as session:
         heads = campaign_heads(session, job.campaign_id)
-        classified = {(r.head_id, r.control): HeadClassification.model_validate(r.payload)
+        classified = {(r.head_id, r.scorer, r.control): HeadClassification.model_validate(r.payload)
                       for r in session.scalars(select(ClassificationRow).where(
                           ClassificationRow.campaign_id == job.campaign_id))}
         one_class = set(session.scalars(select(TestSetRow.head_id).where(
             TestSetRow.campaign_id == job.campaign_id, TestSetRow.one_class.is_(True))))
-    scores: dict[tuple[int, bool], HeadScore] = {}
-    for head in heads:
-        for control in (False, True):
-            found = classified.get((head.id, control))
-            if found is not None:
-                scores[head.id, control] = head_score(found)
-            elif not control:
-                reason = ("test labels are all one class" if head.id in one_class
-                          else "no classification (a failed or skipped item)")
-                scores[head.id, control] = HeadScore(
-                    neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
-                    score=None, tp=0, fn=0, tn=0, fp=0, unparseable=0, skipped=reason)
-    real = [s for (_, control), s in scores.items() if not control]
-    summary = {
-        "explanations": summarize(real, [c for (_, control), c in classified.items() if not control])
-        .model_dump(mode="json"),
-        "control": summarize([s for (_, control), s in scores.items() if control]).model_dump(mode="json"),
-    }
+    scores: dict[tuple[int, str, bool], HeadScore] = {}
+    by_scorer: dict[str, dict] = {}  # name -> ScorerSummary as JSON
+    for name in job.config.scorers:
+        scorer = get_scorer(name)
+        for head in heads:
+            for control in (False, True):
+                found = classified.get((head.id, name, control))
+                if found is not None:
+                    scores[head.id, name, control] = scorer.score(found)
+                elif not control:
+                    reason = ("test labels are all one class" if head.id in one_class
+                              else "no classification (a failed or skipped item)")
+                    scores[head.id, name, control] = HeadScore(
+                        neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
+                        score=None, tp=0, fn=0, tn=0, fp=0, unparseable=0, skipped=reason)
+        real = [scores[h.id, name, False] for h in heads]
+        control = [scores[h.id, name, True] for h in heads if (h.id, name, True) in scores]
+        by_scorer[name] = ScorerSummary(
+            explanations=summarize(real, [c for (_, n, ctl), c in classified.items() if n == name and not ctl]),
+            control=summarize(control),
+            paired=paired_difference([(scores[h.id, name, False], scores[h.id, name, True])
+                                      for h in heads if (h.id, name, True) in scores]),
+            calls=sum(len(c.calls) for (_, n, _), c in classified.items() if n == name),
+        ).model_dump(mode="json")
+    headline = by_scorer[job.config.scorers[0]]
+    summary = {"explanations": headline["explanations"], "control": headline["control"],
+               "scorers": by_scorer}
 
     def write(session: Session) -> None:
-        session.add_all(ScoreRow(campaign_id=job.campaign_id, head_id=head_id, control=control,
-                                 score=score.score, payload=score.model_dump(mode="json"))
-                        for (head_id, control), score in scores.items())
+        session.add_all(ScoreRow(campaign_id=job.campaign_id, head_id=head_id, scorer=scorer,
+                                 control=control, score=score.score, payload=score.model_dump(mode="json"))
+                        for (head_id, scorer, control), score in scores.items())
         campaign = session.get(Campaign, job.campaign_id)
         campaign.summary = {**(campaign.summary or {}), **summary}
 

@@ -38,3 +38,7 @@ class BudgetExceededError(LookupsError):
 
 class TemplateError(LookupsError):
     """A prompt template is unknown, unreadable or has wrong placeholders."""
+
+
+class UnknownPluginError(LookupsError, ValueError):
+    """An explainer strategy or scorer name that no installed plugin registers."""

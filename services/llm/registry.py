@@ -1,4 +1,5 @@
-"""Backends and templates from every installed plugin, and the spec strings that pick them."""
+"""Backends, templates, explainer strategies and scorers from every installed plugin, and the
+names and spec strings that pick them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from plugins.manager import get_plugin_manager
-from services.llm.errors import TemplateError, UnknownBackendError
+from services.llm.errors import TemplateError, UnknownBackendError, UnknownPluginError
 
 
 class BackendInfo(BaseModel):
@@ -26,6 +27,14 @@ class TemplateInfo(BaseModel):
     name: str
     package: str
     version: str
+    description: str
+
+
+class PluginInfo(BaseModel):
+    """An explainer strategy or a scorer."""
+
+    name: str
+    package: str
     description: str
 
 
@@ -84,3 +93,37 @@ def get_template(spec: str):
     if path.is_file():
         return template_from_file(path)
     raise TemplateError(f"unknown template {spec!r}: use one of {', '.join(sorted(found))} or a .toml/.json file")
+
+
+def _named(hook_name: str) -> dict[str, tuple[Any, str]]:
+    return {item.name: (item, package) for item, package in _collect(hook_name)}
+
+
+def _get(hook_name: str, kind: str, name: str):
+    found = _named(hook_name)
+    if name not in found:
+        raise UnknownPluginError(f"unknown {kind} {name!r}; installed: {', '.join(sorted(found))}")
+    return found[name][0]
+
+
+def _listed(hook_name: str) -> list[PluginInfo]:
+    return [PluginInfo(name=name, package=package, description=item.description)
+            for name, (item, package) in sorted(_named(hook_name).items())]
+
+
+def get_strategy(name: str):
+    """An explainer strategy by name (``lookups explainers`` lists them)."""
+    return _get("register_explainers", "explainer strategy", name)
+
+
+def get_scorer(name: str):
+    """A scorer by name (``lookups scorers`` lists them)."""
+    return _get("register_scorers", "scorer", name)
+
+
+def list_strategies() -> list[PluginInfo]:
+    return _listed("register_explainers")
+
+
+def list_scorers() -> list[PluginInfo]:
+    return _listed("register_scorers")

@@ -167,15 +167,16 @@ class TestSetRow(Base):
 
 
 class ClassificationRow(Base):
-    """Zero-shot classification of a head's test prompts (step 9). ``control``: classified with
+    """A scorer's classification of a head's test prompts (step 9). ``control``: classified with
     another head's explanation (the shuffled-explanation control)."""
 
     __tablename__ = "classifications"
-    __table_args__ = (UniqueConstraint("head_id", "control"),)
+    __table_args__ = (UniqueConstraint("head_id", "scorer", "control", name="uq_classifications_head_scorer_control"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"))
+    scorer: Mapped[str] = mapped_column(String(32), server_default="zero-shot")
     control: Mapped[bool] = mapped_column(Boolean)
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)
@@ -184,14 +185,15 @@ class ClassificationRow(Base):
 
 
 class ScoreRow(Base):
-    """Head explanation score (step 10): services.score.HeadScore."""
+    """A scorer's head explanation score (step 10): services.score.HeadScore."""
 
     __tablename__ = "scores"
-    __table_args__ = (UniqueConstraint("head_id", "control"),)
+    __table_args__ = (UniqueConstraint("head_id", "scorer", "control", name="uq_scores_head_scorer_control"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"))
+    scorer: Mapped[str] = mapped_column(String(32), server_default="zero-shot")
     control: Mapped[bool] = mapped_column(Boolean)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     payload: Mapped[dict] = mapped_column(JSON)

@@ -10,10 +10,12 @@ from plugins.templates import PromptTemplate
 from services.classify import ClassifyRequest, TestPrompt, classify
 from services.explain import ExplainRequest, explain
 from services.llm.client import LLMClient
-from services.llm.registry import create_backend, get_template
+from services.llm.registry import create_backend, get_scorer, get_strategy, get_template
 from services.settings import Settings
 
 pytestmark = pytest.mark.slow
+
+ONESHOT = get_strategy("oneshot")
 
 HEAD = ExplainRequest(
     neuron="27:1263", head="20.4", token=" right",
@@ -38,17 +40,17 @@ def client(tmp_path_factory) -> LLMClient:
 
 def test_explain_and_classify_end_to_end(client):
     template = short(get_template("neo2024"), 16)
-    (explanation,) = explain(client, template, [HEAD])
+    (explanation,) = explain(client, ONESHOT, template, [HEAD])
 
     assert explanation.text.strip()
     assert 0 < explanation.call.output_tokens <= 16 and explanation.call.input_tokens > 100
     assert (explanation.backend, explanation.template_version) == ("local", template.version)
 
-    head = classify(client, template, ClassifyRequest(explanation=explanation.text, token=" right",
-                                                      prompts=TESTS))
-    assert len(head.results) == len(TESTS)
+    head = classify(client, get_scorer("zero-shot"), template,
+                    ClassifyRequest(explanation=explanation.text, token=" right", prompts=TESTS))
+    assert len(head.results) == len(head.calls) == len(TESTS)
+    assert all(call.output_tokens == 1 for call in head.calls)
     for result in head.results:
-        assert result.call.output_tokens == 1
         assert result.p_yes is not None and 0.0 <= result.p_yes <= 1.0
         assert result.answer in {"yes", "no", "unparseable"}
         assert (result.answer == "unparseable") == (result.raw.strip().lower()[:3] not in {"yes", "no"})
@@ -56,8 +58,8 @@ def test_explain_and_classify_end_to_end(client):
 
 def test_rerun_costs_zero_new_tokens(client):
     template = short(get_template("neo2024"), 16)
-    first = explain(client, template, [HEAD])[0]
-    again = explain(client, template, [HEAD])[0]
+    first = explain(client, ONESHOT, template, [HEAD])[0]
+    again = explain(client, ONESHOT, template, [HEAD])[0]
     assert again.text == first.text
     assert again.call.cache_hit and again.call.input_tokens == again.call.output_tokens == 0
 

@@ -14,7 +14,7 @@ import pytest
 
 from services.classify import ClassifyRequest, TestPrompt, classify
 from services.llm.client import LLMClient
-from services.llm.registry import create_backend, get_template
+from services.llm.registry import create_backend, get_scorer, get_template
 from services.settings import Settings
 
 pytestmark = [
@@ -39,7 +39,7 @@ PROMPTS = [
 def test_qwen_judge_answers_yes_or_no_and_its_p_yes_separates_the_classes(tmp_path):
     settings = Settings(cache_dir=tmp_path)  # also joins the parts afresh into this cache
     client = LLMClient(create_backend("local:qwen2.5-coder-1.5b", {"n_ctx": 2048}), settings=settings)
-    head = classify(client, get_template("neo2024"),
+    head = classify(client, get_scorer("zero-shot"), get_template("neo2024"),
                     ClassifyRequest(explanation=EXPLANATION, token=" right", prompts=PROMPTS))
     assert [r.answer for r in head.results].count("unparseable") == 0, [r.raw for r in head.results]
     active = [r.p_yes for r in head.results if r.active]

@@ -10,8 +10,11 @@ from fake_openai import error
 
 from services.classify import ClassifyRequest, TestPrompt, classify
 from services.llm.errors import BackendUnavailableError, BudgetExceededError
+from services.llm.registry import get_scorer
 from services.llm.schemas import LLMRequest
 from services.score import head_score
+
+ZERO_SHOT = get_scorer("zero-shot")
 
 
 def requests(n: int) -> list[LLMRequest]:
@@ -137,7 +140,7 @@ def test_faults_lose_nothing_and_unparseable_is_not_no(openai_client, fake_serve
         TestPrompt(text="alpha", active=True), TestPrompt(text="bravo", active=False),
         TestPrompt(text="charlie", active=False), TestPrompt(text="delta", active=True)])
 
-    result = classify(openai_client(timeout=0.5), get_template("neo2024"), request)
+    result = classify(openai_client(timeout=0.5), ZERO_SHOT, get_template("neo2024"), request)
     score = head_score(result)
 
     assert [r.answer for r in result.results] == ["yes", "unparseable", "unparseable", "no"]
@@ -151,7 +154,7 @@ def test_p_yes_comes_from_openai_logprobs(openai_client, fake_server):
 
     fake_server.logprobs = {"Yes": 0.6, " no": 0.3, "Maybe": 0.1}
     request = ClassifyRequest(explanation="Anything.", prompts=[TestPrompt(text="some text")])
-    (result,) = classify(openai_client(), get_template("neo2024"), request).results
+    (result,) = classify(openai_client(), ZERO_SHOT, get_template("neo2024"), request).results
 
     assert result.p_yes == pytest.approx(0.6 / 0.9)
     assert fake_server.requests[0]["body"]["logprobs"] is True
@@ -173,11 +176,11 @@ def test_openai_compatible_backend_needs_no_key_and_hits_the_url(settings, fake_
 def test_key_is_sent_but_never_stored_logged_or_shown(openai_client, fake_server, settings, caplog, capfd):
     from services.explain import ExplainRequest, explain
     from services.llm.errors import BackendError
-    from services.llm.registry import get_template
+    from services.llm.registry import get_strategy, get_template
 
     caplog.set_level("DEBUG")
     client = openai_client()
-    results = explain(client, get_template("neo2024"),
+    results = explain(client, get_strategy("oneshot"), get_template("neo2024"),
                       [ExplainRequest(token=" x", active_examples=["a"], inactive_examples=["b"])])
     fake_server.faults.append(error(401, f"Incorrect API key provided: {KEY}"))
     with pytest.raises(BackendError) as failure:
@@ -191,26 +194,3 @@ def test_key_is_sent_but_never_stored_logged_or_shown(openai_client, fake_server
              db_file.read_bytes().decode("latin-1")]
     for text in texts:
         assert not any(bit in text for bit in secret_bits)
-
-
-def test_shuffled_control_judges_each_head_with_another_heads_explanation(openai_client, fake_server):
-    from services.llm.registry import get_template
-    from services.score import shuffled_control
-
-    topics = ["apples", "boats", "clocks", "drums"]
-
-    def judge(prompt: str) -> str:  # a perfect judge: Yes iff the example is on the explained topic
-        explanation, example = prompt.split("Example:")
-        return "Yes" if any(t in explanation and t in example for t in topics) else "No"
-
-    fake_server.respond = judge
-    requests_ = [ClassifyRequest(head=f"0.{i}", explanation=f"Fires on {t}.", prompts=[
-        TestPrompt(text=f"all about {t}", active=True), TestPrompt(text="nothing here", active=False)])
-        for i, t in enumerate(topics)]
-    client, template = openai_client(), get_template("neo2024")
-
-    real = [head_score(classify(client, template, r)).score for r in requests_]
-    control = [s.score for s in shuffled_control(client, template, requests_, seed=3)]
-
-    assert real == [1.0] * 4
-    assert control == [0.5] * 4  # another head's topic: never Yes on the active prompt

@@ -9,7 +9,7 @@ import pytest
 
 from services.classify import Classification, HeadClassification, p_yes, parse_answer
 from services.llm.schemas import CallRecord
-from services.score import derangement, head_score, summarize
+from services.score import derangement, head_score, paired_difference, summarize
 
 CALL = CallRecord(at=datetime(2024, 1, 1), backend="b", model="m", purpose="classify",
                   template_version="v", cache_key="k", cache_hit=False, input_tokens=1,
@@ -21,8 +21,9 @@ def head(labels_answers, probabilities=None, name="0.0") -> HeadClassification:
     return HeadClassification(
         neuron="1:2", head=name, explanation="e", template="t", template_version="v", backend="b",
         model="m", results=[Classification(prompt=f"p{i}", active=label, answer=answer, p_yes=p,
-                                           raw=answer, call=CALL)
-                            for i, ((label, answer), p) in enumerate(zip(labels_answers, probabilities))])
+                                           raw=answer)
+                            for i, ((label, answer), p) in enumerate(zip(labels_answers, probabilities))],
+        calls=[CALL] * len(labels_answers))
 
 
 @pytest.mark.parametrize(("text", "answer"), [
@@ -91,3 +92,15 @@ def test_derangement_gives_every_head_another_heads_explanation(n):
     donors = derangement(n, seed=n)
     assert sorted(donors) == list(range(n))
     assert all(d != i for i, d in enumerate(donors))
+
+
+def test_paired_difference_pairs_each_head_with_its_own_control():
+    perfect = head_score(head([(True, "yes"), (False, "no")]))  # 1.0
+    chance = head_score(head([(True, "yes"), (False, "yes")]))  # 0.5
+    skipped = head_score(head([(True, "yes")]))  # one class: no score
+    paired = paired_difference([(perfect, chance), (perfect, chance), (chance, chance), (skipped, chance)],
+                               n_boot=500)
+    assert paired.n_pairs == 3 and paired.mean == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+    low, high = paired.ci95
+    assert 0.0 <= low <= paired.mean <= high <= 0.5
+    assert paired_difference([(skipped, chance)]).mean is None
