@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.agent import AgentOutcome
 from services.head_reads import SourceRead
 from services.llm.client import LLMClient
 from services.llm.schemas import CallRecord
@@ -57,6 +58,8 @@ class Explanation(BaseModel):
     backend: str
     model: str
     call: CallRecord
+    agent: AgentOutcome | None = Field(default=None, description="The agent's loop: rounds, accuracies, "
+                                       "the round kept and why it stopped (agent strategy only).")
 
 
 def explain(client: LLMClient, strategy: ExplainerStrategy, template,

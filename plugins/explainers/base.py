@@ -16,6 +16,9 @@ class ExplainerStrategy:
     description: ClassVar[str] = ""
     # Everything the strategy itself says to the LLM: part of its version, with the template's.
     wording: ClassVar[str] = ""
+    # A closed-loop strategy proposes probes and revises from their measurements over several
+    # rounds (the campaign's agent stage); it also implements ``revision`` and ``parse``.
+    closed_loop: ClassVar[bool] = False
 
     def version(self, template) -> str:
         shaping = [self.name, self.wording, template.version]

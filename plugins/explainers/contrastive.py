@@ -33,9 +33,8 @@ Near misses: documents that also end with "{token}" but where the head is inacti
 {near_misses}
 """
 What the head reads, counted over {n_active} active and {n_inactive} inactive documents:
-{evidence}
-
-In one or two sentences, say what a document must contain for this head to be active. Name concrete words or patterns that a reader can check in a new document; do not just say that the next token is "{token}".'''
+{evidence}'''
+_ASK = '''In one or two sentences, say what a document must contain for this head to be active. Name concrete words or patterns that a reader can check in a new document; do not just say that the next token is "{token}".'''
 
 
 def marked(example: HeadExample) -> str:
@@ -66,26 +65,31 @@ def evidence_lines(contrast: ReadContrast) -> str:
     return "\n".join(lines)
 
 
+def evidence(request: ExplainRequest, strategy: str) -> str:
+    """The examples, near misses and measured evidence: everything but the question."""
+    if not request.examples:
+        raise InvalidInputError(
+            f"the {strategy} strategy needs each example's attribution and reads ('examples'): "
+            "campaigns fill them in; for a single request use the oneshot strategy")
+    by_attribution = sorted(request.examples, key=lambda e: -e.attribution)
+    active = [e for e in by_attribution if e.active]
+    inactive = [e for e in by_attribution if not e.active]
+    contrast = contrast_reads([e.reads for e in active], [e.reads for e in inactive])
+    lines = lambda examples: "\n".join(f"* {marked(e)}{request.token}" for e in examples)  # noqa: E731
+    return _PROMPT.format(
+        token=request.token, active=lines(active[:MAX_ACTIVE]),
+        near_misses=lines(inactive[:MAX_NEAR_MISSES]) or "(none)",
+        n_active=len(active), n_inactive=len(inactive), evidence=evidence_lines(contrast))
+
+
 class Contrastive(ExplainerStrategy):
     name = "contrastive"
     description = ("Active examples against near misses, the tokens the head reads marked, and the "
                    "read tokens ranked by log-odds (active vs inactive)")
-    wording = _PROMPT + f"|{MAX_ACTIVE}|{MAX_NEAR_MISSES}|{EVIDENCE_FOR}|{EVIDENCE_AGAINST}|{MAX_TOKENS}"
+    wording = _PROMPT + _ASK + f"|{MAX_ACTIVE}|{MAX_NEAR_MISSES}|{EVIDENCE_FOR}|{EVIDENCE_AGAINST}|{MAX_TOKENS}"
 
     def request(self, template, request: ExplainRequest) -> LLMRequest:
-        if not request.examples:
-            raise InvalidInputError(
-                "the contrastive strategy needs each example's attribution and reads ('examples'): "
-                "campaigns fill them in; for a single request use the oneshot strategy")
-        by_attribution = sorted(request.examples, key=lambda e: -e.attribution)
-        active = [e for e in by_attribution if e.active]
-        inactive = [e for e in by_attribution if not e.active]
-        contrast = contrast_reads([e.reads for e in active], [e.reads for e in inactive])
-        lines = lambda examples: "\n".join(f"* {marked(e)}{request.token}" for e in examples)  # noqa: E731
-        prompt = _PROMPT.format(
-            token=request.token, active=lines(active[:MAX_ACTIVE]),
-            near_misses=lines(inactive[:MAX_NEAR_MISSES]) or "(none)",
-            n_active=len(active), n_inactive=len(inactive), evidence=evidence_lines(contrast))
+        prompt = evidence(request, self.name) + "\n\n" + _ASK.format(token=request.token)
         return LLMRequest(prompt=prompt, max_tokens=MAX_TOKENS, purpose="explain",
                           template_version=self.version(template))
 

@@ -45,6 +45,7 @@ class CampaignConfig(BaseModel):
     explainer: str = Field(default="local", description="LLM backend spec, e.g. openai:gpt-4o.")
     explainer_template: str = "neo2024"
     explainer_strategy: str = Field(default="oneshot", description="Explainer strategy (lookups explainers).")
+    agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")
     classifier: str = Field(default="local", description="LLM backend spec of the judge.")
     classifier_template: str = "neo2024"
     scorers: list[str] = Field(default=["zero-shot"], min_length=1,

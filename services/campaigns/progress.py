@@ -17,14 +17,13 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
 from services.campaigns.config import CampaignConfig
-from services.campaigns.stages import STAGE_BY_NAME, STAGES, Job, Stage, Writer, campaign_cost
+from services.campaigns.records import LLM_TABLES, Job, Writer, campaign_cost
+from services.campaigns.stages import STAGE_BY_NAME, STAGES, Stage
 from services.errors import InvalidInputError
 from services.store import Store
 from services.store.models import (
     AblationRow,
     Campaign,
-    ClassificationRow,
-    ExplanationRow,
     WorkItem,
     utcnow,
 )
@@ -92,6 +91,13 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                     return list(session.scalars(select(WorkItem.id).where(
                         WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage,
                         WorkItem.status == "pending").order_by(WorkItem.id)))
+                stage = STAGE_BY_NAME[campaign.stage]
+                if stage.repeats:
+                    fresh = _plan_again(session, campaign, stage)
+                    if fresh is None:
+                        continue  # another process planned the same items first; look again
+                    if fresh:
+                        return fresh
                 if counts.get("failed") and not counts.get("done"):
                     error = session.scalar(select(WorkItem.error).where(
                         WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage,
@@ -114,7 +120,23 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                 return []
             for key in following.plan(session, campaign):
                 session.add(WorkItem(campaign_id=campaign_id, stage=following.name, key=key,
-                                     queue=following.queue, status="pending"))
+                                     queue=following.item_queue(key), status="pending"))
+
+
+def _plan_again(session, campaign: Campaign, stage: Stage) -> list[int] | None:
+    """A repeating stage's next items, once its current ones have all finished; None when
+    another process inserted the same items first (two processes finishing the last items
+    together both plan: the unique (campaign, stage, key) lets one of them win)."""
+    from sqlalchemy.exc import IntegrityError
+
+    items = [WorkItem(campaign_id=campaign.id, stage=stage.name, key=key, queue=stage.item_queue(key),
+                      status="pending") for key in stage.plan(session, campaign)]
+    try:
+        with session.begin_nested():
+            session.add_all(items)
+    except IntegrityError:
+        return None
+    return [item.id for item in items]
 
 
 def _finalize(session, campaign_id: str) -> None:
@@ -269,7 +291,7 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
             for s in STAGES
         ]
         tokens_in = tokens_out = 0
-        for table in (ExplanationRow, ClassificationRow):
+        for table in LLM_TABLES:
             a, b = session.execute(select(func.coalesce(func.sum(table.input_tokens), 0),
                                           func.coalesce(func.sum(table.output_tokens), 0))
                                    .where(table.campaign_id == campaign_id)).one()

@@ -12,10 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.campaigns import agent_stage
 from services.campaigns.config import CampaignConfig
+from services.campaigns.records import (
+    Job,
+    Writer,
+    campaign_heads,
+    campaign_neurons,
+    explain_request_for,
+    head_by_key,
+    neuron_attribution,
+    neuron_key,
+    remaining_budget,
+    set_provenance,
+    stored_token,
+)
 from services.campaigns.runtime import Runtime
 from services.corpus import CorpusInfo
 from services.schemas import NeuronContexts, NeuronRef, TruncatedPrompt
@@ -34,17 +48,6 @@ from services.store.models import (
     TestSetRow,
 )
 
-Writer = Callable[[Session], None]
-
-
-@dataclass(frozen=True)
-class Job:
-    """What ``compute`` gets: the campaign's id and config, and the item's key."""
-
-    campaign_id: str
-    config: CampaignConfig
-    key: str
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -52,62 +55,13 @@ class Stage:
     queue: Literal["gpu", "llm"]
     plan: Callable[[Session, Campaign], list[str]]
     compute: Callable[[Runtime, Store, Job], Writer]
+    # A repeating stage plans again whenever its items have all finished, until its plan has
+    # nothing new (the agent's rounds); ``queue_of`` routes each of its items by key.
+    repeats: bool = False
+    queue_of: Callable[[str], Literal["gpu", "llm"]] | None = None
 
-
-# ---------------------------------------------------------------- helpers over the store
-
-
-def neuron_key(layer: int, neuron: int) -> str:
-    return f"{layer}:{neuron}"
-
-
-def _neurons(session: Session, campaign_id: str) -> list[NeuronRow]:
-    return list(session.scalars(
-        select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)))
-
-
-def campaign_heads(session: Session, campaign_id: str) -> list[HeadRow]:
-    return list(session.scalars(
-        select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)))
-
-
-def _head_by_key(session: Session, campaign_id: str, key: str) -> HeadRow:
-    """The head ``LAYER:NEURON/HEAD_LAYER.HEAD``, looked up by its columns (one row, not all)."""
-    neuron, _, head = key.partition("/")
-    layer, index = (int(x) for x in neuron.split(":"))
-    head_layer, head_index = (int(x) for x in head.split("."))
-    return session.scalars(select(HeadRow).where(
-        HeadRow.campaign_id == campaign_id, HeadRow.layer == layer, HeadRow.neuron == index,
-        HeadRow.head_layer == head_layer, HeadRow.head == head_index)).one()
-
-
-def _attribution(session: Session, campaign_id: str, layer: int, neuron: int):
-    from services.heads import NeuronAttribution
-
-    row = session.scalar(select(AttributionRow).where(
-        AttributionRow.campaign_id == campaign_id, AttributionRow.layer == layer,
-        AttributionRow.neuron == neuron))
-    return NeuronAttribution.model_validate(row.payload)
-
-
-def campaign_cost(session: Session, campaign_id: str) -> float:
-    total = 0.0
-    for table in (ExplanationRow, ClassificationRow):
-        total += session.scalar(
-            select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id))
-    return total
-
-
-def _remaining_budget(store: Store, job: Job) -> float | None:
-    if job.config.budget_usd is None:
-        return None
-    with store.session() as session:
-        return max(job.config.budget_usd - campaign_cost(session, job.campaign_id), 0.0)
-
-
-def _set_provenance(session: Session, campaign_id: str, **entries) -> None:
-    campaign = session.get(Campaign, campaign_id)
-    campaign.provenance = {**(campaign.provenance or {}), **entries}
+    def item_queue(self, key: str) -> Literal["gpu", "llm"]:
+        return self.queue_of(key) if self.queue_of else self.queue
 
 
 # ---------------------------------------------------------------- 1. neurons
@@ -134,7 +88,7 @@ def compute_neurons(runtime: Runtime, store: Store, job: Job) -> Writer:
         session.add_all(NeuronRow(campaign_id=job.campaign_id, layer=n.layer, neuron=n.neuron,
                                   token=n.token, token_id=n.token_id, congruence=n.congruence)
                         for n in found)
-        _set_provenance(session, job.campaign_id, model=model.info.model_dump())
+        set_provenance(session, job.campaign_id, model=model.info.model_dump())
 
     return write
 
@@ -143,7 +97,7 @@ def compute_neurons(runtime: Runtime, store: Store, job: Job) -> Writer:
 
 
 def plan_scan(session: Session, campaign: Campaign) -> list[str]:
-    return ["train"] if _neurons(session, campaign.id) else []
+    return ["train"] if campaign_neurons(session, campaign.id) else []
 
 
 def compute_scan(runtime: Runtime, store: Store, job: Job) -> Writer:
@@ -151,7 +105,7 @@ def compute_scan(runtime: Runtime, store: Store, job: Job) -> Writer:
 
     config = job.config
     with store.session() as session:
-        refs = [NeuronRef(layer=n.layer, index=n.neuron) for n in _neurons(session, job.campaign_id)]
+        refs = [NeuronRef(layer=n.layer, index=n.neuron) for n in campaign_neurons(session, job.campaign_id)]
     documents = runtime.documents(config, "train")
     contexts = scan_corpus(runtime.model(config.model), refs, documents, top_k=config.top_k,
                            context_length=config.context_length)
@@ -165,7 +119,7 @@ def compute_scan(runtime: Runtime, store: Store, job: Job) -> Writer:
                            neuron=context.neuron.index, rank=rank, doc_id=hit.doc_id,
                            position=hit.position, activation=hit.activation)
                 for rank, hit in enumerate(context.hits))
-        _set_provenance(session, job.campaign_id, corpus_train=info.model_dump())
+        set_provenance(session, job.campaign_id, corpus_train=info.model_dump())
 
     return write
 
@@ -255,36 +209,12 @@ def compute_attribute(runtime: Runtime, store: Store, job: Job) -> Writer:
 
 
 def plan_explain(session: Session, campaign: Campaign) -> list[str]:
+    """One item per head, unless the strategy is closed-loop (the agent stage explains then)."""
+    from services.llm.registry import get_strategy
+
+    if get_strategy(CampaignConfig.model_validate(campaign.config).explainer_strategy).closed_loop:
+        return []
     return [h.key for h in campaign_heads(session, campaign.id)]
-
-
-def _token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
-    return session.scalar(select(NeuronRow.token).where(
-        NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron))
-
-
-def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
-    """The explain request of one head: its neuron's prompts split by the head's activity, each
-    with the head's attribution and reads. The stage and ``lookups estimate`` both build
-    requests here, so they never differ."""
-    from services.explain import ExplainRequest, HeadExample
-    from services.heads import HeadRef
-
-    ref = HeadRef(layer=head.head_layer, head=head.head)
-    attribution = _attribution(session, campaign_id, head.layer, head.neuron)
-    examples = None
-    if attribution.reads is not None:
-        examples = [HeadExample(text=p.text, active=ref in p.active,
-                                attribution=p.scores[ref.layer][ref.head],
-                                pieces=r.pieces, reads=r.heads[str(ref)])
-                    for p, r in zip(attribution.prompts, attribution.reads)]
-    return ExplainRequest(
-        neuron=neuron_key(head.layer, head.neuron), head=str(ref),
-        token=_token(session, campaign_id, head.layer, head.neuron),
-        active_examples=[p.text for p in attribution.prompts if ref in p.active],
-        inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
-        examples=examples,
-    )
 
 
 def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
@@ -293,9 +223,9 @@ def compute_explain(runtime: Runtime, store: Store, job: Job) -> Writer:
 
     config = job.config
     with store.session() as session:
-        head = _head_by_key(session, job.campaign_id, job.key)
+        head = head_by_key(session, job.campaign_id, job.key)
         head_id, request = head.id, explain_request_for(session, job.campaign_id, head)
-    client = runtime.llm(config.explainer, _remaining_budget(store, job))
+    client = runtime.llm(config.explainer, remaining_budget(store, job))
     explanation = explain(client, get_strategy(config.explainer_strategy),
                           get_template(config.explainer_template), [request])[0]
 
@@ -322,7 +252,7 @@ def compute_test_prompts(runtime: Runtime, store: Store, job: Job) -> Writer:
     with store.session() as session:
         heads = campaign_heads(session, job.campaign_id)
         neurons = sorted({(h.layer, h.neuron) for h in heads})
-        attributions = [_attribution(session, job.campaign_id, layer, neuron) for layer, neuron in neurons]
+        attributions = [neuron_attribution(session, job.campaign_id, layer, neuron) for layer, neuron in neurons]
         head_ids = {(h.layer, h.neuron, h.head_layer, h.head): h.id for h in heads}
     documents = runtime.documents(config, "test")
     test_sets = held_out_test_prompts(
@@ -337,7 +267,7 @@ def compute_test_prompts(runtime: Runtime, store: Store, job: Job) -> Writer:
             session.add(TestSetRow(campaign_id=job.campaign_id, head_id=head_ids[key],
                                    one_class=test_set.one_class,
                                    payload=test_set.model_dump(mode="json")))
-        _set_provenance(session, job.campaign_id, corpus_test=info.model_dump())
+        set_provenance(session, job.campaign_id, corpus_test=info.model_dump())
 
     return write
 
@@ -374,7 +304,7 @@ def classify_request_for(session: Session, campaign_id: str, key: str, seed: int
 
     head_key, scorer, kind = key.rsplit("/", 2)
     control = kind == "control"
-    head = _head_by_key(session, campaign_id, head_key)
+    head = head_by_key(session, campaign_id, head_key)
     donor = head
     if control:
         heads = _classifiable(session, campaign_id)
@@ -385,7 +315,7 @@ def classify_request_for(session: Session, campaign_id: str, key: str, seed: int
         select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
     request = ClassifyRequest(
         neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
-        token=_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
+        token=stored_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
         prompts=[TestPrompt(text=p.prompt.text, active=p.active) for p in test_set.prompts])
     return head.id, scorer, control, request
 
@@ -397,7 +327,7 @@ def compute_classify(runtime: Runtime, store: Store, job: Job) -> Writer:
     config = job.config
     with store.session() as session:
         head_id, scorer, control, request = classify_request_for(session, job.campaign_id, job.key, config.seed)
-    client = runtime.llm(config.classifier, _remaining_budget(store, job))
+    client = runtime.llm(config.classifier, remaining_budget(store, job))
     result = classify(client, get_scorer(scorer), get_template(config.classifier_template), request)
 
     def write(session: Session) -> None:
@@ -484,8 +414,8 @@ def compute_ablate(runtime: Runtime, store: Store, job: Job) -> Writer:
     from services.heads import HeadRef
 
     with store.session() as session:
-        head = _head_by_key(session, job.campaign_id, job.key)
-        attribution = _attribution(session, job.campaign_id, head.layer, head.neuron)
+        head = head_by_key(session, job.campaign_id, job.key)
+        attribution = neuron_attribution(session, job.campaign_id, head.layer, head.neuron)
     result = ablate_head(runtime.model(job.config.model), attribution,
                          HeadRef(layer=head.head_layer, head=head.head))
 
@@ -495,13 +425,14 @@ def compute_ablate(runtime: Runtime, store: Store, job: Job) -> Writer:
 
     return write
 
-
 STAGES: list[Stage] = [
     Stage("neurons", "gpu", plan_neurons, compute_neurons),
     Stage("scan", "gpu", plan_scan, compute_scan),
     Stage("truncate", "gpu", plan_truncate, compute_truncate),
     Stage("attribute", "gpu", plan_attribute, compute_attribute),
     Stage("explain", "llm", plan_explain, compute_explain),
+    Stage("agent", "llm", agent_stage.plan_agent, agent_stage.compute_agent, repeats=True,
+          queue_of=agent_stage.agent_queue),
     Stage("test_prompts", "gpu", plan_test_prompts, compute_test_prompts),
     Stage("classify", "llm", plan_classify, compute_classify),
     Stage("score", "llm", plan_score, compute_score),

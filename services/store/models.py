@@ -154,6 +154,24 @@ class ExplanationRow(Base):
     payload: Mapped[dict] = mapped_column(JSON)  # services.explain.Explanation (template, backend, call)
 
 
+class AgentRoundRow(Base):
+    """One round of the explanation agent for a head: services.agent.AgentRound (explanation,
+    probes, then their measurements and the round's evaluation). Tokens and cost cover the
+    round's explainer call and the judge calls that evaluated it."""
+
+    __tablename__ = "agent_rounds"
+    __table_args__ = (UniqueConstraint("head_id", "round"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    payload: Mapped[dict] = mapped_column(JSON)
+
+
 class TestSetRow(Base):
     """Held-out test prompts of a head with their labels (step 8): services.test_prompts.HeadTestSet."""
 

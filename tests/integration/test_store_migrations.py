@@ -1,5 +1,6 @@
 """Processes that open a fresh results store at the same moment (workers starting together, a
-CLI polling a store that another process is creating) must all succeed: migrations take turns."""
+CLI polling a store that another process is creating) must all succeed: migrations take turns.
+A store with results of an older schema upgrades without losing them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.conftest import REPO
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from services.store.db import MIGRATIONS
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 OPEN_STORE_ON_SIGNAL = """
 import sys, time
@@ -40,7 +49,7 @@ def assert_all_migrated(url: str, done: list[subprocess.CompletedProcess]) -> No
     assert not failures, failures[0]
     store = Store(url, migrate=False)
     with store.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
     store.dispose()
 
 
@@ -66,3 +75,55 @@ def fresh_postgres_url():
 
 def test_concurrent_first_opens_of_a_postgres_store(fresh_postgres_url, tmp_path):
     assert_all_migrated(fresh_postgres_url, open_concurrently(fresh_postgres_url, tmp_path / "go"))
+
+
+def migrate_to(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from services.store.db import MIGRATIONS, make_engine
+
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.sqlite'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+def test_scores_of_a_0002_store_become_zero_shot_and_other_scorers_can_join(any_store_url):
+    """0003 adds a scorer to classifications and scores: old rows read as zero-shot, and the
+    uniqueness that keeps results exactly-once now holds per (head, scorer, control)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from services.store import Store
+
+    migrate_to(any_store_url, "0002")
+    old = Store(any_store_url, migrate=False)
+    with old.engine.begin() as connection:
+        connection.execute(text("INSERT INTO campaigns (id, name, status, config, provenance, created_at, "
+                                "updated_at) VALUES ('c', 'n', 'completed', '{}', '{}', '2026-01-01', '2026-01-01')"))
+        connection.execute(text("INSERT INTO heads (id, campaign_id, layer, neuron, head_layer, head, "
+                                "active_fraction) VALUES (1, 'c', 3, 5, 1, 2, 0.5)"))
+        connection.execute(text("INSERT INTO scores (campaign_id, head_id, control, score, payload) "
+                                "VALUES ('c', 1, false, 0.75, '{}')"))
+    old.dispose()
+
+    store = Store(any_store_url)  # upgrades to head
+    insert = text("INSERT INTO scores (campaign_id, head_id, scorer, control, score, payload) "
+                  "VALUES ('c', 1, :scorer, false, 0.5, '{}')")
+    with store.engine.begin() as connection:
+        rows = connection.execute(text("SELECT scorer, score FROM scores")).all()
+        connection.execute(insert, {"scorer": "detection"})
+    assert [tuple(r) for r in rows] == [("zero-shot", 0.75)]
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        connection.execute(insert, {"scorer": "detection"})
+    store.dispose()

@@ -2,8 +2,9 @@
 
 ``faults`` is consumed one per request in arrival order before answering normally:
 ``("status", code, headers, body)``, ``("sleep", seconds)`` (then answer), ``("close",)``.
-``respond(prompt) -> str`` picks the answer text; ``logprobs`` (token → probability) is sent
-back as first-token top logprobs when the client asks for them.
+``respond(prompt) -> str`` picks the answer text; ``refuse(prompt)`` may return a
+``("status", ...)`` fault for that prompt (every time it is sent); ``logprobs`` (token →
+probability) is sent back as first-token top logprobs when the client asks for them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class FakeOpenAI:
     def __init__(self):
         self.faults: deque = deque()
         self.respond: Callable[[str], str] = lambda prompt: "Yes"
+        self.refuse: Callable[[str], tuple | None] = lambda prompt: None
         self.logprobs: dict[str, float] = {"Yes": 0.7, "No": 0.2, "Maybe": 0.1}
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -37,7 +39,7 @@ class FakeOpenAI:
                 with fake.lock:
                     fake.requests.append({"path": self.path, "body": body,
                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
-                    fault = fake.faults.popleft() if fake.faults else None
+                    fault = fake.faults.popleft() if fake.faults else fake.refuse(body["messages"][-1]["content"])
                 if fault and fault[0] == "status":
                     _, code, headers, payload = fault
                     return self._send(code, payload, headers)

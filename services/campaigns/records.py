@@ -1,0 +1,120 @@
+"""A campaign's records in the results store, read the way every stage needs them, and the
+two types a stage's ``compute`` deals in (``Job`` in, ``Writer`` out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.campaigns.config import CampaignConfig
+from services.store import Store
+from services.store.models import (
+    AgentRoundRow,
+    AttributionRow,
+    Campaign,
+    ClassificationRow,
+    ExplanationRow,
+    HeadRow,
+    NeuronRow,
+)
+
+Writer = Callable[[Session], None]
+# Tables whose rows carry LLM tokens and cost.
+LLM_TABLES = (ExplanationRow, ClassificationRow, AgentRoundRow)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What ``compute`` gets: the campaign's id and config, and the item's key."""
+
+    campaign_id: str
+    config: CampaignConfig
+    key: str
+
+
+
+
+
+def neuron_key(layer: int, neuron: int) -> str:
+    return f"{layer}:{neuron}"
+
+
+def campaign_neurons(session: Session, campaign_id: str) -> list[NeuronRow]:
+    return list(session.scalars(
+        select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)))
+
+
+def campaign_heads(session: Session, campaign_id: str) -> list[HeadRow]:
+    return list(session.scalars(
+        select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)))
+
+
+def head_by_key(session: Session, campaign_id: str, key: str) -> HeadRow:
+    """The head ``LAYER:NEURON/HEAD_LAYER.HEAD``, looked up by its columns (one row, not all)."""
+    neuron, _, head = key.partition("/")
+    layer, index = (int(x) for x in neuron.split(":"))
+    head_layer, head_index = (int(x) for x in head.split("."))
+    return session.scalars(select(HeadRow).where(
+        HeadRow.campaign_id == campaign_id, HeadRow.layer == layer, HeadRow.neuron == index,
+        HeadRow.head_layer == head_layer, HeadRow.head == head_index)).one()
+
+
+def neuron_attribution(session: Session, campaign_id: str, layer: int, neuron: int):
+    from services.heads import NeuronAttribution
+
+    row = session.scalar(select(AttributionRow).where(
+        AttributionRow.campaign_id == campaign_id, AttributionRow.layer == layer,
+        AttributionRow.neuron == neuron))
+    return NeuronAttribution.model_validate(row.payload)
+
+
+def campaign_cost(session: Session, campaign_id: str) -> float:
+    total = 0.0
+    for table in LLM_TABLES:
+        total += session.scalar(
+            select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id))
+    return total
+
+
+def remaining_budget(store: Store, job: Job) -> float | None:
+    if job.config.budget_usd is None:
+        return None
+    with store.session() as session:
+        return max(job.config.budget_usd - campaign_cost(session, job.campaign_id), 0.0)
+
+
+def set_provenance(session: Session, campaign_id: str, **entries) -> None:
+    campaign = session.get(Campaign, campaign_id)
+    campaign.provenance = {**(campaign.provenance or {}), **entries}
+
+
+def stored_token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
+    return session.scalar(select(NeuronRow.token).where(
+        NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron))
+
+
+def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
+    """The explain request of one head: its neuron's prompts split by the head's activity, each
+    with the head's attribution and reads. The stage and ``lookups estimate`` both build
+    requests here, so they never differ."""
+    from services.explain import ExplainRequest, HeadExample
+    from services.heads import HeadRef
+
+    ref = HeadRef(layer=head.head_layer, head=head.head)
+    attribution = neuron_attribution(session, campaign_id, head.layer, head.neuron)
+    examples = None
+    if attribution.reads is not None:
+        examples = [HeadExample(text=p.text, active=ref in p.active,
+                                attribution=p.scores[ref.layer][ref.head],
+                                pieces=r.pieces, reads=r.heads[str(ref)])
+                    for p, r in zip(attribution.prompts, attribution.reads)]
+    return ExplainRequest(
+        neuron=neuron_key(head.layer, head.neuron), head=str(ref),
+        token=stored_token(session, campaign_id, head.layer, head.neuron),
+        active_examples=[p.text for p in attribution.prompts if ref in p.active],
+        inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
+        examples=examples,
+    )
