@@ -33,7 +33,13 @@ from services.campaigns.progress import create_campaign, progress  # noqa: E402
 from services.campaigns.runtime import Runtime  # noqa: E402
 from services.score import HeadScore, ScorerSummary, bootstrap_ci  # noqa: E402
 from services.store import Store  # noqa: E402
-from services.store.models import Campaign, ClassificationRow, ExplanationRow, HeadRow, ScoreRow  # noqa: E402
+from services.store.models import (  # noqa: E402
+    Campaign,
+    ClassificationRow,
+    ExplanationRow,
+    HeadRow,
+    ScoreRow,
+)
 
 DOMAINS = {
     # the README campaign: neurons ' right', ' too' and layer 29's 1135
@@ -108,7 +114,7 @@ def main() -> None:
     parser.add_argument("--llm", default="local:qwen2.5-coder-1.5b", help="Explainer and judge.")
     parser.add_argument("--strategies", default="oneshot,contrastive,agent")
     parser.add_argument("--agent-rounds", type=int, default=3)
-    parser.add_argument("--scorers", default="zero-shot,detection,logprob-auc")
+    parser.add_argument("--scorers", default="zero-shot,detection,logprob-auc,causal")
     parser.add_argument("--max-train-docs", type=int, default=200)
     parser.add_argument("--max-test-docs", type=int, default=100)
     parser.add_argument("--context-length", type=int, default=128)

@@ -104,6 +104,52 @@ def token_probability_drops(
     return clean, ablated
 
 
+def activation_drops(
+    model: SubjectModel,
+    neuron: NeuronRef,
+    heads: Sequence[HeadRef],
+    prompts: Sequence[Sequence[int]],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> dict[HeadRef, Float[Tensor, " prompt"]]:
+    """Per head, the neuron's activation at the last token of each ``[BOS] + prompt``, clean
+    minus with that head ablated: the causal effect the ``causal`` scorer ranks. One clean pass
+    serves every head, and each pass stops after the neuron's layer."""
+    import torch
+
+    if not prompts:
+        raise InvalidInputError(f"neuron {neuron}: give at least one prompt to ablate on")
+    for head in heads:
+        check_head(model, neuron, head)
+    bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
+    sequences = [[bos, *p] for p in prompts]
+    drops = {head: torch.empty(len(sequences)) for head in heads}
+    for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
+        tokens, lengths = pad_right((sequences[i] for i in batch), pad, model.device)
+        rows, last = torch.arange(len(batch), device=model.device), lengths - 1
+        read: list[Tensor] = []
+
+        def keep(post, hook):
+            read.append(post[rows, last, neuron.index].float().cpu())
+
+        def run(extra: list) -> Tensor:
+            read.clear()
+            with torch.inference_mode():
+                model.bridge.run_with_hooks(tokens, fwd_hooks=[*extra, (f"blocks.{neuron.layer}.mlp.hook_post", keep)],
+                                            stop_at_layer=neuron.layer + 1, return_type=None)
+            return read[0]
+
+        clean = run([])
+        for head in heads:
+            def zero_head(z, hook, head=head):
+                z[:, :, head.head] = 0.0
+                return z
+
+            drops[head][torch.tensor(batch)] = clean - run([(f"blocks.{head.layer}.attn.hook_z", zero_head)])
+    return drops
+
+
 def ks_test(active: Sequence[float], inactive: Sequence[float]) -> KSResult | None:
     """Two-sample KS test of drops on active vs inactive prompts (pool a whole campaign's pairs
     for the paper's figure); None when either side is empty."""

@@ -30,6 +30,8 @@ class TestPrompt(BaseModel):
 
     text: str = Field(min_length=1, description="The truncated prompt, without the token.")
     active: bool | None = Field(default=None, description="Ground truth, when known.")
+    effect: float | None = Field(default=None, description="Drop of the neuron's activation when the "
+                                 "head is ablated, where measured (the causal scorer needs it).")
 
 
 class ClassifyRequest(BaseModel):
@@ -53,6 +55,7 @@ class Judgement(BaseModel):
 class Classification(Judgement):
     prompt: str
     active: bool | None
+    effect: float | None = None
 
 
 class HeadClassification(BaseModel):
@@ -106,7 +109,7 @@ def classify(client: LLMClient, scorer: Scorer, template, request: ClassifyReque
         scorer=scorer.name, scorer_version=scorer.version(template),
         template=template.name, template_version=template.version,
         backend=client.backend.name, model=client.backend.model,
-        results=[Classification(prompt=p.text, active=p.active, **j.model_dump())
+        results=[Classification(prompt=p.text, active=p.active, effect=p.effect, **j.model_dump())
                  for p, j in zip(request.prompts, judgements)],
         calls=[r.record for r in responses],
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from services.ablation import activation_drops
 from services.attribution import Definition
 from services.corpus import Document
 from services.errors import InvalidInputError
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 class LabelledPrompt(BaseModel):
     prompt: TruncatedPrompt
     active: bool
+    effect: float | None = Field(default=None, description="The neuron's activation at the last token, "
+                                 "clean minus with the head ablated (the causal scorer ranks it).")
 
 
 class HeadTestSet(BaseModel):
@@ -72,7 +75,8 @@ def held_out_test_prompts(
     context_length: int = 1024,
 ) -> list[HeadTestSet]:
     """Scan and truncate the test split for every neuron with heads worth explaining, attribute
-    its test prompts with the same definition and criterion, and label them per head."""
+    its test prompts with the same definition and criterion, label them per head, and measure
+    each head's ablation effect on the neuron there."""
     explained = [a for a in attributions if a.worth_explaining]
     if not explained:
         return []
@@ -96,5 +100,10 @@ def held_out_test_prompts(
             model, attribution.neuron, prompts, definition=attribution.definition,
             active_stds=attribution.active_stds, worth_range=attribution.worth_range,
         )
-        sets += label_test_prompts(tested, prompts, heads, per_head)
+        drops = activation_drops(model, attribution.neuron, heads, [p.tokens for p in prompts])
+        sets += [
+            test_set.model_copy(update={"prompts": [
+                p.model_copy(update={"effect": float(drop)}) for p, drop in zip(test_set.prompts, drops[head])]})
+            for head, test_set in zip(heads, label_test_prompts(tested, prompts, heads, per_head))
+        ]
     return sets

@@ -137,38 +137,39 @@ def run(
     from services.campaigns.summary import campaign_headline
 
     console.print()
-    console.print(headline_table(campaign_headline(store, campaign_id)))
+    for line in headline_lines(campaign_headline(store, campaign_id)):
+        console.print(line, markup=False, highlight=False)
     console.print(f"done. Report: lookups report {campaign_id} -o report.html")
     typer.echo(campaign_id)
 
 
 def _interval(ci) -> str:
-    return f"{ci[0]:.2f} – {ci[1]:.2f}" if ci else ""
+    return f"95% CI {ci[0]:+.3f} to {ci[1]:+.3f}" if ci else "no CI"
 
 
-def _number(value, signed: bool = False) -> str:
-    return "" if value is None else f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-def headline_table(headline) -> Table:
-    """Per scorer: mean E, the shuffled control, their paired difference, the baseline."""
-    table = Table(title=f"campaign {headline.id} ({headline.name}): {headline.status} — explainer "
-                  f"{headline.explainer} ({headline.strategy}), judge {headline.classifier}",
-                  title_justify="left")
-    for column in ("scorer", "heads", "mean E", "95% CI", "shuffled E", "real − shuffled",
-                   "95% CI ", "random-neuron E", "judge calls", "unparseable"):
-        table.add_column(column, justify="left" if column == "scorer" else "right")
+def headline_lines(headline) -> list[str]:
+    """Per scorer, one line with the figures to quote: mean E, the shuffled control, their
+    paired difference with its interval, the random-neuron baseline, the judge's calls."""
+    lines = [f"campaign {headline.id} ({headline.name}): {headline.status}; explainer "
+             f"{headline.explainer} ({headline.strategy}), judge {headline.classifier}"]
     for line in headline.scorers:
         s = line.summary
         if s is None:
-            table.add_row(line.scorer, *[""] * 8, "not scored yet")
+            lines.append(f"  {line.scorer}: not scored yet")
             continue
-        table.add_row(line.scorer, str(s.explanations.n_scored), _number(s.explanations.mean),
-                      _interval(s.explanations.ci95), _number(s.control.mean),
-                      _number(s.paired.mean, signed=True), _interval(s.paired.ci95),
-                      _number(line.baseline_mean), str(s.calls),
-                      f"{s.explanations.n_unparseable}/{s.explanations.n_answers}")
-    return table
+        if s.explanations.mean is None:
+            lines.append(f"  {line.scorer}: no head could be scored ({s.explanations.n_heads} heads)")
+            continue
+        text = f"  {line.scorer}: mean E {s.explanations.mean:.3f} over {s.explanations.n_scored} heads"
+        text += f", shuffled {s.control.mean:.3f}" if s.control.mean is not None else ", no shuffled control"
+        if s.paired.mean is not None:
+            text += f"; real − shuffled {s.paired.mean:+.3f} ({_interval(s.paired.ci95)}, {s.paired.n_pairs} heads)"
+        if line.baseline_mean is not None:
+            text += f"; random-neuron baseline {line.baseline_mean:.3f}"
+        text += (f"; {s.calls} judge calls, {s.explanations.n_unparseable} of {s.explanations.n_answers} "
+                 "answers unparseable")
+        lines.append(text)
+    return lines
 
 
 def summary(
@@ -189,7 +190,7 @@ def summary(
     if as_json:
         print_json(headline)
         return
-    Console().print(headline_table(headline))
+    typer.echo("\n".join(headline_lines(headline)))
 
 
 def estimate(

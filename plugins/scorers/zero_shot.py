@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from plugins.manager import hookimpl
 from plugins.scorers.base import Scorer
-from services.classify import ClassifyRequest, HeadClassification, Judgement, classify_requests, p_yes, parse_answer
+from services.classify import (
+    ClassifyRequest,
+    HeadClassification,
+    Judgement,
+    classify_requests,
+    p_yes,
+    parse_answer,
+)
 from services.llm.schemas import Completion, LLMRequest
 from services.score import HeadScore, head_score
 

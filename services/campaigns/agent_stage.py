@@ -16,7 +16,14 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.agent import AgentOutcome, AgentRound, RoundEvaluation, choose_round, measure_probes, probe_agreement
+from services.agent import (
+    AgentOutcome,
+    AgentRound,
+    RoundEvaluation,
+    choose_round,
+    measure_probes,
+    probe_agreement,
+)
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
     Job,
@@ -30,7 +37,13 @@ from services.campaigns.records import (
 from services.campaigns.runtime import Runtime
 from services.errors import InvalidInputError
 from services.store import Store
-from services.store.models import AgentRoundRow, Campaign, ExplanationRow, HeadRow, WorkItem
+from services.store.models import (
+    AgentRoundRow,
+    Campaign,
+    ExplanationRow,
+    HeadRow,
+    WorkItem,
+)
 
 
 def agent_queue(key: str) -> Literal["gpu", "llm"]:

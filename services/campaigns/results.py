@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from services.ablation import HeadAblation, KSResult
+from services.agent import AgentOutcome, AgentRound
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import CampaignProgress, get_campaign, progress
 from services.classify import HeadClassification
@@ -19,6 +20,7 @@ from services.score import CampaignSummary, HeadScore, ScorerSummary
 from services.store import Store
 from services.store.models import (
     AblationRow,
+    AgentRoundRow,
     AttributionRow,
     ClassificationRow,
     ExplanationRow,
@@ -49,6 +51,9 @@ class HeadResult(BaseModel):
     score: HeadScore | None = Field(description="The headline (first) scorer's score.")
     control_score: HeadScore | None = Field(description="Judged with another head's explanation.")
     scores: dict[str, HeadScore] = Field(default_factory=dict, description="Every scorer's score.")
+    agent: AgentOutcome | None = Field(default=None, description="The agent's loop (agent strategy).")
+    agent_rounds: list[AgentRound] = Field(default_factory=list, description="Each round: explanation, "
+                                           "probes with their measurements, evaluation.")
     ablation: KSResult | None
 
 
@@ -144,6 +149,8 @@ def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
         ClassificationRow.head_id == head.id, ClassificationRow.scorer == headline,
         ClassificationRow.control.is_(False)))
     ablation = session.scalar(select(AblationRow.payload).where(AblationRow.head_id == head.id))
+    rounds = [AgentRound.model_validate(p) for p in session.scalars(
+        select(AgentRoundRow.payload).where(AgentRoundRow.head_id == head.id).order_by(AgentRoundRow.round))]
     predictions = []
     if classified is not None:
         predictions = [TestPrediction(prompt=r.prompt, active=r.active, answer=r.answer, p_yes=r.p_yes)
@@ -158,4 +165,5 @@ def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
         scores={scorer: s for (head_id, scorer, control), s in scores.items()
                 if head_id == head.id and not control},
         ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
+        agent=explanation.payload.get("agent") if explanation else None, agent_rounds=rounds,
     )

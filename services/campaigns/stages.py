@@ -316,7 +316,7 @@ def classify_request_for(session: Session, campaign_id: str, key: str, seed: int
     request = ClassifyRequest(
         neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
         token=stored_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
-        prompts=[TestPrompt(text=p.prompt.text, active=p.active) for p in test_set.prompts])
+        prompts=[TestPrompt(text=p.prompt.text, active=p.active, effect=p.effect) for p in test_set.prompts])
     return head.id, scorer, control, request
 
 

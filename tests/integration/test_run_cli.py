@@ -106,6 +106,30 @@ def test_run_interrupt_and_resume(finished):
     assert all(s.failed == 0 and s.pending == 0 and s.running == 0 for s in state.stages)
     assert by_stage["explain"].done >= 1
     assert state.input_tokens > 0
+    # it ends with the figures to quote, then where the report is, each on a line of its own
+    lines = finished["resumed"].stderr.splitlines()
+    assert any(line.startswith("  zero-shot: mean E ") for line in lines)
+    assert any(line.startswith("done. Report: lookups report") for line in lines)
+
+
+def test_summary_gives_each_scorers_figures(finished):
+    from services.campaigns.progress import get_campaign
+    from services.store import Store
+
+    done = lookups(finished["env"], "summary", "latest", "--json")
+    assert done.returncode == 0, done.stderr
+    headline = json.loads(done.stdout)
+    store = Store(finished["env"]["LOOKUPS_RESULTS_URL"])
+    with store.session() as session:
+        stored = get_campaign(session, finished["id"]).summary["scorers"]
+    assert headline["id"] == finished["id"] and headline["strategy"] == "oneshot"
+    (line,) = headline["scorers"]
+    assert line["scorer"] == "zero-shot" and line["summary"] == stored["zero-shot"]
+    assert line["summary"]["paired"]["n_pairs"] <= line["summary"]["explanations"]["n_scored"]
+    table = lookups(finished["env"], "summary", finished["id"])
+    assert table.returncode == 0 and "zero-shot: mean E" in table.stdout
+    missing = lookups(finished["env"], "summary", "nosuch")
+    assert missing.returncode == 2 and "no campaign with id 'nosuch'" in missing.stderr
 
 
 def test_results_export(finished):

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from services.ablation import ablate_head, ks_test, neuron_token, token_probability_drops
+from services.ablation import (
+    ablate_head,
+    activation_drops,
+    ks_test,
+    neuron_token,
+    token_probability_drops,
+)
 from services.errors import InvalidInputError
 from services.heads import HeadRef, Prompt, attribute_neuron
 from services.schemas import NeuronRef
@@ -76,6 +82,35 @@ def test_ablate_head_labels_prompts_and_runs_the_ks_test(tiny_gpt2, prompts):
     n_active = sum(r.active for r in result.prompts)
     assert 0 < n_active < len(prompts)  # this neuron's head 2.1 is active on 2 of 6 prompts
     assert (result.ks.n_active, result.ks.n_inactive) == (n_active, len(prompts) - n_active)
+
+
+def test_activation_drops_match_each_prompt_run_alone(tiny_model, prompts):
+    """Clean minus ablated hook_post of the neuron at the last token, batched and padded, one
+    clean pass for every head; checked against per-prompt runs with and without the head."""
+    neuron = NeuronRef(layer=3, index=5)
+    heads = [HeadRef(layer=0, head=1), HeadRef(layer=2, head=3)]
+    drops = activation_drops(tiny_model, neuron, heads, prompts, max_batch=4)
+    bos = tiny_model.tokenizer.bos_token_id
+
+    def activation(prompt, head=None):
+        seen = {}
+
+        def zero(z, hook):
+            z[:, :, head.head] = 0.0
+            return z
+
+        hooks = [(f"blocks.{head.layer}.attn.hook_z", zero)] if head else []
+        hooks.append(("blocks.3.mlp.hook_post", lambda post, hook: seen.update(value=post[0, -1, 5].item())))
+        with torch.no_grad():
+            tiny_model.bridge.run_with_hooks(torch.tensor([[bos, *prompt]]), fwd_hooks=hooks)
+        return seen["value"]
+
+    for head in heads:
+        assert drops[head].shape == (len(prompts),)
+        for row, prompt in enumerate(prompts):
+            expected = activation(prompt) - activation(prompt, head)
+            assert drops[head][row].item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert any(drops[h].abs().max() > 0 for h in heads)
 
 
 def test_ks_test_separates_shifted_samples_and_needs_both_classes():

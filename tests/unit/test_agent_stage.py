@@ -22,7 +22,13 @@ from services.campaigns.execute import run_in_process  # noqa: E402
 from services.campaigns.progress import create_campaign  # noqa: E402
 from services.campaigns.runtime import Runtime  # noqa: E402
 from services.store import Store  # noqa: E402
-from services.store.models import AgentRoundRow, ExplanationRow, HeadRow, ScoreRow, WorkItem  # noqa: E402
+from services.store.models import (  # noqa: E402
+    AgentRoundRow,
+    ExplanationRow,
+    HeadRow,
+    ScoreRow,
+    WorkItem,
+)
 from services.store.models import TestSetRow as HeldOutRow  # noqa: E402  (not a test class)
 
 LONG_PROBE = " ".join(["word"] * 300)
@@ -123,6 +129,20 @@ def test_the_loop_measures_probes_revises_and_keeps_the_best_round(store, config
     assert re.search(r"measured (ACTIVE|inactive) \(attribution", revisions[0])
     with store.session() as session:
         assert session.scalar(select(ScoreRow.id).where(ScoreRow.campaign_id == campaign_id)) is not None
+
+
+def test_rounds_and_probes_reach_the_results_and_the_report(store, config, runtime):
+    from services.campaigns.results import campaign_results
+    from services.report import render_report
+
+    campaign_id = create_campaign(store, config)
+    run_in_process(store, campaign_id, runtime)
+    heads = [h for n in campaign_results(store, campaign_id).neurons for h in n.heads]
+    assert heads and all(len(h.agent_rounds) == 2 and h.agent.rounds == 2 for h in heads)
+    assert all(h.agent_rounds[h.agent.chosen_round].explanation == h.explanation for h in heads)
+    html = render_report(store, campaign_id)
+    assert html.count("Agent: 2 round(s), kept round") == len(heads)
+    assert "rejected: it tokenizes to nothing" in html and "The first item of the list is the" in html
 
 
 def test_the_agent_never_sees_the_held_out_test_prompts(store, config, runtime, fake_llm):

@@ -1,5 +1,8 @@
 """Held-out test prompts (step 8): scanned on the test split, labelled by the step-5 criterion."""
 
+import pytest
+
+from services.ablation import activation_drops
 from services.attribution import head_attributions
 from services.corpus import Document, load_corpus, split_documents
 from services.heads import HeadActivity, HeadRef, NeuronAttribution, PromptHeads
@@ -55,6 +58,9 @@ def test_held_out_prompts_come_from_the_test_split_and_are_labelled(tiny_gpt2, c
         assert labels == expected[:, head.layer, head.head].tolist()
         assert test_set.one_class == (len(set(labels)) == 1)
         assert test_set.definition == "paper"
+    effects = activation_drops(tiny_gpt2, neuron, heads, [p.tokens for p in prompts])
+    for test_set, head in zip(sets, heads):
+        assert [p.effect for p in test_set.prompts] == pytest.approx(effects[head].tolist())
 
 
 def test_no_heads_worth_explaining_means_no_scan(tiny_gpt2):

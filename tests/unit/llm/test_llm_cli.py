@@ -1,4 +1,5 @@
-"""``lookups classify|explain|backends|templates`` end to end against the loopback fake server."""
+"""``lookups classify|explain|backends|templates|explainers|scorers|run`` (its usage errors) end to
+end against the loopback fake server."""
 
 from __future__ import annotations
 
@@ -51,9 +52,17 @@ def test_explain_dry_run_estimates_without_calling(settings, fake_server, tmp_pa
     (["classify", "-b", "local", "-e", "x", "-p", "{BAD}"], "--prompts-file"),
     (["explain", "-b", "local", "--input", "{BAD}"], "--input"),
     (["explain", "-b", "local", "--input", "{NOEX}"], "active_examples: Field required"),
+    (["classify", "-b", "local", "-s", "nosuch", "-e", "x", "-p", "{P}"],
+     "unknown scorer 'nosuch'; installed: causal, detection, logprob-auc, zero-shot"),
+    (["explain", "-b", "local", "-s", "nosuch", "--input", "{EX}"],
+     "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot"),
+    (["explain", "-b", "local", "-s", "contrastive", "--input", "{EX}"], "use the oneshot strategy"),
+    (["run", "--corpus", "{P}", "--scorer", "zero-shot", "--scorer", "nosuch"], "unknown scorer 'nosuch'"),
+    (["run", "--corpus", "{P}", "--explainer-strategy", "nosuch"], "unknown explainer strategy 'nosuch'"),
 ])
 def test_bad_input_is_one_clear_line(args, message, settings, tmp_path, capsys):
-    files = {"{P}": '["some prompt"]', "{BAD}": "{not json", "{NOEX}": '{"token": " x"}'}
+    files = {"{P}": '["some prompt"]', "{BAD}": "{not json", "{NOEX}": '{"token": " x"}',
+             "{EX}": '{"token": " x", "active_examples": ["a b"]}'}
     for marker, content in files.items():
         (tmp_path / f"{marker[1:-1]}.json").write_text(content)
         args = [a.replace(marker, str(tmp_path / f"{marker[1:-1]}.json")) for a in args]
@@ -75,3 +84,20 @@ def test_listings(capsys):
     assert code == 0 and {"local", "openai"} <= {b["name"] for b in json.loads(out)}
     code, out, _ = run(["templates"], capsys)
     assert code == 0 and "neo2024-v1" in out
+    code, out, _ = run(["explainers", "--json"], capsys)
+    assert code == 0 and {"oneshot", "contrastive", "agent"} <= {e["name"] for e in json.loads(out)}
+    code, out, _ = run(["scorers"], capsys)
+    assert code == 0 and all(name in out for name in ("zero-shot", "detection", "logprob-auc", "causal"))
+
+
+def test_classify_with_the_detection_scorer_asks_once_per_group(settings, fake_server, tmp_path, capsys):
+    fake_server.respond = lambda prompt: "1, 3"
+    prompts = tmp_path / "P.json"
+    prompts.write_text(json.dumps([{"text": f"prompt {i}", "active": i in (0, 2)} for i in range(4)]))
+    backend = f"openai-compatible:{fake_server.url}:judge"
+    code, out, err = run(["classify", "-b", backend, "-s", "detection", "-e", "x", "-p", str(prompts),
+                          "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and "1 call(s) to make" in err and len(fake_server.requests) == 1
+    assert [r["answer"] for r in report["classification"]["results"]] == ["yes", "no", "yes", "no"]
+    assert report["score"]["score"] == 1.0 and report["classification"]["scorer"] == "detection"

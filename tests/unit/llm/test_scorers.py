@@ -8,7 +8,13 @@ import re
 import pytest
 
 from plugins.scorers.detection import read_numbers
-from services.classify import Classification, ClassifyRequest, HeadClassification, TestPrompt, classify
+from services.classify import (
+    Classification,
+    ClassifyRequest,
+    HeadClassification,
+    TestPrompt,
+    classify,
+)
 from services.llm.errors import UnknownPluginError
 from services.llm.registry import get_scorer, get_template, list_scorers
 from services.score import derangement
@@ -84,13 +90,27 @@ def test_read_numbers(text, n, expected):
     assert read_numbers(text, n) == expected
 
 
-def classified(labels_p_yes) -> HeadClassification:
+def classified(labels_p_yes, effects=None) -> HeadClassification:
+    effects = effects or [None] * len(labels_p_yes)
     return HeadClassification(
         neuron="1:2", head="0.0", explanation="e", template="t", template_version="v", backend="b",
         model="m", calls=[], results=[
             Classification(prompt=f"p{i}", active=label, answer="yes" if (p or 0) > 0.5 else "no",
-                           p_yes=p, raw="")
-            for i, (label, p) in enumerate(labels_p_yes)])
+                           p_yes=p, raw="", effect=effect)
+            for i, ((label, p), effect) in enumerate(zip(labels_p_yes, effects))])
+
+
+def test_causal_ranks_ablation_effects_by_the_judges_predictions():
+    scorer = get_scorer("causal")
+    # predicted active (p_yes > 0.5) on the prompts where ablating the head hurts the neuron most
+    aligned = classified([(True, 0.9), (False, 0.8), (True, 0.2), (False, 0.1)], effects=[2.0, 1.5, 0.3, 0.1])
+    assert scorer.score(aligned).score == 1.0
+    crossed = classified([(True, 0.9), (False, 0.8), (True, 0.2), (False, 0.1)], effects=[0.1, 0.3, 1.5, 2.0])
+    assert scorer.score(crossed).score == 0.0
+    one_sided = scorer.score(classified([(True, 0.9), (False, 0.8)], effects=[1.0, 0.5]))
+    assert one_sided.score is None and "one class" in one_sided.skipped
+    unmeasured = scorer.score(classified([(True, 0.9), (False, 0.1)]))
+    assert unmeasured.score is None and "ablation effects" in unmeasured.skipped
 
 
 def test_logprob_auc_ranks_prompts_by_p_yes_without_a_threshold():
@@ -109,5 +129,5 @@ def test_unknown_scorer_names_the_installed_ones():
     with pytest.raises(UnknownPluginError) as error:
         get_scorer("nosuch")
     installed = {s.name for s in list_scorers()}
-    assert {"zero-shot", "detection", "logprob-auc"} <= installed
+    assert {"zero-shot", "detection", "logprob-auc", "causal"} <= installed
     assert all(name in str(error.value) for name in installed)
