@@ -24,6 +24,7 @@ from services.campaigns.progress import CampaignProgress, create_campaign, progr
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402
     AblationRow,
+    AgentRoundRow,
     AttributionRow,
     Campaign,
     ClassificationRow,
@@ -247,3 +248,47 @@ def test_llm_429s_are_retried_until_the_campaign_completes(
         attempts = session.scalars(select(WorkItem.attempts).where(
             WorkItem.campaign_id == campaign_id, WorkItem.stage == "explain"))
         assert max(attempts) >= 2  # a task-level retry, not only the client's
+
+
+def agent_answer(prompt: str) -> str:
+    """The fake explainer speaks the agent's format; the judge says Yes, or names example 1."""
+    if "numbered examples" in prompt:
+        return "1"
+    if "Answer:" in prompt:
+        return "Yes"
+    return ("EXPLANATION: Active on lists of names.\nACTIVE: Alice, Bob and the\n"
+            "INACTIVE: It rained all day in the")
+
+
+def test_the_agent_loop_runs_on_the_stack_and_survives_a_killed_gpu_worker(
+        store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
+    """Proposals on the llm queue, probe measurements on the gpu queue; the gpu worker is
+    killed once the first measurement is queued, and its replacement finishes the loop."""
+    fake_llm.respond = agent_answer
+    start_workers(processes)
+    gpu = processes.started[1]
+    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-agent")
+    config = config.model_copy(update={"explainer_strategy": "agent", "agent_rounds": 2})
+    campaign_id = create_campaign(store, config)
+
+    wait_until(lambda: item_where(store, campaign_id, stage="agent", queue="gpu"), 120,
+               "the first probe measurement", processes)
+    processes.kill(gpu)
+    processes.start("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "gpu2@%h",
+                    name="gpu2")
+
+    state = wait_completed(store, campaign_id, processes)
+    assert all(s.failed == 0 and s.done == s.total for s in state.stages)
+    with store.session() as session:
+        heads = list(session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id)))
+        rounds = session.execute(select(AgentRoundRow.head_id, AgentRoundRow.round, AgentRoundRow.payload).where(
+            AgentRoundRow.campaign_id == campaign_id)).all()
+        explained = session.scalar(select(func.count()).select_from(ExplanationRow).where(
+            ExplanationRow.campaign_id == campaign_id))
+        queues = dict(session.execute(select(WorkItem.key, WorkItem.queue).where(
+            WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent")).all())
+    assert heads and explained == len(heads)
+    assert sorted((h, r) for h, r, _ in rounds) == sorted((h.id, r) for h in heads for r in (0, 1))
+    assert all(p["measurements"] and p["evaluation"] for _, _, p in rounds)
+    assert {k.rsplit("/", 1)[-1]: q for k, q in queues.items()} == {"propose": "llm", "measure": "gpu",
+                                                                     "final": "llm"}
