@@ -31,12 +31,10 @@ def _filler(words: int, tag: str) -> str:
     return f"{tag} " + " ".join(["word"] * words)
 
 
-def _planned_explain(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
+def _planned_explain(config: CampaignConfig, n_heads: int):
     from services.explain import ExplainRequest, HeadExample
     from services.head_reads import SourceRead
-    from services.llm.registry import get_strategy, get_template
 
-    template, strategy = get_template(config.explainer_template), get_strategy(config.explainer_strategy)
     half = max(config.prompts_per_neuron // 2, 1)
 
     def example(text: str, active: bool) -> HeadExample:
@@ -48,10 +46,34 @@ def _planned_explain(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
     for h in range(n_heads):
         active = [_filler(PROMPT_WORDS, f"{h}a{i}") for i in range(half)]
         inactive = [_filler(PROMPT_WORDS, f"{h}i{i}") for i in range(half)]
-        requests.append(strategy.request(template, ExplainRequest(
+        requests.append(ExplainRequest(
             token=" word", active_examples=active, inactive_examples=inactive,
-            examples=[example(t, True) for t in active] + [example(t, False) for t in inactive])))
+            examples=[example(t, True) for t in active] + [example(t, False) for t in inactive]))
     return requests
+
+
+def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], list[LLMRequest]]:
+    """Explainer and judge requests of the explain step: one each for a one-call strategy; for
+    a closed-loop one, a proposal per round (each about the size of the first) and the judge's
+    detection calls that evaluate every round on the training prompts."""
+    from services.classify import ClassifyRequest, TestPrompt
+    from services.llm.registry import get_scorer, get_strategy, get_template
+
+    strategy = get_strategy(config.explainer_strategy)
+    template = get_template(config.explainer_template)
+    first = [strategy.request(template, r) for r in requests]
+    if not strategy.closed_loop:
+        return first, []
+    explainer, judge = [], []
+    detection, judge_template = get_scorer("detection"), get_template(config.classifier_template)
+    for index, (request, proposal) in enumerate(zip(requests, first)):
+        for round_ in range(config.agent_rounds):
+            explainer.append(proposal.model_copy(update={"prompt": f"{proposal.prompt}\n(round {round_})"}))
+            judge += detection.requests(judge_template, ClassifyRequest(
+                token=request.token, explanation=_filler(EXPLANATION_WORDS, f"{index}r{round_}"),
+                prompts=[TestPrompt(text=e.text) for e in request.examples or []]
+                or [TestPrompt(text=t) for t in request.active_examples]))
+    return explainer, judge
 
 
 def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
@@ -82,15 +104,12 @@ def _past(store, campaign_id: str, stage: str) -> bool:
             campaign.stage is not None and names.index(campaign.stage) > names.index(stage))
 
 
-def _stored_explain(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
-    """The explain requests exactly as the explain stage builds them."""
-    from services.campaigns.stages import campaign_heads, explain_request_for
-    from services.llm.registry import get_strategy, get_template
+def _stored_explain(store, campaign_id: str, config: CampaignConfig):
+    """The explain requests exactly as the explain (or agent) stage builds them."""
+    from services.campaigns.records import campaign_heads, explain_request_for
 
-    template, strategy = get_template(config.explainer_template), get_strategy(config.explainer_strategy)
     with store.session() as session:
-        return [strategy.request(template, explain_request_for(session, campaign_id, head))
-                for head in campaign_heads(session, campaign_id)]
+        return [explain_request_for(session, campaign_id, head) for head in campaign_heads(session, campaign_id)]
 
 
 def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
@@ -135,8 +154,12 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
         classify_requests = _planned_classify(config, n_heads)
     if explain_requests is None:
         explain_requests = _planned_explain(config, n_heads)
-    explain = runtime.llm(config.explainer, None).estimate(explain_requests)
-    classify = runtime.llm(config.classifier, None).estimate(classify_requests)
+    proposals, loop_judge = _loop_requests(config, explain_requests)
+    if loop_judge:
+        assumptions.append(f"{config.explainer_strategy}: all {config.agent_rounds} rounds run, each "
+                           "proposal the size of the first")
+    explain = runtime.llm(config.explainer, None).estimate(proposals)
+    classify = runtime.llm(config.classifier, None).estimate(classify_requests + loop_judge)
     return CampaignEstimate(exact=not assumptions, assumptions=assumptions, explain=explain,
                             classify=classify, calls=explain.calls + classify.calls,
                             usd=explain.usd + classify.usd)

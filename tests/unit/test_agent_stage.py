@@ -175,3 +175,15 @@ def test_a_failed_round_ends_the_loop_with_the_best_round_so_far(store, config, 
         assert kept["text"] == "It is always active on lists."
         assert kept["agent"]["stopped"].startswith("stopped early:")
         assert "revision refused" in kept["agent"]["stopped"]
+
+
+def test_the_estimate_counts_every_round_and_its_judging(config, runtime):
+    from services.campaigns.estimate import estimate_campaign
+
+    oneshot = estimate_campaign(config.model_copy(update={"explainer_strategy": "oneshot"}), runtime)
+    agent = estimate_campaign(config, runtime)
+    heads = 2 * 3  # two neurons, three heads each assumed
+    assert oneshot.explain.calls == heads and agent.explain.calls == heads * config.agent_rounds
+    # each round is judged on the 8 training prompts of its neuron: one detection call
+    assert agent.classify.calls == oneshot.classify.calls + heads * config.agent_rounds
+    assert any("2 rounds" in a for a in agent.assumptions) and not agent.exact
