@@ -133,22 +133,30 @@ def _evaluate(runtime: Runtime, store: Store, job: Job, request, round_: AgentRo
     return round_.model_copy(update={"evaluation": evaluation, "judge_calls": judged.calls})
 
 
-def _propose(runtime: Runtime, store: Store, job: Job, head_key: str, index: int) -> Writer:
+def _loop(store: Store, job: Job, head_key: str):
+    """What a proposal or the final step starts from: the strategy and template, the head, its
+    explain request, its rounds so far and its failed items' errors."""
     from services.llm.registry import get_strategy, get_template
 
     config = job.config
-    strategy, template = get_strategy(config.explainer_strategy), get_template(config.explainer_template)
     with store.session() as session:
         head = head_by_key(session, job.campaign_id, head_key)
         request = explain_request_for(session, job.campaign_id, head)
         rounds = _rounds(session, head.id)
+        failures = _failures(session, job.campaign_id, head)
+    return (get_strategy(config.explainer_strategy), get_template(config.explainer_template), head, request,
+            rounds, failures)
+
+
+def _propose(runtime: Runtime, store: Store, job: Job, head_key: str, index: int) -> Writer:
+    strategy, template, head, request, rounds, _ = _loop(store, job, head_key)
     evaluated = None
     if index == 0:
         llm_request = strategy.request(template, request)
     else:
         evaluated = _evaluate(runtime, store, job, request, rounds[index - 1])
         llm_request = strategy.revision(template, request, evaluated)
-    response = runtime.llm(config.explainer, remaining_budget(store, job)).call(llm_request)
+    response = runtime.llm(job.config.explainer, remaining_budget(store, job)).call(llm_request)
     explanation, probes = strategy.parse(response.completion.text, request.token)
     new = AgentRound(round=index, explanation=explanation, probes=probes, raw=response.completion.text,
                      call=response.record)
@@ -166,15 +174,8 @@ def _propose(runtime: Runtime, store: Store, job: Job, head_key: str, index: int
 def _final(runtime: Runtime, store: Store, job: Job, head_key: str) -> Writer:
     from services.explain import Explanation
     from services.llm.errors import BudgetExceededError
-    from services.llm.registry import get_strategy, get_template
 
-    config = job.config
-    strategy, template = get_strategy(config.explainer_strategy), get_template(config.explainer_template)
-    with store.session() as session:
-        head = head_by_key(session, job.campaign_id, head_key)
-        request = explain_request_for(session, job.campaign_id, head)
-        rounds = _rounds(session, head.id)
-        failures = _failures(session, job.campaign_id, head)
+    strategy, template, head, request, rounds, failures = _loop(store, job, head_key)
     if not rounds:
         raise InvalidInputError(f"head {head_key}: the agent has no round to keep ({'; '.join(failures)})")
     stopped = f"stopped early: {failures[0]}" if failures else "all rounds done"

@@ -20,7 +20,6 @@ from services.agent import AgentRound, choose_round  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
 from services.campaigns.progress import create_campaign  # noqa: E402
-from services.campaigns.runtime import Runtime  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402
     AgentRoundRow,
@@ -54,21 +53,6 @@ def fake_llm():
     with FakeOpenAI() as server:
         server.respond = agent_llm
         yield server
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory) -> Runtime:
-    from services.settings import Settings
-
-    llm_db = tmp_path_factory.mktemp("llm") / "llm.sqlite"
-    return Runtime(Settings(device="cpu", llm_db_url=f"sqlite:///{llm_db}", llm_max_attempts=1))
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
-    yield store
-    store.dispose()
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from services.campaigns.progress import (  # noqa: E402
     resolve_campaign_id,
     resume,
 )
-from services.campaigns.runtime import Runtime  # noqa: E402
 from services.errors import InvalidInputError  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import Campaign, ExplanationRow, HeadRow, NeuronRow, WorkItem  # noqa: E402
@@ -43,22 +42,6 @@ def fake_llm():
     with FakeOpenAI() as server:
         server.respond = answer
         yield server
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory) -> Runtime:
-    """One runtime for the module, so the tiny model loads once, as in a worker process."""
-    from services.settings import Settings
-
-    llm_db = tmp_path_factory.mktemp("llm") / "llm.sqlite"
-    return Runtime(Settings(device="cpu", llm_db_url=f"sqlite:///{llm_db}", llm_max_attempts=1))
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
-    yield store
-    store.dispose()
 
 
 @pytest.fixture
