@@ -22,5 +22,21 @@ stack.register(app)
 workers.register(app)
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"lookups {version('lookups')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Find next-token neurons, the contexts that fire them and the attention heads behind them."""
+
+
 def main() -> None:
     run_guarded(app)

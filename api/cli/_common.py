@@ -12,6 +12,11 @@ from services.errors import LookupsError
 
 err_console = Console(stderr=True)
 
+# typer ships its own copy of click: its usage errors are not ``click.ClickException``s, so find
+# the base class through an exception typer exports (both copies, should typer ever go back).
+USAGE_ERRORS = tuple({next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+                      __import__("click").ClickException})
+
 # Options that take several values after one flag (``--layers 27 28 29``); click options cannot
 # be variadic, so these are rewritten to repeated flags before parsing.
 MULTI_VALUE_OPTIONS = {"--layers"}
@@ -47,13 +52,9 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors carry their own formatting
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+    except USAGE_ERRORS as error:  # a usage error: its message and the usage hint, exit 2
+        error.show()
+        sys.exit(error.exit_code)
 
 
 def print_json(records: BaseModel | Iterable[BaseModel]) -> None:

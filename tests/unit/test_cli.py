@@ -65,3 +65,22 @@ def test_scan_bad_input_is_one_clear_line(tiny_gpt2_dir, small_corpus, args, mes
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["nosuch"], ["scan"], ["scan", "--corpus"], ["--nosuch-flag"], ["run", "--scorer"],
+    ["neurons", "--per-layer", "many"], ["summary"], ["explain", "--input"],
+    ["worker", "--queues"], ["report"],
+])
+def test_usage_errors_are_a_message_and_the_usage_hint_with_exit_2(args):
+    done = lookups(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "Error" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 6
+
+
+def test_version_flag():
+    from importlib.metadata import version
+
+    done = lookups("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"lookups {version('lookups')}"
