@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--llm", default="local:qwen2.5-coder-1.5b", help="Explainer and judge.")
     parser.add_argument("--strategies", default="oneshot,contrastive,agent")
     parser.add_argument("--agent-rounds", type=int, default=3)
+    parser.add_argument("--agent-neurons", help="Run the agent on these neurons only (its heads are then a subset "
+                        "of the others', compared on the heads in common); default: all.")
     parser.add_argument("--scorers", default="zero-shot,detection,logprob-auc,causal")
     parser.add_argument("--max-train-docs", type=int, default=200)
     parser.add_argument("--max-test-docs", type=int, default=100)
@@ -132,7 +134,8 @@ def main() -> None:
     for strategy in strategies:
         config = CampaignConfig(
             name=f"quality-{args.domain}-{strategy}-{args.llm}", corpus=corpus,
-            neurons=(args.neurons or neurons).split(","), max_train_docs=args.max_train_docs,
+            neurons=((strategy == "agent" and args.agent_neurons) or args.neurons or neurons).split(","),
+            max_train_docs=args.max_train_docs,
             max_test_docs=args.max_test_docs, context_length=args.context_length,
             explainer=args.llm, classifier=args.llm, explainer_strategy=strategy, scorers=scorers,
             agent_rounds=args.agent_rounds,

@@ -18,10 +18,10 @@ from services.llm.schemas import LLMRequest
 MAX_TOKENS = 300
 PROBES_PER_KIND = 3
 
-_FORMAT = '''Answer in exactly this format, one item per line:
-EXPLANATION: <one or two sentences: what a document must contain for this head to be active>
-ACTIVE: <a new short document (one or two sentences) on which you predict the head is active; it must end just before "{token}">
-INACTIVE: <a new short document on which you predict the head is inactive; it must also end just before "{token}">
+_FORMAT = '''Answer in exactly this format, one item per line, without [[ ]] marks:
+EXPLANATION: <one or two sentences: what the active documents have and the near misses lack>
+ACTIVE: <a new short document, written like the ones above, on which you predict the head is active; stop where the next word would be "{token}">
+INACTIVE: <a new short document on which you predict the head is inactive; also stop where the next word would be "{token}">
 Give {n} ACTIVE lines and {n} INACTIVE lines.'''
 
 _FIRST = '''First, explain what makes this head active. Then test your explanation: write new documents that, if your explanation is right, make the head active, and documents that keep it inactive.
@@ -29,7 +29,7 @@ _FIRST = '''First, explain what makes this head active. Then test your explanati
 
 _REVISE = '''Your explanation in round {round}: "{explanation}"
 It predicted the activity of the head on the documents above {train}.
-Your test documents, run through the model (each ended just before "{token}"):
+Your test documents, run through the model:
 {measured}
 
 Revise the explanation so that it fits both the documents above and these measurements, then test it with new documents.
@@ -76,20 +76,25 @@ class Agent(ExplainerStrategy):
                           purpose="explain", template_version=self.version(template))
 
     def parse(self, answer: str, token: str) -> tuple[str, list[Probe]]:
-        """The explanation and probes of an answer; a probe ending with the token loses it. An
+        """The first explanation and the first probes of each kind in an answer, without [[ ]]
+        marks and without a final token (an answer may end a probe with it, punctuated); an
         answer without an EXPLANATION line is taken whole as the explanation, with no probes."""
         explanation, probes = None, []
+        ending = re.compile(rf"\s*{re.escape(token.strip())}\W*$") if token.strip() else None
         for line in answer.splitlines():
             match = _LINE.match(line.strip())
             if not match:
                 continue
-            kind, text = match.group(1).upper(), match.group(2).strip().strip('"“”').rstrip()
+            kind, text = match.group(1).upper(), match.group(2).replace("[[", "").replace("]]", "")
+            text = text.strip().strip('"“”').strip()
             if kind == "EXPLANATION":
                 explanation = explanation or text
-            elif text:
-                if text.endswith(token.strip()) and token.strip():
-                    text = text[: len(text) - len(token.strip())].rstrip()
-                probes.append(Probe(text=text, predicted_active=kind == "ACTIVE"))
+                continue
+            if ending is not None:
+                text = ending.sub("", text)
+            predicted = kind == "ACTIVE"
+            if sum(p.predicted_active == predicted for p in probes) < PROBES_PER_KIND:
+                probes.append(Probe(text=text, predicted_active=predicted))
         if explanation is None:
             return answer.strip(), []
         return explanation, probes

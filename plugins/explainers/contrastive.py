@@ -22,19 +22,19 @@ MAX_NEAR_MISSES = 8
 EVIDENCE_FOR, EVIDENCE_AGAINST = 5, 3
 MAX_TOKENS = 120
 
-_PROMPT = '''We are studying attention heads in a transformer language model. This attention head helps to predict that the next token is "{token}", but it is only active in some documents and not others. Every document below ends with "{token}". In each document, [[double brackets]] mark the tokens this head reads most (attends to) from the position just before "{token}".
+_PROMPT = '''We are studying an attention head in a transformer language model. It helps the model predict that the next token is "{token}" in some documents but not in others. Every document below, active or not, is followed by "{token}", so that token is not what makes the difference. In each document, [[double brackets]] mark the tokens this head reads most (attends to) from the document's last token.
 
 Documents where the head is active:
 """
 {active}
 """
-Near misses: documents that also end with "{token}" but where the head is inactive, closest first:
+Near misses: documents where the head is inactive, the closest first:
 """
 {near_misses}
 """
 What the head reads, counted over {n_active} active and {n_inactive} inactive documents:
 {evidence}'''
-_ASK = '''In one or two sentences, say what a document must contain for this head to be active. Name concrete words or patterns that a reader can check in a new document; do not just say that the next token is "{token}".'''
+_ASK = '''In one or two sentences, say what the active documents have and the near misses lack. Name concrete words, phrases or patterns near the end of a document that a reader can check in a new document. Do not mention "{token}".'''
 
 
 def marked(example: HeadExample) -> str:
@@ -75,7 +75,7 @@ def evidence(request: ExplainRequest, strategy: str) -> str:
     active = [e for e in by_attribution if e.active]
     inactive = [e for e in by_attribution if not e.active]
     contrast = contrast_reads([e.reads for e in active], [e.reads for e in inactive])
-    lines = lambda examples: "\n".join(f"* {marked(e)}{request.token}" for e in examples)  # noqa: E731
+    lines = lambda examples: "\n".join(f"* {marked(e)}" for e in examples)  # noqa: E731
     return _PROMPT.format(
         token=request.token, active=lines(active[:MAX_ACTIVE]),
         near_misses=lines(inactive[:MAX_NEAR_MISSES]) or "(none)",

@@ -35,9 +35,6 @@ class Job:
     key: str
 
 
-
-
-
 def neuron_key(layer: int, neuron: int) -> str:
     return f"{layer}:{neuron}"
 

@@ -171,3 +171,17 @@ def test_the_estimate_counts_every_round_and_its_judging(config, runtime):
     # each round is judged on the 8 training prompts of its neuron: one detection call
     assert agent.classify.calls == oneshot.classify.calls + heads * config.agent_rounds
     assert any("2 rounds" in a for a in agent.assumptions) and not agent.exact
+
+
+def test_an_answer_parses_into_the_first_explanation_and_clean_probes():
+    from services.llm.registry import get_strategy
+
+    answer = ('EXPLANATION: Active after "find the".\nACTIVE: "We did [[test]] and find the right."\n'
+              "ACTIVE: one\nACTIVE: two\nACTIVE: three\nINACTIVE: It is wrong.\nINACTIVE:  right\n"
+              "EXPLANATION: a second one\nINACTIVE: more\nINACTIVE: too many")
+    explanation, probes = get_strategy("agent").parse(answer, " right")
+    assert explanation == 'Active after "find the".'
+    assert [(p.text, p.predicted_active) for p in probes] == [
+        ("We did test and find the", True), ("one", True), ("two", True),
+        ("It is wrong.", False), ("", False), ("more", False)]
+    assert get_strategy("agent").parse("no format at all", " right") == ("no format at all", [])

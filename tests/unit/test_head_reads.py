@@ -81,7 +81,7 @@ def test_contrastive_prompt_marks_reads_and_states_the_evidence():
     prompt = get_strategy("contrastive").request(get_template("neo2024"), request).prompt
 
     assert marked(examples[0]) == "Turn [[left]] at the"
-    assert "* Turn [[left]] at the right" in prompt
+    assert "* Turn [[left]] at the\n" in prompt and "Do not mention \" right\"" in prompt
     assert '"left" (2 of 2 active, 0 of 3 inactive)' in prompt
     assert '"the" (0 of 2 active, 3 of 3 inactive)' in prompt
     # near misses: the inactive prompts with the highest attribution first
