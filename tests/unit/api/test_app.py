@@ -54,6 +54,19 @@ def test_validation_errors_name_the_field(client):
     assert client.get("/v1/campaigns?status=bogus").status_code == 422
 
 
+def test_unknown_strategies_and_scorers_are_refused_naming_the_installed_ones(client):
+    strategy = client.post("/v1/campaigns", json={**CONFIG, "explainer_strategy": "nosuch"})
+    assert strategy.status_code == 422
+    assert "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot" in strategy.text
+    scorer = client.post("/v1/campaigns", json={**CONFIG, "scorers": ["zero-shot", "nosuch"]})
+    assert scorer.status_code == 422 and "unknown scorer 'nosuch'" in scorer.text
+    repeated = client.post("/v1/campaigns", json={**CONFIG, "scorers": ["detection", "detection"]})
+    assert repeated.status_code == 422 and "must not repeat" in repeated.text
+    listed = {e["name"] for e in client.get("/v1/explainers").json()["data"]}
+    assert {"oneshot", "contrastive", "agent"} <= listed
+    assert client.get("/v1/scorers").json()["count"] >= 4
+
+
 def test_size_limit(client):
     huge = client.post("/v1/campaigns", content=json.dumps({**CONFIG, "name": "x" * 30_000}),
                        headers={"Content-Type": "application/json"})
