@@ -59,33 +59,44 @@ def _failures(session: Session, campaign_id: str, head: HeadRow) -> list[str]:
     """Errors of this head's failed agent items."""
     rows = session.execute(select(WorkItem.key, WorkItem.error).where(
         WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent", WorkItem.status == "failed")).all()
-    return [error or "failed" for key, error in rows if key.startswith(head.key + "/")]
+    return [error or "failed" for key, error in rows if _head_of(key) == head.key]
+
+
+def _head_of(item_key: str) -> str:
+    """``LAYER:NEURON/HL.H`` of an agent item key (``.../ROUND/propose``, ``.../final``...)."""
+    return "/".join(item_key.split("/")[:2])
 
 
 def plan_agent(session: Session, campaign: Campaign) -> list[str]:
-    """Each unexplained head's next item (none for a strategy that is not closed-loop)."""
+    """Each unexplained head's next item (none for a strategy that is not closed-loop); a head
+    with a failed item goes to ``final``. Reads the campaign's items and rounds once."""
     from services.llm.registry import get_strategy
 
     config = CampaignConfig.model_validate(campaign.config)
     if not get_strategy(config.explainer_strategy).closed_loop:
         return []
-    existing = set(session.scalars(select(WorkItem.key).where(
-        WorkItem.campaign_id == campaign.id, WorkItem.stage == "agent")))
+    items = session.execute(select(WorkItem.key, WorkItem.status).where(
+        WorkItem.campaign_id == campaign.id, WorkItem.stage == "agent")).all()
+    existing = {key for key, _ in items}
+    failed = {_head_of(key) for key, status in items if status == "failed"}
     explained = set(session.scalars(select(ExplanationRow.head_id).where(ExplanationRow.campaign_id == campaign.id)))
+    rounds: dict[int, list[AgentRound]] = {}
+    for head_id, payload in session.execute(select(AgentRoundRow.head_id, AgentRoundRow.payload).where(
+            AgentRoundRow.campaign_id == campaign.id).order_by(AgentRoundRow.round)):
+        rounds.setdefault(head_id, []).append(AgentRound.model_validate(payload))
     keys = []
     for head in campaign_heads(session, campaign.id):
         if head.id in explained:
             continue
-        rounds = _rounds(session, head.id)
-        if _failures(session, campaign.id, head) or (
-                len(rounds) >= config.agent_rounds and rounds[-1].measurements is not None):
+        done = rounds.get(head.id, [])
+        if head.key in failed or (len(done) >= config.agent_rounds and done[-1].measurements is not None):
             key = f"{head.key}/final"
-        elif not rounds:
+        elif not done:
             key = f"{head.key}/0/propose"
-        elif rounds[-1].measurements is None:
-            key = f"{head.key}/{len(rounds) - 1}/measure"
+        elif done[-1].measurements is None:
+            key = f"{head.key}/{len(done) - 1}/measure"
         else:
-            key = f"{head.key}/{len(rounds)}/propose"
+            key = f"{head.key}/{len(done)}/propose"
         if key not in existing:
             keys.append(key)
     return keys
