@@ -114,3 +114,17 @@ def smollm2():
     from services.subject_model import load_subject_model
 
     return load_subject_model("smollm2-135m", device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """The Hugging Face hub offline for this test. huggingface_hub and datasets read the
+    environment once, at import, so their module flags are set too: otherwise a test of the
+    offline error path waits for the unreachable hub to time out."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)

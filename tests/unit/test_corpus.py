@@ -76,9 +76,7 @@ def test_hugging_face_source_loads_a_local_dataset_offline(tmp_path):
     assert [(d.id, d.text) for d in docs] == [("ds-000000", "first"), ("ds-000001", "second")]
 
 
-def test_unreachable_hugging_face_dataset_says_how_to_work_offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_unreachable_hugging_face_dataset_says_how_to_work_offline(offline_hub):
     with pytest.raises(CorpusError, match="Offline, give a local"):
         load_corpus("hf:nobody/no-such-dataset-lookups")
 

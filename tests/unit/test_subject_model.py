@@ -30,8 +30,7 @@ def test_dtype_is_applied_and_recorded(tiny_gpt2_dir):
     assert next(model.bridge.parameters()).dtype == torch.bfloat16
 
 
-def test_unknown_model_offline_names_the_model_and_the_offline_options(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_unknown_model_offline_names_the_model_and_the_offline_options(offline_hub):
     with pytest.raises(ModelLoadError) as error:
         load_subject_model("nobody/no-such-model-lookups", device="cpu")
     message = str(error.value)
