@@ -56,7 +56,8 @@ def cli(env, *args: str) -> subprocess.CompletedProcess:
 def test_campaign_through_the_api(api, processes, stack_env, tiny_gpt2_dir, corpus_path, tmp_path):
     submitted = cli(stack_env, "campaign", "submit", "--model", str(tiny_gpt2_dir), "--corpus", str(corpus_path),
                     "--neurons", "3:5,3:17", "--max-train-docs", "40", "--max-test-docs", "40",
-                    "--context-length", "64", "--worth-range", "0.05,0.95", "--test-prompts-per-head", "6")
+                    "--context-length", "64", "--worth-range", "0.05,0.95", "--test-prompts-per-head", "6",
+                    "--scorer", "zero-shot", "--scorer", "detection")
     assert submitted.returncode == 0, submitted.stderr
     campaign_id = submitted.stdout.strip()
 
@@ -77,6 +78,8 @@ def test_campaign_through_the_api(api, processes, stack_env, tiny_gpt2_dir, corp
     everything = json.loads(cli(stack_env, "campaign", "results", campaign_id, "--limit", "100").stdout)
     heads = [h for n in everything["neurons"] for h in n["heads"]]
     assert heads and all(h["explanation"] for h in heads)
+    assert set(everything["summary"]["scorers"]) == {"zero-shot", "detection"}
+    assert everything["headline_scorer"] == "zero-shot"
     status = cli(stack_env, "campaign", "status", campaign_id, "--json")
     assert json.loads(status.stdout)["status"] == "completed"
     report = api.get(f"/v1/campaigns/{campaign_id}/report")
