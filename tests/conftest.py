@@ -128,3 +128,14 @@ def offline_hub(monkeypatch):
         monkeypatch.setenv(name, "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+
+
+def tiny_campaign(model_dir: Path, corpus: Path, llm: str = "local", **overrides):
+    """The campaign the state-machine, agent and worker tests run: two neurons of a tiny model,
+    30 train and 30 test documents of 48 tokens, and every head worth explaining."""
+    from services.campaigns.config import CampaignConfig
+
+    return CampaignConfig(
+        model=str(model_dir), neurons=["3:5", "3:17"], corpus=str(corpus), max_train_docs=30,
+        max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8,
+        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm, **overrides)

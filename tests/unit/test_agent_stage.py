@@ -29,6 +29,7 @@ from services.store.models import (  # noqa: E402
     WorkItem,
 )
 from services.store.models import TestSetRow as HeldOutRow  # noqa: E402  (not a test class)
+from tests.conftest import tiny_campaign  # noqa: E402
 
 LONG_PROBE = " ".join(["word"] * 300)
 
@@ -57,12 +58,8 @@ def fake_llm():
 
 @pytest.fixture
 def config(tiny_gpt2_dir, corpus_path, fake_llm, tmp_path) -> CampaignConfig:
-    llm = f"openai-compatible:{fake_llm.url}:fake-{tmp_path.name}"
-    return CampaignConfig(
-        model=str(tiny_gpt2_dir), neurons=["3:5", "3:17"], corpus=str(corpus_path),
-        max_train_docs=30, max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8,
-        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm,
-        explainer_strategy="agent", agent_rounds=2, ablation=False)
+    return tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-{tmp_path.name}",
+                         explainer_strategy="agent", agent_rounds=2, ablation=False)
 
 
 def stored(store: Store, campaign_id: str):

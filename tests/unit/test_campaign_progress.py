@@ -31,6 +31,7 @@ from services.campaigns.progress import (  # noqa: E402
 from services.errors import InvalidInputError  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import Campaign, ExplanationRow, HeadRow, NeuronRow, WorkItem  # noqa: E402
+from tests.conftest import tiny_campaign  # noqa: E402
 
 
 def answer(prompt: str) -> str:
@@ -47,11 +48,7 @@ def fake_llm():
 @pytest.fixture
 def config(tiny_gpt2_dir, corpus_path, fake_llm, tmp_path) -> CampaignConfig:
     # A model name of its own per test, so no test answers from another's LLM cache.
-    llm = f"openai-compatible:{fake_llm.url}:fake-{tmp_path.name}"
-    return CampaignConfig(
-        model=str(tiny_gpt2_dir), neurons=["3:5", "3:17"], corpus=str(corpus_path),
-        max_train_docs=30, max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8,
-        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm)
+    return tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-{tmp_path.name}")
 
 
 def items(store: Store, campaign_id: str, stage: str) -> list[WorkItem]:

@@ -36,6 +36,7 @@ from services.store.models import (  # noqa: E402
     WorkItem,
 )
 from services.store.models import TestSetRow as HeldOutRow  # noqa: E402  (not a test class)
+from tests.conftest import tiny_campaign  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -73,13 +74,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def tiny_config(model: Path, corpus: Path, llm: str = "local") -> CampaignConfig:
-    return CampaignConfig(
-        model=str(model), neurons=["3:5", "3:17"], corpus=str(corpus), max_train_docs=30,
-        max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8,
-        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm)
 
 
 def wait_until(condition, timeout: float, what: str, processes=None):
@@ -163,7 +157,7 @@ def test_stack_up_runs_a_campaign_end_to_end_with_the_local_llm(
     env.update(LOOKUPS_BROKER_URL=broker, LOOKUPS_API_TOKENS='["stack-secret"]')
     stack = processes.start("stack", "up", "--llm-concurrency", "1", "--port", str(port),
                             "--state-dir", str(tmp_path / "stack"), name="stack")
-    campaign_id = submit_over_http(port, "stack-secret", tiny_config(tiny_gpt2_dir, corpus_path),
+    campaign_id = submit_over_http(port, "stack-secret", tiny_campaign(tiny_gpt2_dir, corpus_path),
                                    processes)
 
     state = wait_completed(store, campaign_id, processes)
@@ -200,7 +194,7 @@ def test_a_gpu_worker_killed_mid_task_is_replaced_and_every_result_is_stored_onc
         store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
     start_workers(processes)
     gpu = processes.started[1]
-    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
+    config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
     campaign_id = create_campaign(store, config)
 
     running = wait_until(lambda: item_where(store, campaign_id, stage="scan", status="running"),
@@ -218,7 +212,7 @@ def test_a_gpu_worker_killed_mid_task_is_replaced_and_every_result_is_stored_onc
 def test_a_redis_restart_mid_campaign_loses_nothing(
         store, processes, redis_server, tiny_gpt2_dir, corpus_path, fake_llm):
     start_workers(processes)
-    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
+    config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
     campaign_id = create_campaign(store, config)
 
     wait_until(lambda: item_where(store, campaign_id, stage="truncate"), 120,
@@ -238,7 +232,7 @@ def test_llm_429s_are_retried_until_the_campaign_completes(
     # Four 429s: the client's two tries fail twice, so the task itself is retried by Celery.
     fake_llm.faults.extend(error(429, "rate limited", {"Retry-After": "0"}) for _ in range(4))
     start_workers(processes)
-    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
+    config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-gpt")
     campaign_id = create_campaign(store, config)
 
     state = wait_completed(store, campaign_id, processes)
@@ -267,7 +261,7 @@ def test_the_agent_loop_runs_on_the_stack_and_survives_a_killed_gpu_worker(
     fake_llm.respond = agent_answer
     start_workers(processes)
     gpu = processes.started[1]
-    config = tiny_config(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-agent")
+    config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-agent")
     config = config.model_copy(update={"explainer_strategy": "agent", "agent_rounds": 2})
     campaign_id = create_campaign(store, config)
 
