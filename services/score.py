@@ -88,17 +88,22 @@ def head_score(head: HeadClassification) -> HeadScore:
                      skipped=skipped, **counts)
 
 
-def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
-    """Probability a random active prompt gets a higher P(Yes) than a random inactive one."""
+def rank_auc(positive: list[float], negative: list[float]) -> float:
+    """P(a random positive value exceeds a random negative one), ties half (Mann-Whitney U)."""
     from scipy.stats import mannwhitneyu
 
+    return float(mannwhitneyu(positive, negative).statistic) / (len(positive) * len(negative))
+
+
+def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
+    """Probability a random active prompt gets a higher P(Yes) than a random inactive one."""
     pairs = [(r.p_yes, r.active) for h in heads for r in h.results
              if r.p_yes is not None and r.active is not None]
     pos = [p for p, label in pairs if label]
     neg = [p for p, label in pairs if not label]
     if not pos or not neg:
         return None, len(pairs)
-    return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg)), len(pairs)
+    return rank_auc(pos, neg), len(pairs)
 
 
 def bootstrap_ci(values, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:

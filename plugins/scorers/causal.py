@@ -10,9 +10,9 @@ causal information). The effects are measured on the subject model with the test
 from __future__ import annotations
 
 from plugins.manager import hookimpl
-from plugins.scorers.zero_shot import ZeroShot, auc
+from plugins.scorers.zero_shot import ZeroShot
 from services.classify import HeadClassification
-from services.score import HeadScore, head_score
+from services.score import HeadScore, head_score, rank_auc
 
 
 class Causal(ZeroShot):
@@ -28,7 +28,7 @@ class Causal(ZeroShot):
         inactive = [r.effect for r in head.results if r.answer == "no"]
         if not active or not inactive:
             return counts.model_copy(update={"score": None, "skipped": "the judge predicted one class only"})
-        return counts.model_copy(update={"score": auc(active, inactive)})
+        return counts.model_copy(update={"score": rank_auc(active, inactive)})
 
 
 @hookimpl

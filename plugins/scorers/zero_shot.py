@@ -15,7 +15,7 @@ from services.classify import (
     parse_answer,
 )
 from services.llm.schemas import Completion, LLMRequest
-from services.score import HeadScore, head_score
+from services.score import HeadScore, head_score, rank_auc
 
 
 class ZeroShot(Scorer):
@@ -28,12 +28,6 @@ class ZeroShot(Scorer):
     def judgements(self, request: ClassifyRequest, answers: list[Completion]) -> list[Judgement]:
         return [Judgement(answer=parse_answer(a.text), p_yes=p_yes(a.top_logprobs), raw=a.text)
                 for a in answers]
-
-
-def auc(active: list[float], inactive: list[float]) -> float:
-    """P(a random active prompt gets a higher P(Yes) than a random inactive one), ties half."""
-    wins = sum((a > b) + 0.5 * (a == b) for a in active for b in inactive)
-    return wins / (len(active) * len(inactive))
 
 
 class LogprobAUC(ZeroShot):
@@ -49,7 +43,7 @@ class LogprobAUC(ZeroShot):
         if not active or not inactive:
             return counts.model_copy(update={"score": None, "skipped": "the judge gave no Yes/No "
                                              "logprobs for one of the classes"})
-        return counts.model_copy(update={"score": auc(active, inactive)})
+        return counts.model_copy(update={"score": rank_auc(active, inactive)})
 
 
 @hookimpl
