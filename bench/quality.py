@@ -44,7 +44,7 @@ from services.store.models import (  # noqa: E402
 DOMAINS = {
     # the README campaign: neurons ' right', ' too' and layer 29's 1135
     "owt": (str(ROOT.parent / "shared" / "corpora" / "openwebtext-1k.jsonl.gz"), "27:1263,27:876,29:1135"),
-    # ' right', ' order', ' only' (DESIGN.md's SmolLM2 neurons) on Python's reference manual
+    # ' right', ' order', ' only' (the SmolLM2 neurons of docs/method.md step 1) on Python's reference manual
     "pydoc": (None, "27:1263,27:831,25:290"),
 }
 

@@ -1,4 +1,4 @@
-"""Ablation check (DESIGN.md step 11): does knocking out a head hurt the neuron's token more
+"""Ablation check (docs/method.md step 9): does knocking out a head hurt the neuron's token more
 where the head was found active?
 
 The head is ablated by zeroing its value vectors, which makes its output ``z_h`` zero at every
@@ -58,7 +58,7 @@ class HeadAblation(BaseModel):
 
 
 def neuron_token(model: SubjectModel, neuron: NeuronRef) -> tuple[int, str]:
-    """The token a neuron's output weights write most (DESIGN.md step 2): its id and text."""
+    """The token a neuron's output weights write most (docs/method.md step 1): its id and text."""
     bridge = model.bridge
     w_out = bridge.blocks[neuron.layer].mlp.W_out[neuron.index : neuron.index + 1].detach()
     _, token_ids = congruence(w_out, bridge.W_U.detach())

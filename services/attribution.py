@@ -1,4 +1,4 @@
-"""Head attribution (DESIGN.md step 5): how much each earlier head pushes a neuron, per prompt.
+"""Head attribution (docs/method.md step 4): how much each earlier head pushes a neuron, per prompt.
 
 For a neuron (layer ``L``, index ``i``) and every head ``h`` in layers ``< L``, at the prompt's
 last position::

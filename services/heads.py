@@ -1,4 +1,4 @@
-"""Active heads per prompt and heads worth explaining per neuron (DESIGN.md steps 5 and 6).
+"""Active heads per prompt and heads worth explaining per neuron (docs/method.md step 4).
 
 A head is active on a prompt when its attribution exceeds ``mean + 2·std`` over all candidate
 heads of that prompt (std with Bessel's correction, torch's default). A head is worth explaining

@@ -1,4 +1,4 @@
-"""Next-token neurons (DESIGN.md step 2): MLP neurons whose output weights write one token.
+"""Next-token neurons (docs/method.md step 1): MLP neurons whose output weights write one token.
 
 ``S = W_out[L] @ W_U`` has one row per neuron; a neuron's congruence is the row's maximum and
 its token the argmax. Only neurons whose token is a whole word are kept, ranked by congruence.

@@ -1,4 +1,4 @@
-"""Max-activating contexts (DESIGN.md step 3): one pass over a corpus serves every neuron.
+"""Max-activating contexts (docs/method.md step 2): one pass over a corpus serves every neuron.
 
 A document's activation for a neuron is the maximum over positions of ``hook_post``. The top K
 documents per neuron are kept in a running buffer, so memory does not grow with the corpus.

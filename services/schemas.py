@@ -26,7 +26,7 @@ class NeuronRef(BaseModel):
 
 
 class NextTokenNeuron(BaseModel):
-    """A neuron whose output weights point at one vocabulary token (DESIGN.md step 2)."""
+    """A neuron whose output weights point at one vocabulary token (docs/method.md step 1)."""
 
     layer: int
     neuron: int

@@ -1,4 +1,4 @@
-"""Held-out test prompts (DESIGN.md step 8): steps 3-5 again on a disjoint test split.
+"""Held-out test prompts (docs/method.md step 6): steps 2-4 again on a disjoint test split.
 
 Each head worth explaining gets up to ``per_head`` of its neuron's truncated test prompts, each
 labelled with whether the head is active on it by the step-5 criterion. A head whose labels are

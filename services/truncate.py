@@ -1,4 +1,4 @@
-"""Truncation (DESIGN.md step 4): the shortest context that still fires the neuron.
+"""Truncation (docs/method.md step 3): the shortest context that still fires the neuron.
 
 For each top document, binary search on the start of a window ending at the firing token for
 the latest start whose activation at that token stays >= ``keep_fraction`` x the original.

@@ -10,7 +10,7 @@ from services.schemas import NeuronRef
 
 pytestmark = pytest.mark.slow  # about a minute on 2 shared CPU cores
 
-NEURON = NeuronRef(layer=27, index=1263)  # writes ' right' (DESIGN.md)
+NEURON = NeuronRef(layer=27, index=1263)  # writes ' right' (docs/method.md step 1)
 TEXTS = ["Turn left at the lights and then turn", "You are absolutely", "I will be there"]
 
 

@@ -23,7 +23,7 @@ def test_packaged_model_provenance_and_cache(smollm2):
 
 
 def test_known_next_token_neurons_are_found(smollm2):
-    # DESIGN.md: layer 27: 1263 ' right', 876 ' too', 831 ' order'; layer 25: 290 ' only'.
+    # docs/method.md step 1: layer 27: 1263 ' right', 876 ' too', 831 ' order'; layer 25: 290 ' only'.
     layer27 = {(n.neuron, n.token) for n in next_token_neurons(smollm2, [27], per_layer=20)}
     assert {(1263, " right"), (876, " too"), (831, " order")} <= layer27
     layer25 = {(n.neuron, n.token) for n in next_token_neurons(smollm2, [25], per_layer=20)}

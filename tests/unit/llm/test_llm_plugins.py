@@ -11,7 +11,7 @@ from plugins.manager import get_plugin_manager, hookimpl
 from services.llm.errors import MissingApiKeyError, TemplateError, UnknownBackendError
 from services.llm.registry import create_backend, get_template, list_backends, list_templates
 
-DESIGN = Path(__file__).resolve().parents[4] / "shared" / "DESIGN.md"
+METHOD = Path(__file__).resolve().parents[3] / "docs" / "method.md"  # the paper's prompts, documented
 
 
 class EchoPlugin:
@@ -92,11 +92,11 @@ def test_missing_key_names_the_variable(spec, var, monkeypatch):
         create_backend(spec).chat_model(max_tokens=1, logprobs=False)
 
 
-def _design_block(after: str) -> str:
-    text = DESIGN.read_text()
-    start = text.index("```", text.index(after)) + 3
+def _method_block(heading: str) -> str:
+    text = METHOD.read_text(encoding="utf-8")
+    start = text.index("```", text.index(heading)) + 3
     block = text[text.index("\n", start) + 1: text.index("```", start)]
-    return "\n".join(line.removeprefix("   ") for line in block.splitlines())
+    return block
 
 
 def test_neo2024_prompts_are_the_papers_verbatim():
@@ -105,8 +105,8 @@ def test_neo2024_prompts_are_the_papers_verbatim():
                                           inactive_examples="*{example}")
     classifier = template.classifier.format(explanation="{explanation, newlines replaced by spaces}",
                                             example="{test prompt + token}")
-    assert explainer == _design_block("7. **Explain.**").rstrip("\n")
-    assert classifier == _design_block("9. **Zero-shot classification.**").rstrip("\n")
+    assert explainer == _method_block("### Explainer prompt (step 5)").rstrip("\n")
+    assert classifier == _method_block("### Classifier prompt (step 7)").rstrip("\n")
 
 
 def test_rendering_appends_the_token_and_flattens_the_explanation():
