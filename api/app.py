@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routes import campaigns, jobs, meta
 from api.schemas import ErrorPublic, Problem
-from services.errors import LookupsError
+from contract import LookupsError
 from services.settings import Settings, get_settings
 from services.store import Store
 

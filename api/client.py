@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 
 from api.schemas import CampaignAccepted, CampaignPublic
+from contract import LookupsError
 from services.campaigns.config import CampaignConfig
 from services.campaigns.results import CampaignResults
-from services.errors import LookupsError
 
 
 class ApiError(LookupsError):

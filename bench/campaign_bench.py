@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,17 +33,12 @@ from sqlalchemy import func, select  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import execute_item  # noqa: E402
 from services.campaigns.progress import create_campaign, mark_queued, progress  # noqa: E402
-from services.campaigns.runtime import Runtime  # noqa: E402
+from services.processes import RedisServer, lookups_command, start, stop_all  # noqa: E402
+from services.runtime import Runtime  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import Campaign, ScoreRow, WorkItem  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "openwebtext-1k.jsonl.gz"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
@@ -52,28 +46,23 @@ class Stack:
 
     def __init__(self, directory: Path):
         self.directory = directory
-        port = free_port()
+        self.redis = RedisServer(directory)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOOKUPS_DEVICE": "cpu",
-                    "LOOKUPS_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+                    "LOOKUPS_BROKER_URL": self.redis.url,
                     "LOOKUPS_RESULTS_URL": f"sqlite:///{directory / 'results.sqlite'}",
                     "LOOKUPS_LLM_DB_URL": f"sqlite:///{directory / 'llm.sqlite'}",
                     "LOOKUPS_ORCHESTRATE_INTERVAL_S": "0.5"}
-        self.processes = [subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory)], stdout=subprocess.DEVNULL)]
-        time.sleep(0.5)
+        self.redis.start()
+        self.processes: list[subprocess.Popen] = []
         self.store = Store(self.env["LOOKUPS_RESULTS_URL"])
 
     def start(self, *args: str, name: str) -> None:
-        log = open(self.directory / f"{name}.log", "ab")
-        self.processes.append(subprocess.Popen(
-            [sys.executable, "-m", "api", *args], env=self.env, cwd=ROOT, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True))
+        self.processes.append(start(lookups_command(*args), self.directory / f"{name}.log",
+                                    self.env, cwd=ROOT))
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.terminate()
-            process.wait(timeout=60)
+        stop_all(self.processes, timeout=60)
+        self.redis.stop()
         self.store.dispose()
 
 

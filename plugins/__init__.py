@@ -1,8 +1,5 @@
-"""Swappable parts discovered through the ``lookups`` entry-point group.
+"""The built-in plugins: implementations only, each importing nothing but ``contract``.
 
-Built-ins are registered exactly like third-party plugins, through ``pyproject.toml``.
+They are registered exactly like third-party plugins, through ``pyproject.toml``'s ``lookups``
+entry points.
 """
-
-from plugins.manager import get_plugin_manager, hookimpl
-
-__all__ = ["get_plugin_manager", "hookimpl"]

@@ -10,9 +10,7 @@ import gzip
 import json
 from pathlib import Path
 
-from plugins.manager import hookimpl
-from services.corpus import Document
-from services.errors import CorpusError
+from contract import CorpusError, Document, hookimpl
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt", ".parquet")
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from services.activations import bos_id, length_batches, pad_id, pad_right
-from services.errors import InvalidInputError
-from services.heads import HeadRef, NeuronAttribution, check_head
+from contract import InvalidInputError
+from services.activations import Hooks, bos_id, length_batches, pad_id, pad_right
+from services.attribution import HeadRef, NeuronAttribution, check_head
 from services.neurons import congruence
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
 from services.schemas import NeuronRef
@@ -94,10 +94,8 @@ def token_probability_drops(
         tokens, lengths = pad_right((sequences[i] for i in batch), pad, model.device)
         rows, last = torch.arange(len(batch), device=model.device), lengths - 1
         with torch.inference_mode():
-            for target, hooks in (
-                (clean, []),
-                (ablated, [(f"blocks.{head.layer}.attn.hook_z", zero_head)]),
-            ):
+            ablation: Hooks = [(f"blocks.{head.layer}.attn.hook_z", zero_head)]
+            for target, hooks in ((clean, []), (ablated, ablation)):
                 logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
                 probs = logits[rows, last].float().softmax(dim=-1)[:, token_id]
                 target[torch.tensor(batch)] = probs.cpu()
@@ -185,3 +183,9 @@ def ablate_head(
         neuron=neuron, head=head, token=token, token_id=token_id,
         definition=attribution.definition, prompts=records, ks=ks,
     )
+
+
+def pooled_ks(ablations: Sequence[HeadAblation]) -> KSResult | None:
+    """The KS test over every ablated head's prompts at once: active drops against inactive."""
+    drops = [(p.active, p.drop) for a in ablations for p in a.prompts]
+    return ks_test([d for active, d in drops if active], [d for active, d in drops if not active])

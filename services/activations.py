@@ -7,7 +7,7 @@ forward pass hooks ``blocks.L.mlp.hook_post`` of just those layers and stops aft
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jaxtyping import Float, Int
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from services.subject_model import SubjectModel
 
 PostReader = Callable[[int, "Float[Tensor, 'batch pos d_mlp']"], None]
+
+# What TransformerLens' ``run_with_hooks`` takes: (hook name or filter, hook function) pairs.
+Hooks = list[tuple[str | Callable[..., Any], Callable[..., Any]]]
 
 
 def bos_id(tokenizer) -> int:
@@ -92,7 +95,7 @@ def run_mlp_post(
 
         return hook
 
-    hooks = [(f"blocks.{layer}.mlp.hook_post", hook_for(layer)) for layer in layers]
+    hooks: Hooks = [(f"blocks.{layer}.mlp.hook_post", hook_for(layer)) for layer in layers]
     with torch.inference_mode():
         model.bridge.run_with_hooks(
             tokens, fwd_hooks=hooks, stop_at_layer=layers[-1] + 1, return_type=None

@@ -15,48 +15,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from services.llm.schemas import CallRecord
+from contract import AgentRound, Probe, ProbeMeasurement
 
 if TYPE_CHECKING:
-    from services.heads import HeadRef, NeuronAttribution
+    from services.attribution import HeadRef, NeuronAttribution
     from services.subject_model import SubjectModel
-
-
-class Probe(BaseModel):
-    text: str = Field(description="A document ending just before the neuron's token.")
-    predicted_active: bool
-
-
-class ProbeMeasurement(Probe):
-    tokens: int = Field(description="Tokens of the probe (BOS not counted).")
-    attribution: float | None = Field(description="The head's attribution at the last token.")
-    active: bool | None = Field(description="The step-5 verdict; None when the probe was rejected.")
-    rejected: str | None = Field(default=None, description="Why the probe was not run.")
-
-
-class RoundEvaluation(BaseModel):
-    """How well one round's explanation predicts what was measured (training prompts and probes)."""
-
-    train_correct: int
-    train_total: int
-    probe_correct: int
-    probe_total: int
-
-    @property
-    def accuracy(self) -> float | None:
-        total = self.train_total + self.probe_total
-        return (self.train_correct + self.probe_correct) / total if total else None
-
-
-class AgentRound(BaseModel):
-    round: int = Field(ge=0)
-    explanation: str
-    probes: list[Probe]
-    raw: str = Field(description="The explainer's whole answer.")
-    call: CallRecord
-    measurements: list[ProbeMeasurement] | None = None
-    evaluation: RoundEvaluation | None = None
-    judge_calls: list[CallRecord] = Field(default_factory=list)
 
 
 class AgentOutcome(BaseModel):
@@ -78,7 +41,7 @@ def measure_probes(
 ) -> list[ProbeMeasurement]:
     """Run the probes that tokenize to 1..``max_tokens`` tokens (the others are rejected with
     the reason); the verdict uses the neuron's own attribution definition and criterion."""
-    from services.heads import Prompt, attribute_neuron
+    from services.attribution import Prompt, attribute_neuron
 
     found: list[ProbeMeasurement | None] = []
     runnable: list[tuple[int, Prompt]] = []
@@ -112,8 +75,9 @@ def probe_agreement(measurements: Sequence[ProbeMeasurement]) -> tuple[int, int]
 def choose_round(rounds: Sequence[AgentRound]) -> AgentRound:
     """The evaluated round with the best accuracy (a later round wins a tie: it saw more
     evidence); the last round when none could be evaluated."""
-    evaluated = [r for r in rounds if r.evaluation is not None and r.evaluation.accuracy is not None]
+    evaluated = [(r.evaluation.accuracy, r.round, r) for r in rounds
+                 if r.evaluation is not None and r.evaluation.accuracy is not None]
     if not evaluated:
         return rounds[-1]
-    return max(evaluated, key=lambda r: (r.evaluation.accuracy, r.round))
+    return max(evaluated, key=lambda found: found[:2])[2]
 

@@ -6,14 +6,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.errors import CorpusError, InvalidInputError
-
-
-class Document(BaseModel):
-    id: str
-    text: str
+from contract import CorpusError, Document, InvalidInputError
 
 
 class CorpusInfo(BaseModel):
@@ -40,6 +35,20 @@ class Corpus(BaseModel):
 
 
 Split = Literal["train", "test", "all"]
+
+
+class CorpusSelection(BaseModel):
+    """Which documents of a corpus a piece of work reads: the corpus, a deterministic split and
+    an optional cap on the number of documents."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corpus: str = Field(min_length=1, max_length=500, description="File, folder or hf:NAME[:SPLIT].")
+    split: Split = "train"
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="Last fraction held out as test.")
+    test_from_id: str | None = Field(default=None, max_length=500,
+                                     description="Documents with id >= this are the test split.")
+    max_docs: int | None = Field(default=None, ge=1, le=1_000_000, description="Only the first N of the split.")
 
 
 def split_documents(
@@ -74,7 +83,7 @@ def split_documents(
 
 def load_corpus(spec: str) -> Corpus:
     """Load a corpus through the first registered source that accepts ``spec``."""
-    from plugins import get_plugin_manager
+    from contract import get_plugin_manager
 
     sources: list = []
     get_plugin_manager().hook.register_corpus_sources(register=sources.append)

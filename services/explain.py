@@ -8,42 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from contract import CallRecord, ExplainRequest
 from services.agent import AgentOutcome
-from services.head_reads import SourceRead
 from services.llm.client import LLMClient
-from services.llm.schemas import CallRecord
 
 if TYPE_CHECKING:
-    from plugins.explainers.base import ExplainerStrategy
-
-
-class HeadExample(BaseModel):
-    """One of the neuron's prompts as the GPU side measured it for this head."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str
-    active: bool
-    attribution: float = Field(description="The head's attribution score on this prompt.")
-    pieces: list[str] = Field(description="The prompt's tokens as text (they concatenate to it).")
-    reads: list[SourceRead] = Field(description="Source tokens the head attends to most from the last position.")
-
-
-class ExplainRequest(BaseModel):
-    """Examples are the truncated prompts, without the token: the template appends it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    neuron: str | None = Field(default=None, description="e.g. '27:1263'")
-    head: str | None = Field(default=None, description="e.g. '12.3' (layer.head)")
-    token: str = Field(min_length=1, description="The neuron's token, leading space included.")
-    active_examples: list[str] = Field(min_length=1)
-    inactive_examples: list[str] = Field(default_factory=list)
-    examples: list[HeadExample] | None = Field(
-        default=None, description="Per-prompt measurements (attribution, reads); campaigns fill "
-        "them in, and the contrastive strategy needs them.")
+    from contract import ExplainerStrategy
 
 
 class Explanation(BaseModel):

@@ -3,37 +3,27 @@ prompts where the head is active and those where it is not.
 
 A small explainer cannot find a difference in twenty raw documents; it can phrase one that is
 measured for it. So the GPU side records, for every head worth explaining, the source tokens
-its attention weights most at the prompt's last position (the token before the neuron's token),
-and ``contrast_reads`` ranks those tokens by their log-odds of being read on active rather
+its attention weights most at the prompt's last position (the token before the neuron's token);
+the ``contrastive`` explainer ranks those tokens by their log-odds of being read on active rather
 than inactive prompts.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from services.activations import bos_id, length_batches, pad_id, pad_right
+from contract import SourceRead
+from services.activations import Hooks, bos_id, length_batches, pad_id, pad_right
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
 
 if TYPE_CHECKING:
-    from services.heads import HeadRef
+    from services.attribution import HeadRef
     from services.subject_model import SubjectModel
 
 READS_PER_HEAD = 3
-
-
-class SourceRead(BaseModel):
-    """One source token a head attends to from the prompt's last position."""
-
-    position: int = Field(ge=0, description="Index into the prompt's tokens (BOS not counted).")
-    offset: int = Field(le=0, description="position - last position: 0 is the last token itself.")
-    token: str
-    weight: float = Field(ge=0.0, le=1.0, description="Attention weight (BOS included in the softmax).")
 
 
 class PromptReads(BaseModel):
@@ -41,23 +31,6 @@ class PromptReads(BaseModel):
 
     pieces: list[str] = Field(description="The prompt's tokens as text; they concatenate to the prompt.")
     heads: dict[str, list[SourceRead]] = Field(description="'LAYER.HEAD' -> reads, strongest first.")
-
-
-class TokenContrast(BaseModel):
-    token: str
-    active: int = Field(description="Active prompts on which the head reads this token.")
-    inactive: int = Field(description="Inactive prompts on which the head reads this token.")
-    log_odds: float = Field(description="log odds of being read on active vs inactive prompts (+0.5 smoothing).")
-
-
-class ReadContrast(BaseModel):
-    """The measured difference between a head's reads on active and on inactive prompts."""
-
-    n_active: int
-    n_inactive: int
-    tokens: list[TokenContrast] = Field(description="Every read token, most active-specific first.")
-    active_offset: float | None = Field(description="Median offset of the strongest read, active prompts.")
-    inactive_offset: float | None = Field(description="Median offset of the strongest read, inactive prompts.")
 
 
 def token_pieces(tokenizer, tokens: Sequence[int]) -> list[str]:
@@ -103,7 +76,7 @@ def head_reads(
                 last = int(lengths[row]) - 1
                 weights[index][layer] = pattern[row, :, last, 1 : last + 1].float().cpu()
 
-        hooks = [(f"blocks.{layer}.attn.hook_pattern", keep_pattern) for layer in layers]
+        hooks: Hooks = [(f"blocks.{layer}.attn.hook_pattern", keep_pattern) for layer in layers]
         with torch.inference_mode():
             model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layers[-1] + 1,
                                         return_type=None)
@@ -124,36 +97,3 @@ def head_reads(
     return found
 
 
-def _word(token: str) -> str:
-    return token.strip().lower() or token
-
-
-def contrast_reads(active: Sequence[list[SourceRead]], inactive: Sequence[list[SourceRead]]) -> ReadContrast:
-    """Rank read tokens by how much likelier the head reads them on active prompts.
-
-    Each prompt counts a token once (case and surrounding spaces ignored); log-odds use +0.5
-    smoothing so a token seen on every active prompt and no inactive one stays finite."""
-    def counts(groups: Sequence[list[SourceRead]]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for reads in groups:
-            for word in {_word(r.token) for r in reads}:
-                found[word] = found.get(word, 0) + 1
-        return found
-
-    on_active, on_inactive = counts(active), counts(inactive)
-    n_a, n_i = len(active), len(inactive)
-
-    def log_odds(a: int, i: int) -> float:
-        return (math.log((a + 0.5) / (n_a - a + 0.5)) - math.log((i + 0.5) / (n_i - i + 0.5)))
-
-    tokens = [TokenContrast(token=w, active=on_active.get(w, 0), inactive=on_inactive.get(w, 0),
-                            log_odds=log_odds(on_active.get(w, 0), on_inactive.get(w, 0)))
-              for w in sorted(set(on_active) | set(on_inactive))]
-    tokens.sort(key=lambda t: (-t.log_odds, -t.active, t.token))
-
-    def median_offset(groups: Sequence[list[SourceRead]]) -> float | None:
-        offsets = [reads[0].offset for reads in groups if reads]
-        return float(statistics.median(offsets)) if offsets else None
-
-    return ReadContrast(n_active=n_a, n_inactive=n_i, tokens=tokens,
-                        active_offset=median_offset(active), inactive_offset=median_offset(inactive))

@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from services.errors import InvalidInputError
+from contract import InvalidInputError
 from services.schemas import NeuronRef, NextTokenNeuron
 
 if TYPE_CHECKING:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from contract import CorpusError, Document, InvalidInputError
 from services.activations import encode_documents, length_batches, pad_id, pad_right, run_mlp_post
-from services.corpus import Document
-from services.errors import CorpusError, InvalidInputError
 from services.schemas import ContextHit, NeuronContexts, NeuronRef
 
 if TYPE_CHECKING:

@@ -7,23 +7,9 @@ rejection), so they can only lower a score, never pass as "No".
 
 from __future__ import annotations
 
-import random
-
 from pydantic import BaseModel
 
-from services.classify import HeadClassification
-
-
-class HeadScore(BaseModel):
-    neuron: str | None
-    head: str | None
-    score: float | None  # None when skipped
-    tp: int
-    fn: int
-    tn: int
-    fp: int
-    unparseable: int
-    skipped: str | None = None
+from contract import HeadClassification, HeadScore, rank_auc
 
 
 class PairedDifference(BaseModel):
@@ -63,36 +49,6 @@ class ScorerSummary(BaseModel):
     control: CampaignSummary
     paired: PairedDifference
     calls: int
-
-
-def head_score(head: HeadClassification) -> HeadScore:
-    counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
-    unparseable = 0
-    labelled = [r for r in head.results if r.active is not None]
-    for r in labelled:
-        if r.answer == "unparseable":
-            unparseable += 1
-            counts["fn" if r.active else "fp"] += 1
-        elif r.active:
-            counts["tp" if r.answer == "yes" else "fn"] += 1
-        else:
-            counts["tn" if r.answer == "no" else "fp"] += 1
-    positives, negatives = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
-    skipped = None
-    if len(labelled) < len(head.results):
-        skipped = "some test prompts have no label"
-    elif positives == 0 or negatives == 0:
-        skipped = "test labels are all one class"
-    score = None if skipped else 0.5 * (counts["tp"] / positives + counts["tn"] / negatives)
-    return HeadScore(neuron=head.neuron, head=head.head, score=score, unparseable=unparseable,
-                     skipped=skipped, **counts)
-
-
-def rank_auc(positive: list[float], negative: list[float]) -> float:
-    """P(a random positive value exceeds a random negative one), ties half (Mann-Whitney U)."""
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(positive, negative).statistic) / (len(positive) * len(negative))
 
 
 def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
@@ -150,10 +106,3 @@ def paired_difference(pairs: list[tuple[HeadScore, HeadScore]], n_boot: int = 10
                             ci95=bootstrap_ci(diffs, n_boot, seed))
 
 
-def derangement(n: int, seed: int = 0) -> list[int]:
-    """A permutation with no fixed point: head i gets the explanation of head ``result[i]``."""
-    if n < 2:
-        raise ValueError("the shuffled control needs at least two heads")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return [order[(order.index(i) + 1) % n] for i in range(n)]

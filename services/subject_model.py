@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
-from services.errors import ModelLoadError
+from contract import ModelLoadError
 from services.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def dequantized_checkpoint(name: str, settings: Settings) -> tuple[Path, str]:
             gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
         )
         # The weights are plain float32 now; the GGUF quantizer would refuse serialisation.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module attribute
         model.config.__dict__.pop("quantization_config", None)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from contract import Document, InvalidInputError
 from services.activations import (
     bos_id,
     encode_documents,
@@ -19,8 +20,6 @@ from services.activations import (
     pad_right,
     run_mlp_post,
 )
-from services.corpus import Document
-from services.errors import InvalidInputError
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET, check_neurons
 from services.schemas import NeuronContexts, NeuronRef, TruncatedPrompt
 

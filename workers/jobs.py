@@ -1,18 +1,15 @@
-"""Single jobs on the worker queues: ``lookups.gpu.job`` (scan, attribute) and
-``lookups.llm.job`` (explain, classify); and enqueueing them, now or once the broker is back."""
+"""Single jobs on the worker queues: ``lookups.gpu.job`` and ``lookups.llm.job`` (by the work
+kind's queue); and sending them, now or once the broker is back."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
-
-from services.jobs import QUEUE, run_job
-from services.llm.errors import BackendUnavailableError
+from contract import BackendUnavailableError
+from services.jobs import job_queue, jobs_to_send, mark_job_queued, run_job
 from services.settings import get_settings
 from services.store import Store
-from services.store.models import JobRow, utcnow
 from workers.app import app
 from workers.tasks import worker_state
 
@@ -34,28 +31,17 @@ def run_llm_job(job_id: str) -> str:
 
 def enqueue_job(store: Store, job_id: str) -> bool:
     """Mark the job queued and send it; False (job left pending) when the broker is away."""
-    with store.session() as session:
-        job = session.get(JobRow, job_id)
-        queue = QUEUE[job.kind]
     try:
-        app.send_task(f"lookups.{queue}.job", args=[job_id])
+        app.send_task(f"lookups.{job_queue(store, job_id)}.job", args=[job_id])
     except Exception:
         log.exception("could not enqueue job %s now; it stays pending", job_id)
         return False
-    with store.session() as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == "pending")
-                        .values(status="queued"))
+    mark_job_queued(store, job_id)
     return True
 
 
 def requeue_jobs(store: Store) -> None:
     """Send pending jobs, and jobs queued or running with no news for too long (lost messages)."""
-    cutoff = utcnow() - timedelta(seconds=get_settings().stale_after_s)
-    with store.session() as session:
-        session.execute(update(JobRow).where(JobRow.status.in_(("queued", "running")),
-                                             JobRow.updated_at <= cutoff).values(status="pending"))
-        pending = list(session.scalars(select(JobRow.id).where(JobRow.status == "pending")
-                                       .order_by(JobRow.created_at)))
-    for job_id in pending:
+    for job_id in jobs_to_send(store, timedelta(seconds=get_settings().stale_after_s)):
         if not enqueue_job(store, job_id):
             return

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
+from contract import BackendUnavailableError
 from services.campaigns.execute import execute_item
 from services.campaigns.progress import fail
-from services.campaigns.runtime import Runtime
-from services.llm.errors import BackendUnavailableError
+from services.runtime import Runtime
 from services.settings import get_settings
 from services.store import Store
 from workers.app import app

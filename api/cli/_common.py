@@ -3,12 +3,15 @@
 import json
 import sys
 from collections.abc import Iterable
+from typing import TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from services.errors import LookupsError
+from contract import InvalidInputError, LookupsError
+
+M = TypeVar("M", bound=BaseModel)
 
 err_console = Console(stderr=True)
 
@@ -62,3 +65,13 @@ def print_json(records: BaseModel | Iterable[BaseModel]) -> None:
         typer.echo(records.model_dump_json(indent=2))
     else:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+
+
+def validated(request_model: type[M], /, **values) -> M:
+    """A request built from command-line values; a bad value is a usage error naming its flag."""
+    try:
+        return request_model(**values)
+    except ValidationError as error:
+        raise InvalidInputError("; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in error.errors())) from None

@@ -7,29 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from api.cli._common import print_json
-from services.errors import InvalidInputError
-from services.schemas import NeuronContexts, NeuronRef
+from api.cli._common import print_json, validated
+from contract import InvalidInputError
+from services.schemas import NeuronRef
 
 console = Console()
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Packaged name, local checkpoint dir or hub name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-class NeuronsReport(BaseModel):
-    model: dict
-    neurons: list[dict]
-
-
-class ScanReport(BaseModel):
-    model: dict
-    corpus: dict
-    contexts: list[NeuronContexts]
 
 
 def parse_neurons(spec: str | None, neurons_file: Path | None) -> list[NeuronRef]:
@@ -70,18 +58,14 @@ def neurons(
     as_json: JsonOpt = False,
 ) -> None:
     """List next-token neurons: congruence of W_out[L] @ W_U, whole-word tokens only."""
-    from services.neurons import default_layers, next_token_neurons, random_neurons
-    from services.subject_model import load_subject_model
+    from services.runtime import Runtime
+    from services.work import NeuronsWork, find_neurons
 
-    subject = load_subject_model(model)
-    layers = layers or default_layers(subject)
-    found = (
-        random_neurons(subject, layers, per_layer, seed=seed)
-        if random
-        else next_token_neurons(subject, layers, per_layer)
-    )
+    result = find_neurons(Runtime(), NeuronsWork(model=model, layers=layers, per_layer=per_layer,
+                                                 random=random, seed=seed))
+    found = result.neurons
     if as_json:
-        print_json(NeuronsReport(model=subject.info.model_dump(), neurons=[n.model_dump() for n in found]))
+        print_json(result)
         return
     table = Table(title=f"{'random' if random else 'next-token'} neurons of {model}")
     for column in ("layer", "neuron", "token", "token_id", "congruence"):
@@ -103,40 +87,26 @@ def scan(
     top_k: Annotated[int, typer.Option(help="Documents kept per neuron.")] = 30,
     context_length: Annotated[int | None, typer.Option(help="Tokens per document, BOS included.")] = None,
     batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward pass.")] = 2048,
-    truncate: Annotated[bool, typer.Option("--truncate", help="Also truncate each top context.")] = False,
+    truncate_contexts: Annotated[bool, typer.Option("--truncate", help="Also truncate each top context.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Scan a corpus once for the top-K documents of every neuron (optionally truncated)."""
-    from services.corpus import CorpusInfo, load_corpus, split_documents
-    from services.scan import scan_corpus
-    from services.settings import get_settings
-    from services.subject_model import load_subject_model
-    from services.truncate import truncate_contexts
+    from services.runtime import Runtime
+    from services.work import ScanWork, TruncateWork, scan, truncate
 
-    refs = parse_neurons(neurons_spec, neurons_file)
-    loaded = load_corpus(corpus)
-    documents = split_documents(loaded, split, test_fraction=test_fraction, test_from_id=test_from_id)
-    if max_docs is not None:
-        if max_docs < 1:
-            raise InvalidInputError(f"--max-docs must be at least 1, got {max_docs}")
-        documents = documents[:max_docs]
-    context_length = context_length or get_settings().context_length
-    subject = load_subject_model(model)
-    contexts = scan_corpus(
-        subject, refs, documents, top_k=top_k, context_length=context_length,
-        token_budget=batch_tokens, progress=True,
-    )
-    if truncate:
-        contexts = truncate_contexts(
-            subject, contexts, documents, context_length=context_length, token_budget=batch_tokens
-        )
-    info = CorpusInfo(
-        spec=corpus, split=split, n_documents=len(documents), fingerprint=loaded.fingerprint(documents)
-    )
+    runtime = Runtime(progress=True)
+    selection = {"corpus": corpus, "split": split, "test_fraction": test_fraction,
+                 "test_from_id": test_from_id, "max_docs": max_docs}
+    common = {"model": model, "context_length": context_length, "batch_tokens": batch_tokens}
+    found = scan(runtime, validated(ScanWork, **selection, **common, top_k=top_k,
+                                    neurons=[str(r) for r in parse_neurons(neurons_spec, neurons_file)]))
+    if truncate_contexts:
+        found.contexts = truncate(runtime, validated(TruncateWork, **selection, **common,
+                                                     contexts=found.contexts)).contexts
     if as_json:
-        print_json(ScanReport(model=subject.info.model_dump(), corpus=info.model_dump(), contexts=contexts))
+        print_json(found)
         return
-    for context in contexts:
+    for context in found.contexts:
         table = Table(title=f"neuron {context.neuron}: top {len(context.hits)} documents")
         for column in ("doc_id", "position", "activation"):
             table.add_column(column, justify="right")

@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from api.cli._common import print_json
-from services.errors import InvalidInputError
+from api.cli._common import print_json, validated
+from contract import InvalidInputError
+from services.attribution import NeuronAttribution
 from services.schemas import NeuronRef
+from services.work import PromptIn
 
 console = Console()
 
@@ -37,10 +40,8 @@ def parse_neuron(text: str) -> NeuronRef:
         raise InvalidInputError(f"--neuron: {error}") from error
 
 
-def load_prompts(path: Path, neuron: NeuronRef, tokenizer):
-    """Prompts from any of the accepted JSON shapes, tokenised without BOS."""
-    from services.heads import Prompt
-
+def load_prompts(path: Path, neuron: NeuronRef) -> list[PromptIn]:
+    """Prompts from any of the accepted JSON shapes."""
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -60,26 +61,21 @@ def load_prompts(path: Path, neuron: NeuronRef, tokenizer):
             item = {"text": item}
         if not isinstance(item, dict) or not ({"text", "tokens"} & item.keys()):
             raise InvalidInputError(f"--prompts-file {path}: entries must be strings or objects with 'text' or 'tokens'")
-        tokens = item.get("tokens") or tokenizer(item["text"], add_special_tokens=False)["input_ids"]
-        if not tokens:
-            raise InvalidInputError(f"--prompts-file {path}: prompt {item!r} has no tokens")
-        text = item.get("text") or tokenizer.decode(tokens)
-        prompts.append(Prompt(doc_id=item.get("doc_id"), text=text, tokens=tokens))
+        try:
+            prompts.append(PromptIn(doc_id=item.get("doc_id"), text=item.get("text"), tokens=item.get("tokens")))
+        except ValidationError as error:
+            raise InvalidInputError(f"--prompts-file {path}: prompt {item!r}: {error.errors()[0]['msg']}") from None
     if not prompts:
         raise InvalidInputError(f"--prompts-file {path}: no prompts (give at least one)")
     return prompts
 
 
-def _attribution(subject, ref: NeuronRef, prompts_file: Path, definition: str | None, **criteria):
-    from services.attribution import check_attribution_input, default_definition
-    from services.heads import attribute_neuron
-    from services.scan import check_neurons
+def _attribution(runtime, model: str, ref: NeuronRef, prompts_file: Path, definition: str | None,
+                 **criteria) -> NeuronAttribution:
+    from services.work import AttributeWork, attribute
 
-    check_neurons(subject, [ref])
-    prompts = load_prompts(prompts_file, ref, subject.tokenizer)
-    definition = definition or default_definition(subject)
-    check_attribution_input(subject, ref, [p.tokens for p in prompts], definition)
-    return attribute_neuron(subject, ref, prompts, definition=definition, **criteria)
+    return attribute(runtime, validated(AttributeWork, model=model, neuron=str(ref), definition=definition,
+                                        prompts=load_prompts(prompts_file, ref), **criteria))
 
 
 def attribute(
@@ -94,10 +90,9 @@ def attribute(
 ) -> None:
     """Score every head below the neuron's layer on each prompt; list active heads and the
     heads worth explaining."""
-    from services.subject_model import load_subject_model
+    from services.runtime import Runtime
 
-    ref = parse_neuron(neuron)
-    result = _attribution(load_subject_model(model), ref, prompts_file, definition,
+    result = _attribution(Runtime(), model, parse_neuron(neuron), prompts_file, definition,
                           active_stds=active_stds, worth_range=(worth_low, worth_high))
     if as_json:
         print_json(result)
@@ -126,16 +121,16 @@ def ablate(
 ) -> None:
     """Zero one head's output; compare the drop in the neuron token's probability on prompts
     where the head is active vs inactive (two-sample KS test)."""
-    from services.ablation import ablate_head
-    from services.heads import HeadRef, check_head
+    from services.attribution import HeadRef, check_head
+    from services.runtime import Runtime
     from services.scan import check_neurons
-    from services.subject_model import load_subject_model
+    from services.work import AblateWork, ablate
 
-    ref, head_ref = parse_neuron(neuron), HeadRef.parse(head)
-    subject = load_subject_model(model)
-    check_neurons(subject, [ref])
-    check_head(subject, ref, head_ref)
-    result = ablate_head(subject, _attribution(subject, ref, prompts_file, definition), head_ref)
+    ref, head_ref, runtime = parse_neuron(neuron), HeadRef.parse(head), Runtime()
+    check_neurons(runtime.model(model), [ref])
+    check_head(runtime.model(model), ref, head_ref)  # before the attribution, which takes a while
+    attribution = _attribution(runtime, model, ref, prompts_file, definition)
+    result = ablate(runtime, AblateWork(model=model, attribution=attribution, head=str(head_ref)))
     if as_json:
         print_json(result)
         return

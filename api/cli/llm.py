@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.cli._common import err_console, print_json
-from services.errors import InvalidInputError
+from contract import InvalidInputError
 
 console = Console()
 
@@ -129,7 +129,7 @@ def explain(
     as_json: JsonOpt = False,
 ) -> None:
     """Explain when each attention head is active (one LLM call per neuron-head pair)."""
-    from services.explain import ExplainRequest
+    from contract import ExplainRequest
     from services.explain import explain as run_explain
     from services.llm.registry import get_strategy, get_template
 
@@ -165,7 +165,7 @@ def classify(
 ) -> None:
     """Classify test prompts from an explanation (zero-shot by default); scores them when
     labels are given."""
-    from services.classify import ClassifyRequest
+    from contract import ClassifyRequest
     from services.classify import classify as run_classify
     from services.llm.registry import get_scorer, get_template
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.errors import InvalidInputError
+from contract import InvalidInputError
 
 console = Console(stderr=True, soft_wrap=True)  # ids and paths stay on one line
 
@@ -103,7 +103,7 @@ def run(
         resolve_campaign_id,
         resume,
     )
-    from services.campaigns.runtime import Runtime
+    from services.runtime import Runtime
     from services.settings import get_settings
     from services.store import Store
 
@@ -207,7 +207,7 @@ def estimate(
     from services.campaigns.config import CampaignConfig
     from services.campaigns.estimate import estimate_campaign
     from services.campaigns.progress import get_campaign
-    from services.campaigns.runtime import Runtime
+    from services.runtime import Runtime
     from services.settings import get_settings
     from services.store import Store
 

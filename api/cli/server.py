@@ -32,7 +32,7 @@ def api(
     import uvicorn
 
     from api.app import create_app
-    from services.errors import InvalidInputError
+    from contract import InvalidInputError
 
     try:
         app = create_app()

@@ -5,11 +5,8 @@ worker and the REST api. One command starts them; Ctrl-C or SIGTERM stops them a
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -17,55 +14,11 @@ from urllib.parse import urlparse
 
 import typer
 
-from services.errors import InvalidInputError
+from contract import InvalidInputError
+from services.processes import RedisServer, StartError, listening, lookups_command, start, stop_all
 
 stack_app = typer.Typer(help="Run the whole service on this machine without Docker.",
                         no_args_is_help=True)
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_listening(host: str, port: int, process: subprocess.Popen, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if _listening(host, port):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise InvalidInputError(f"redis-server did not start on {host}:{port}; see its log")
-
-
-def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Each child leads its own process group, so a stop reaches a worker's pool children too."""
-    with open(log, "ab") as handle:
-        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def _stop(processes: dict[str, subprocess.Popen], timeout: float = 30) -> None:
-    """SIGTERM every group (workers finish their current task), SIGKILL what is left; Redis last,
-    so workers can still acknowledge their tasks while stopping."""
-    order = [name for name in processes if name != "redis"] + (["redis"] if "redis" in processes else [])
-    for group in ([n for n in order if n != "redis"], ["redis"]):
-        for name in group:
-            if name in processes and processes[name].poll() is None:
-                os.killpg(processes[name].pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name in group:
-            if name not in processes:
-                continue
-            try:
-                processes[name].wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(processes[name].pid, signal.SIGKILL)
-                processes[name].wait()
 
 
 @stack_app.command()
@@ -100,17 +53,17 @@ def up(
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LOOKUPS_BROKER_URL": url, "PYTHONUNBUFFERED": "1"}
-    lookups = [sys.executable, "-m", "api"]
     commands = {
-        "orchestrator": [*lookups, "orchestrate"],
-        "gpu-worker": [*lookups, "worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "gpu@%h"],
-        "llm-worker": [*lookups, "worker", "--queues", "llm", "--concurrency", str(llm_concurrency),
-                       "--hostname", "llm@%h"],
+        "orchestrator": lookups_command("orchestrate"),
+        "gpu-worker": lookups_command("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "gpu@%h"),
+        "llm-worker": lookups_command("worker", "--queues", "llm", "--concurrency", str(llm_concurrency),
+                                      "--hostname", "llm@%h"),
     }
     if api:
-        commands["api"] = [*lookups, "api", "--host", host, "--port", str(port)]
+        commands["api"] = lookups_command("api", "--host", host, "--port", str(port))
 
     processes: dict[str, subprocess.Popen] = {}
+    redis: RedisServer | None = None
     stopping = False
 
     def on_signal(signum, _frame) -> None:
@@ -120,24 +73,22 @@ def up(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        if _listening(parsed.hostname, parsed.port):
+        if listening(parsed.hostname, parsed.port):
             typer.echo(f"redis        already listening at {parsed.hostname}:{parsed.port}; using it")
         elif parsed.hostname not in ("127.0.0.1", "localhost"):
             raise InvalidInputError(f"nothing listens at {parsed.hostname}:{parsed.port}, and only a "
                                     "loopback broker is started here")
         else:
-            if shutil.which("redis-server") is None:
-                raise InvalidInputError("redis-server is not installed (apt-get install redis-server)")
-            redis_dir = (state_dir / "redis").resolve()
-            redis_dir.mkdir(parents=True, exist_ok=True)
             # Append-only, so tasks still queued when Redis stops are there when it comes back.
-            processes["redis"] = _start(
-                ["redis-server", "--port", str(parsed.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "yes", "--dir", str(redis_dir)], logs / "redis.log", env)
-            _wait_listening(parsed.hostname, parsed.port, processes["redis"])
+            redis = RedisServer(state_dir / "redis", parsed.port, append_only=True,
+                                log=logs / "redis.log", env=env)
+            try:
+                processes["redis"] = redis.start()  # watched like the others below
+            except StartError as error:
+                raise InvalidInputError(str(error)) from error
             typer.echo(f"redis        pid {processes['redis'].pid:<7} log {logs / 'redis.log'}")
         for name, command in commands.items():
-            processes[name] = _start(command, logs / f"{name}.log", env)
+            processes[name] = start(command, logs / f"{name}.log", env)
             typer.echo(f"{name:<12} pid {processes[name].pid:<7} log {logs / f'{name}.log'}")
         if api:
             typer.echo(f"api          http://{host}:{port}")
@@ -150,7 +101,11 @@ def up(
             time.sleep(0.5)
         typer.echo("stopping")
     finally:
-        _stop(processes)
+        # Workers first (SIGTERM: each finishes its current task), Redis last, so they can
+        # still acknowledge their tasks while stopping.
+        stop_all(p for name, p in processes.items() if name != "redis")
+        if redis is not None:
+            redis.stop()
 
 
 def register(app: typer.Typer) -> None:

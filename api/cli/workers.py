@@ -16,7 +16,7 @@ def worker(
     """Start a Celery worker consuming the given queues (needs Redis: LOOKUPS_BROKER_URL)."""
     import socket
 
-    from services.errors import InvalidInputError
+    from contract import InvalidInputError
 
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(chosen) - {"gpu", "llm"})

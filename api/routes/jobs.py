@@ -1,8 +1,10 @@
-"""Single jobs: one scan, attribution, explanation or classification, run by a worker."""
+"""Single jobs: one piece of work of any kind in ``services.work`` (``POST /v1/jobs/{kind}``),
+run by a worker. The routes are made from the table of work kinds, one per kind."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel
@@ -10,10 +12,9 @@ from pydantic import BaseModel
 from api.broker import broker_reachable
 from api.deps import SettingsDep, StoreDep, require_token
 from api.schemas import ErrorPublic
-from services.jobs import AttributeJob, ClassifyJob, ExplainJob, JobKind, JobResult, ScanJob, create_job
-from services.settings import Settings
-from services.store import Store
+from services.jobs import create_job
 from services.store.models import JobRow
+from services.work import WORK_KINDS, WorkKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
 
@@ -25,52 +26,39 @@ class JobAccepted(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
-    kind: JobKind
+    kind: str
     status: str
-    request: dict
-    result: JobResult | None
+    request: dict[str, Any]
+    result: dict[str, Any] | None = None
     error: str | None
     created_at: datetime
     updated_at: datetime
 
 
-def _submit(store: Store, settings: Settings, kind: JobKind, request: BaseModel,
-            response: Response) -> JobAccepted:
-    from workers.jobs import enqueue_job
+def _submit_route(kind: WorkKind):
+    def submit(body, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
+        from workers.jobs import enqueue_job
 
-    job_id = create_job(store, kind, request)
-    queued = broker_reachable(settings.broker_url) and enqueue_job(store, job_id)
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
-    return JobAccepted(id=job_id, status="queued" if queued else "pending")
+        job_id = create_job(store, kind.name, body)
+        queued = broker_reachable(settings.broker_url) and enqueue_job(store, job_id)
+        response.headers["Location"] = f"/v1/jobs/{job_id}"
+        return JobAccepted(id=job_id, status="queued" if queued else "pending")
 
-
-@router.post("/scan", operation_id="submit_scan_job", status_code=202)
-def submit_scan(body: ScanJob, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
-    """Top activating documents of some neurons over a corpus split."""
-    return _submit(store, settings, "scan", body, response)
+    submit.__annotations__["body"] = kind.request
+    return submit
 
 
-@router.post("/attribute", operation_id="submit_attribute_job", status_code=202)
-def submit_attribute(body: AttributeJob, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
-    """Head attribution of one neuron on given prompts."""
-    return _submit(store, settings, "attribute", body, response)
-
-
-@router.post("/explain", operation_id="submit_explain_job", status_code=202)
-def submit_explain(body: ExplainJob, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
-    """One LLM explanation of a head from active and inactive examples."""
-    return _submit(store, settings, "explain", body, response)
-
-
-@router.post("/classify", operation_id="submit_classify_job", status_code=202)
-def submit_classify(body: ClassifyJob, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
-    """Zero-shot classification of prompts from an explanation."""
-    return _submit(store, settings, "classify", body, response)
+for _kind in WORK_KINDS.values():
+    router.add_api_route(f"/{_kind.name}", _submit_route(_kind), methods=["POST"], status_code=202,
+                         operation_id=f"submit_{_kind.name}_job", summary=_kind.summary,
+                         description=f"{_kind.summary} Runs on the {_kind.queue} queue; the job's result "
+                         f"is a {_kind.result.__name__}.")
 
 
 @router.get("/{job_id}", operation_id="get_job",
             responses={404: {"model": ErrorPublic, "description": "No job with this id."}})
 def get_job(job_id: str, store: StoreDep) -> JobPublic:
+    """A job's status; once done, its result (the kind's result model as JSON)."""
     with store.session() as session:
         job = session.get(JobRow, job_id)
         if job is None:

@@ -1,5 +1,5 @@
 """Built-in LLM backends. Each is a ``Backend`` subclass registered through ``register_backends``."""
 
-from plugins.backends.base import Backend
+from contract import Backend
 
 __all__ = ["Backend"]

@@ -6,9 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins.backends.base import Backend
-from plugins.manager import hookimpl
-from services.settings import get_settings
+from contract import Backend, BackendDefaults, hookimpl
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -32,9 +30,9 @@ class AnthropicBackend(Backend):
         max_concurrency: int | None = Field(default=None, ge=1)
         temperature: float = Field(default=0.0, ge=0, le=1)
 
-    def __init__(self, target: str = "", options: dict | None = None):
-        super().__init__(target, options)
-        self.max_concurrency = self.options.max_concurrency or get_settings().llm_max_concurrency
+    def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
+        super().__init__(target, options, defaults)
+        self.max_concurrency = self.options.max_concurrency or defaults.max_concurrency
 
     @property
     def endpoint(self) -> str | None:
@@ -49,7 +47,7 @@ class AnthropicBackend(Backend):
             api_key=self.api_key(),
             max_tokens=max_tokens,
             temperature=self.options.temperature,
-            timeout=self.options.timeout or get_settings().llm_timeout_s,
+            timeout=self.options.timeout or self.defaults.timeout_s,
             max_retries=0,
             **extra,
         )

@@ -17,7 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from services.llm.errors import BackendError
+from contract import BackendError
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 

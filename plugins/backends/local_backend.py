@@ -18,10 +18,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins.backends.base import Backend
-from plugins.manager import hookimpl
-from services.llm.errors import UnknownBackendError
-from services.settings import get_settings
+from contract import Backend, BackendDefaults, UnknownBackendError, hookimpl
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -76,13 +73,13 @@ def join_split_gguf(packages: list[str], target: Path) -> Path:
     return target
 
 
-def resolve_gguf(target: str) -> Path:
-    """The packaged default, a named split model, or a path to a GGUF file."""
+def resolve_gguf(target: str, cache_dir: Path) -> Path:
+    """The packaged default, a named split model (joined under ``cache_dir``), or a GGUF path."""
     if not target:
         return packaged_gguf()
     if target in SPLIT_GGUFS:
         filename, packages = SPLIT_GGUFS[target]
-        return join_split_gguf(packages, get_settings().cache_dir / "gguf" / filename)
+        return join_split_gguf(packages, cache_dir / "gguf" / filename)
     return Path(target).expanduser()
 
 
@@ -100,12 +97,12 @@ class LocalBackend(Backend):
         n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: all).")
         reuse_prefix: bool = Field(default=True, description="Keep the KV cache of a shared prompt prefix.")
 
-    def __init__(self, target: str = "", options: dict | None = None):
-        path = resolve_gguf(target)
+    def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
+        path = resolve_gguf(target, defaults.cache_dir)
         if not path.is_file():
             raise UnknownBackendError(
                 f"local backend: no GGUF file at {path} (known models: {', '.join(SPLIT_GGUFS)})")
-        super().__init__(str(path.resolve()), options)
+        super().__init__(str(path.resolve()), options, defaults)
         self.max_concurrency = 1
 
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:

@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins.backends.base import Backend
-from plugins.manager import hookimpl
-from services.llm.errors import UnknownBackendError
-from services.settings import get_settings
+from contract import Backend, BackendDefaults, UnknownBackendError, hookimpl
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -42,9 +39,9 @@ class OpenAIBackend(Backend):
     default_model = "gpt-4o"
     Options = _OpenAIOptions
 
-    def __init__(self, target: str = "", options: dict | None = None):
-        super().__init__(target, options)
-        self.max_concurrency = self.options.max_concurrency or get_settings().llm_max_concurrency
+    def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
+        super().__init__(target, options, defaults)
+        self.max_concurrency = self.options.max_concurrency or defaults.max_concurrency
 
     @property
     def base_url(self) -> str | None:
@@ -64,7 +61,7 @@ class OpenAIBackend(Backend):
             base_url=self.base_url,
             max_tokens=max_tokens,
             temperature=self.options.temperature,
-            timeout=self.options.timeout or get_settings().llm_timeout_s,
+            timeout=self.options.timeout or self.defaults.timeout_s,
             max_retries=0,
             **extra,
         )
@@ -91,7 +88,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
     default_model = ""
     _SPEC: ClassVar[re.Pattern] = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
 
-    def __init__(self, target: str = "", options: dict | None = None):
+    def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
         match = self._SPEC.match(target)
         if not match:
             raise UnknownBackendError(
@@ -99,7 +96,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
                 f"'openai-compatible:http://host:8000/v1:MODEL', got {target!r}"
             )
         self._url = match.group(1)
-        super().__init__(match.group(2), options)
+        super().__init__(match.group(2), options, defaults)
 
     @property
     def base_url(self) -> str | None:

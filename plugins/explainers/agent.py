@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import re
 
-from plugins.explainers.base import ExplainerStrategy
+from contract import AgentRound, ExplainerStrategy, ExplainRequest, LLMRequest, Probe, hookimpl
 from plugins.explainers.contrastive import evidence
-from plugins.manager import hookimpl
-from services.agent import AgentRound, Probe
-from services.explain import ExplainRequest
-from services.llm.schemas import LLMRequest
 
 MAX_TOKENS = 300
 PROBES_PER_KIND = 3

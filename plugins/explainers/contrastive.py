@@ -4,23 +4,86 @@ and the measured difference in numbers.
 Near misses are prompts where the neuron fires but this head is inactive, the ones with the
 highest attribution first (almost active). Each example marks the tokens the head attends to
 most from the firing position; the evidence lists the read tokens ranked by log-odds of being
-read on active rather than inactive prompts (``services.head_reads.contrast_reads``), so a small
+read on active rather than inactive prompts (``contrast_reads``), so a small
 explainer phrases a measured difference instead of searching twenty documents for one.
 """
 
 from __future__ import annotations
 
-from plugins.explainers.base import ExplainerStrategy
-from plugins.manager import hookimpl
-from services.errors import InvalidInputError
-from services.explain import ExplainRequest, HeadExample
-from services.head_reads import ReadContrast, contrast_reads
-from services.llm.schemas import LLMRequest
+import math
+import statistics
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from contract import (
+    ExplainerStrategy,
+    ExplainRequest,
+    HeadExample,
+    InvalidInputError,
+    LLMRequest,
+    SourceRead,
+    hookimpl,
+)
 
 MAX_ACTIVE = 8
 MAX_NEAR_MISSES = 8
 EVIDENCE_FOR, EVIDENCE_AGAINST = 5, 3
 MAX_TOKENS = 120
+
+
+class TokenContrast(BaseModel):
+    token: str
+    active: int = Field(description="Active prompts on which the head reads this token.")
+    inactive: int = Field(description="Inactive prompts on which the head reads this token.")
+    log_odds: float = Field(description="log odds of being read on active vs inactive prompts (+0.5 smoothing).")
+
+
+class ReadContrast(BaseModel):
+    """The measured difference between a head's reads on active and on inactive prompts."""
+
+    n_active: int
+    n_inactive: int
+    tokens: list[TokenContrast] = Field(description="Every read token, most active-specific first.")
+    active_offset: float | None = Field(description="Median offset of the strongest read, active prompts.")
+    inactive_offset: float | None = Field(description="Median offset of the strongest read, inactive prompts.")
+
+
+def _word(token: str) -> str:
+    return token.strip().lower() or token
+
+
+def contrast_reads(active: Sequence[list[SourceRead]], inactive: Sequence[list[SourceRead]]) -> ReadContrast:
+    """Rank read tokens by how much likelier the head reads them on active prompts.
+
+    Each prompt counts a token once (case and surrounding spaces ignored); log-odds use +0.5
+    smoothing so a token seen on every active prompt and no inactive one stays finite."""
+    def counts(groups: Sequence[list[SourceRead]]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for reads in groups:
+            for word in {_word(r.token) for r in reads}:
+                found[word] = found.get(word, 0) + 1
+        return found
+
+    on_active, on_inactive = counts(active), counts(inactive)
+    n_a, n_i = len(active), len(inactive)
+
+    def log_odds(a: int, i: int) -> float:
+        return (math.log((a + 0.5) / (n_a - a + 0.5)) - math.log((i + 0.5) / (n_i - i + 0.5)))
+
+    tokens = [TokenContrast(token=w, active=on_active.get(w, 0), inactive=on_inactive.get(w, 0),
+                            log_odds=log_odds(on_active.get(w, 0), on_inactive.get(w, 0)))
+              for w in sorted(set(on_active) | set(on_inactive))]
+    tokens.sort(key=lambda t: (-t.log_odds, -t.active, t.token))
+
+    def median_offset(groups: Sequence[list[SourceRead]]) -> float | None:
+        offsets = [reads[0].offset for reads in groups if reads]
+        return float(statistics.median(offsets)) if offsets else None
+
+    return ReadContrast(n_active=n_a, n_inactive=n_i, tokens=tokens,
+                        active_offset=median_offset(active), inactive_offset=median_offset(inactive))
+
+
 
 _PROMPT = '''We are studying an attention head in a transformer language model. It helps the model predict that the next token is "{token}" in some documents but not in others. Every document below, active or not, is followed by "{token}", so that token is not what makes the difference. In each document, [[double brackets]] mark the tokens this head reads most (attends to) from the document's last token.
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from plugins.explainers.base import ExplainerStrategy
-from plugins.manager import hookimpl
-from services.explain import ExplainRequest
-from services.llm.schemas import LLMRequest
+from contract import ExplainerStrategy, ExplainRequest, LLMRequest, hookimpl
 
 
 class OneShot(ExplainerStrategy):

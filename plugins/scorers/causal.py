@@ -9,10 +9,8 @@ causal information). The effects are measured on the subject model with the test
 
 from __future__ import annotations
 
-from plugins.manager import hookimpl
+from contract import HeadClassification, HeadScore, head_score, hookimpl, rank_auc
 from plugins.scorers.zero_shot import ZeroShot
-from services.classify import HeadClassification
-from services.score import HeadScore, head_score, rank_auc
 
 
 class Causal(ZeroShot):

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import re
 
-from plugins.manager import hookimpl
-from plugins.scorers.base import Scorer
-from services.classify import ClassifyRequest, Judgement
-from services.llm.schemas import Completion, LLMRequest
+from contract import ClassifyRequest, Completion, Judgement, LLMRequest, Scorer, hookimpl
 
 GROUP_SIZE = 10
 

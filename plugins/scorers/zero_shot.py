@@ -1,21 +1,58 @@
 """``zero-shot`` (the paper's, default): one Yes/No question per test prompt, scored by balanced
 accuracy; and ``logprob-auc``: the same questions, scored threshold-free by the ROC AUC of
-P(Yes) where the backend gives logprobs (the LLM cache makes it free next to zero-shot)."""
+P(Yes) where the backend gives logprobs (the LLM cache makes it free next to zero-shot).
+P(Yes) comes from the first output token's logprobs."""
 
 from __future__ import annotations
 
-from plugins.manager import hookimpl
-from plugins.scorers.base import Scorer
-from services.classify import (
+import math
+import re
+
+from contract import (
+    Answer,
     ClassifyRequest,
+    Completion,
     HeadClassification,
+    HeadScore,
     Judgement,
-    classify_requests,
-    p_yes,
-    parse_answer,
+    LLMRequest,
+    PromptTemplate,
+    Scorer,
+    head_score,
+    hookimpl,
+    rank_auc,
 )
-from services.llm.schemas import Completion, LLMRequest
-from services.score import HeadScore, head_score, rank_auc
+
+_ANSWER = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+def parse_answer(text: str) -> Answer:
+    match = _ANSWER.match(text)
+    return match.group(1).lower() if match else "unparseable"  # type: ignore[return-value]
+
+
+def p_yes(top_logprobs: dict[str, float] | None) -> float | None:
+    """P(Yes) / (P(Yes) + P(No)) over first-token spellings ('Yes', ' yes', ...); None if neither shows."""
+    if not top_logprobs:
+        return None
+    mass = {"yes": 0.0, "no": 0.0}
+    for token, logprob in top_logprobs.items():
+        word = token.strip().lower()
+        if word in mass:
+            mass[word] += math.exp(logprob)
+    total = mass["yes"] + mass["no"]
+    return mass["yes"] / total if total > 0 else None
+
+
+def classify_requests(template: PromptTemplate, request: ClassifyRequest) -> list[LLMRequest]:
+    """The paper's question, one request per test prompt, in order, so a head's prompts share
+    the explanation prefix."""
+    return [
+        LLMRequest(prompt=template.render_classifier(request.explanation, p.text + request.token),
+                   max_tokens=template.classify_max_tokens, logprobs=True, purpose="classify",
+                   template_version=template.version)
+        for p in request.prompts
+    ]
 
 
 class ZeroShot(Scorer):

@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.errors import InvalidInputError
+from contract import InvalidInputError
+from services.corpus import CorpusSelection
 from services.llm.registry import get_scorer, get_strategy
 from services.schemas import NeuronRef
 
@@ -68,6 +69,12 @@ class CampaignConfig(BaseModel):
         for scorer in self.scorers:
             get_scorer(scorer)
         return self
+
+    def selection(self, split: Literal["train", "test"]) -> CorpusSelection:
+        """The documents of one split as this campaign reads them."""
+        return CorpusSelection(corpus=self.corpus, split=split, test_fraction=self.test_fraction,
+                               test_from_id=self.test_from_id,
+                               max_docs=self.max_train_docs if split == "train" else self.max_test_docs)
 
     def neuron_refs(self) -> list[NeuronRef] | None:
         return None if self.neurons is None else [NeuronRef.parse(n) for n in self.neurons]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from contract import LLMRequest
 from services.campaigns.config import CampaignConfig
-from services.llm.schemas import CostEstimate, LLMRequest
+from services.llm.schemas import CostEstimate
 
 PROMPT_WORDS = 40  # a truncated prompt is typically a few tens of tokens
 EXPLANATION_WORDS = 60  # two to three sentences
@@ -32,8 +33,7 @@ def _filler(words: int, tag: str) -> str:
 
 
 def _planned_explain(config: CampaignConfig, n_heads: int):
-    from services.explain import ExplainRequest, HeadExample
-    from services.head_reads import SourceRead
+    from contract import ExplainRequest, HeadExample, SourceRead
 
     half = max(config.prompts_per_neuron // 2, 1)
 
@@ -56,7 +56,7 @@ def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], 
     """Explainer and judge requests of the explain step: one each for a one-call strategy; for
     a closed-loop one, a proposal per round (each about the size of the first) and the judge's
     detection calls that evaluate every round on the training prompts."""
-    from services.classify import ClassifyRequest, TestPrompt
+    from contract import ClassifyRequest, TestPrompt
     from services.llm.registry import get_scorer, get_strategy, get_template
 
     strategy = get_strategy(config.explainer_strategy)
@@ -77,7 +77,7 @@ def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], 
 
 
 def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
-    from services.classify import ClassifyRequest, TestPrompt
+    from contract import ClassifyRequest, TestPrompt
     from services.llm.registry import get_scorer, get_template
 
     template = get_template(config.classifier_template)
@@ -115,7 +115,8 @@ def _stored_explain(store, campaign_id: str, config: CampaignConfig):
 def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """The classify requests exactly as the classify stage builds them (control included)."""
     from services.campaigns.progress import get_campaign
-    from services.campaigns.stages import STAGE_BY_NAME, classify_request_for
+    from services.campaigns.stages import STAGE_BY_NAME
+    from services.campaigns.stages.classify import classify_request_for
     from services.llm.registry import get_scorer, get_template
 
     template = get_template(config.classifier_template)

@@ -16,7 +16,7 @@ from services.campaigns.progress import (
     reconcile,
     release,
 )
-from services.campaigns.runtime import Runtime
+from services.runtime import Runtime
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,14 @@ def execute_item(
     claimed = claim(store, item_id, takeover=takeover)
     if claimed is None:
         return "skipped"
-    stage, job = claimed
+    stage, item = claimed
     try:
-        write = stage.compute(runtime, store, job)
+        write = stage.compute(runtime, store, item)
     except retryable:
         release(store, item_id)
         raise
     except Exception as error:
-        log.exception("item %s (%s %s) failed", item_id, stage.name, job.key)
+        log.exception("item %s (%s %s) failed", item_id, stage.name, item.key)
         fail(store, item_id, f"{type(error).__name__}: {error}")
         return "failed"
     return "done" if finish(store, item_id, write) else "duplicate"

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import cast
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 
+from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig
-from services.campaigns.records import LLM_TABLES, Job, Writer, campaign_cost
+from services.campaigns.records import LLM_TABLES, StageItem, Writer, campaign_cost
 from services.campaigns.stages import STAGE_BY_NAME, STAGES, Stage
-from services.errors import InvalidInputError
 from services.store import Store
 from services.store.models import (
-    AblationRow,
     Campaign,
     WorkItem,
     utcnow,
@@ -107,11 +107,11 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                     return []
             following = _next_stage(campaign.stage)
             current = Campaign.stage.is_(None) if campaign.stage is None else Campaign.stage == campaign.stage
-            flipped = session.execute(
+            flipped = cast(CursorResult, session.execute(
                 update(Campaign).where(Campaign.id == campaign_id, current)
                 .values(stage=following.name if following else campaign.stage,
                         status="running" if following else "completed")
-                .execution_options(synchronize_session=False)).rowcount
+                .execution_options(synchronize_session=False))).rowcount
             if not flipped:
                 continue  # another process advanced it first; look again
             session.expire(campaign)
@@ -140,27 +140,21 @@ def _plan_again(session, campaign: Campaign, stage: Stage) -> list[int] | None:
 
 
 def _finalize(session, campaign_id: str) -> None:
-    """Campaign-wide figures computed once at the end: the pooled ablation KS test."""
-    from services.ablation import HeadAblation, ks_test
-
-    ablations = [HeadAblation.model_validate(p) for p in session.scalars(
-        select(AblationRow.payload).where(AblationRow.campaign_id == campaign_id))]
-    drops = [(p.active, p.drop) for a in ablations for p in a.prompts]
-    ks = ks_test([d for active, d in drops if active], [d for active, d in drops if not active])
-    campaign = session.get(Campaign, campaign_id)
-    campaign.summary = {**(campaign.summary or {}),
-                        "ablation": ks.model_dump() if ks else None}
+    """Campaign-wide figures computed once at the end, by the stages that have them."""
+    for stage in STAGES:
+        if stage.summarize is not None:
+            stage.summarize(session, campaign_id)
 
 
 def mark_queued(store: Store, item_id: int) -> bool:
     """Claim the right to enqueue a pending item (False if someone else already did)."""
     with store.session() as session:
-        return bool(session.execute(
+        return bool(cast(CursorResult, session.execute(
             update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == "pending")
-            .values(status="queued", enqueued_at=utcnow())).rowcount)
+            .values(status="queued", enqueued_at=utcnow()))).rowcount)
 
 
-def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage, Job] | None:
+def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage, StageItem] | None:
     """Start an item, or None when it is finished, running elsewhere, or its campaign is not
     active.
 
@@ -173,13 +167,12 @@ def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage,
         item = session.get(WorkItem, item_id)
         if item is None or item.status not in claimable:
             return None
-        campaign = session.get(Campaign, item.campaign_id)
+        campaign = session.get_one(Campaign, item.campaign_id)
         if campaign.status not in ACTIVE:
             return None
         item.status, item.started_at, item.attempts = "running", utcnow(), item.attempts + 1
-        job = Job(campaign_id=campaign.id, config=CampaignConfig.model_validate(campaign.config),
-                  key=item.key)
-        return STAGE_BY_NAME[item.stage], job
+        return STAGE_BY_NAME[item.stage], StageItem(
+            campaign_id=campaign.id, config=CampaignConfig.model_validate(campaign.config), key=item.key)
 
 
 def finish(store: Store, item_id: int, write: Writer) -> bool:
@@ -195,7 +188,7 @@ def finish(store: Store, item_id: int, write: Writer) -> bool:
 
 def fail(store: Store, item_id: int, error: str) -> None:
     with store.session() as session:
-        item = session.get(WorkItem, item_id)
+        item = session.get_one(WorkItem, item_id)
         if item.status != "done":
             item.status, item.finished_at, item.error = "failed", utcnow(), error[:4000]
 

@@ -1,5 +1,5 @@
 """A campaign's records in the results store, read the way every stage needs them, and the
-two types a stage's ``compute`` deals in (``Job`` in, ``Writer`` out)."""
+two types a stage's ``compute`` deals in (``StageItem`` in, ``Writer`` out)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.attribution import NeuronAttribution
 from services.campaigns.config import CampaignConfig
 from services.store import Store
 from services.store.models import (
@@ -27,7 +28,7 @@ LLM_TABLES = (ExplanationRow, ClassificationRow, AgentRoundRow)
 
 
 @dataclass(frozen=True)
-class Job:
+class StageItem:
     """What ``compute`` gets: the campaign's id and config, and the item's key."""
 
     campaign_id: str
@@ -59,46 +60,44 @@ def head_by_key(session: Session, campaign_id: str, key: str) -> HeadRow:
         HeadRow.head_layer == head_layer, HeadRow.head == head_index)).one()
 
 
-def neuron_attribution(session: Session, campaign_id: str, layer: int, neuron: int):
-    from services.heads import NeuronAttribution
-
-    row = session.scalar(select(AttributionRow).where(
+def neuron_attribution(session: Session, campaign_id: str, layer: int, neuron: int) -> NeuronAttribution:
+    row = session.scalars(select(AttributionRow).where(
         AttributionRow.campaign_id == campaign_id, AttributionRow.layer == layer,
-        AttributionRow.neuron == neuron))
+        AttributionRow.neuron == neuron)).one()
     return NeuronAttribution.model_validate(row.payload)
 
 
 def campaign_cost(session: Session, campaign_id: str) -> float:
     total = 0.0
     for table in LLM_TABLES:
-        total += session.scalar(
-            select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id))
+        total += session.scalars(
+            select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id)).one()
     return total
 
 
-def remaining_budget(store: Store, job: Job) -> float | None:
-    if job.config.budget_usd is None:
+def remaining_budget(store: Store, item: StageItem) -> float | None:
+    if item.config.budget_usd is None:
         return None
     with store.session() as session:
-        return max(job.config.budget_usd - campaign_cost(session, job.campaign_id), 0.0)
+        return max(item.config.budget_usd - campaign_cost(session, item.campaign_id), 0.0)
 
 
 def set_provenance(session: Session, campaign_id: str, **entries) -> None:
-    campaign = session.get(Campaign, campaign_id)
+    campaign = session.get_one(Campaign, campaign_id)
     campaign.provenance = {**(campaign.provenance or {}), **entries}
 
 
 def stored_token(session: Session, campaign_id: str, layer: int, neuron: int) -> str:
-    return session.scalar(select(NeuronRow.token).where(
-        NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron))
+    return session.scalars(select(NeuronRow.token).where(
+        NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron)).one()
 
 
 def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
     """The explain request of one head: its neuron's prompts split by the head's activity, each
     with the head's attribution and reads. The stage and ``lookups estimate`` both build
     requests here, so they never differ."""
-    from services.explain import ExplainRequest, HeadExample
-    from services.heads import HeadRef
+    from contract import ExplainRequest, HeadExample
+    from services.attribution import HeadRef
 
     ref = HeadRef(layer=head.head_layer, head=head.head)
     attribution = neuron_attribution(session, campaign_id, head.layer, head.neuron)

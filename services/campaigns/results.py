@@ -9,14 +9,14 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from contract import AgentRound, HeadClassification, HeadScore
 from services.ablation import HeadAblation, KSResult
-from services.agent import AgentOutcome, AgentRound
+from services.agent import AgentOutcome
+from services.attribution import NeuronAttribution
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import CampaignProgress, get_campaign, progress
-from services.classify import HeadClassification
-from services.heads import NeuronAttribution
 from services.schemas import TruncatedPrompt
-from services.score import CampaignSummary, HeadScore, ScorerSummary
+from services.score import CampaignSummary, ScorerSummary
 from services.store import Store
 from services.store.models import (
     AblationRow,

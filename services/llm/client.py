@@ -15,9 +15,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from contract import (
+    BackendError,
+    BackendUnavailableError,
+    BudgetExceededError,
+    CallRecord,
+    Completion,
+    LLMRequest,
+    redact,
+)
 from services.llm.cost import cost_usd, estimate_tokens, price
-from services.llm.errors import BackendError, BackendUnavailableError, BudgetExceededError, redact
-from services.llm.schemas import CallRecord, Completion, CostEstimate, LLMRequest, LLMResponse
+from services.llm.schemas import CostEstimate, LLMResponse
 from services.llm.store import LLMStore, default_url
 from services.settings import Settings, get_settings
 
@@ -59,7 +67,8 @@ class LLMClient:
         started = time.perf_counter()
         cached = self.store.get(key)
         if cached is not None:
-            return self._log(request, key, cached, started, cache_hit=True, attempts=0)
+            return LLMResponse(completion=cached, record=self._log(request, key, cached, started, cache_hit=True,
+                                                                   attempts=0))
         worst = self._reserve(request)
         retrying = self._retrying()
         try:
@@ -74,10 +83,10 @@ class LLMClient:
             kind = BackendUnavailableError if self.backend.is_transient(error) else BackendError
             raise kind(message) from None
         self.store.put(key, completion)
-        response = self._log(request, key, completion, started, cache_hit=False,
-                             attempts=retrying.statistics["attempt_number"])
-        self._release(worst, response.record.cost_usd)
-        return response
+        record = self._log(request, key, completion, started, cache_hit=False,
+                           attempts=retrying.statistics["attempt_number"])
+        self._release(worst, record.cost_usd)
+        return LLMResponse(completion=completion, record=record)
 
     def map(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
         """All requests, at most ``max_concurrency`` at a time, answers in request order.
@@ -87,7 +96,7 @@ class LLMClient:
         """
         with ThreadPoolExecutor(max_workers=self.backend.max_concurrency) as pool:
             futures = [pool.submit(self.call, r) for r in requests]
-        errors = [f.exception() for f in futures if f.exception() is not None]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:
             budget = [e for e in errors if isinstance(e, BudgetExceededError)]
             raise (budget or errors)[0]
@@ -142,7 +151,8 @@ class LLMClient:
             return ""
 
     def _log(self, request: LLMRequest, key: str, completion: Completion | None, started: float,
-             cache_hit: bool, attempts: int, error: str | None = None) -> LLMResponse | None:
+             cache_hit: bool, attempts: int, error: str | None = None) -> CallRecord:
+        """Write the call to the ledger; tokens and cost are zero on a cache hit or a failure."""
         billed_in = 0 if cache_hit or completion is None else completion.input_tokens
         billed_out = 0 if cache_hit or completion is None else completion.output_tokens
         record = CallRecord(
@@ -154,4 +164,4 @@ class LLMClient:
             attempts=attempts, error=error,
         )
         self.store.record(record)
-        return None if completion is None else LLMResponse(completion=completion, record=record)
+        return record

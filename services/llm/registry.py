@@ -8,8 +8,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from plugins.manager import get_plugin_manager
-from services.llm.errors import TemplateError, UnknownBackendError, UnknownPluginError
+from contract import (
+    Backend,
+    BackendDefaults,
+    ExplainerStrategy,
+    PromptTemplate,
+    Scorer,
+    TemplateError,
+    UnknownBackendError,
+    UnknownPluginError,
+    get_plugin_manager,
+    template_from_file,
+)
+from services.settings import get_settings
 
 
 class BackendInfo(BaseModel):
@@ -49,7 +60,7 @@ def _collect(hook_name: str) -> list[tuple[Any, str]]:
     return found
 
 
-def backend_classes() -> dict[str, tuple[type, str]]:
+def backend_classes() -> dict[str, tuple[type[Backend], str]]:
     return {cls.name: (cls, package) for cls, package in _collect("register_backends")}
 
 
@@ -62,7 +73,7 @@ def list_backends() -> list[BackendInfo]:
     ]
 
 
-def create_backend(spec: str, options: dict[str, Any] | None = None):
+def create_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     """``name`` or ``name:target`` (``openai:gpt-4o``, ``local:/m.gguf``, ``openai-compatible:URL:MODEL``)."""
     name, _, target = spec.strip().partition(":")
     classes = backend_classes()
@@ -70,7 +81,10 @@ def create_backend(spec: str, options: dict[str, Any] | None = None):
         raise UnknownBackendError(
             f"unknown backend {name!r} in spec {spec!r}; installed: {', '.join(sorted(classes))}"
         )
-    return classes[name][0](target, options)
+    settings = get_settings()
+    defaults = BackendDefaults(timeout_s=settings.llm_timeout_s, max_concurrency=settings.llm_max_concurrency,
+                               cache_dir=settings.cache_dir)
+    return classes[name][0](target, options, defaults)
 
 
 def templates() -> dict[str, tuple[Any, str]]:
@@ -82,10 +96,8 @@ def list_templates() -> list[TemplateInfo]:
             for name, (t, package) in sorted(templates().items())]
 
 
-def get_template(spec: str):
+def get_template(spec: str) -> PromptTemplate:
     """A registered template by name, or a ``.toml``/``.json`` template file."""
-    from plugins.templates import template_from_file
-
     found = templates()
     if spec in found:
         return found[spec][0]
@@ -111,12 +123,12 @@ def _listed(hook_name: str) -> list[PluginInfo]:
             for name, (item, package) in sorted(_named(hook_name).items())]
 
 
-def get_strategy(name: str):
+def get_strategy(name: str) -> ExplainerStrategy:
     """An explainer strategy by name (``lookups explainers`` lists them)."""
     return _get("register_explainers", "explainer strategy", name)
 
 
-def get_scorer(name: str):
+def get_scorer(name: str) -> Scorer:
     """A scorer by name (``lookups scorers`` lists them)."""
     return _get("register_scorers", "scorer", name)
 

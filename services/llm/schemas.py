@@ -1,47 +1,9 @@
 """Pydantic models crossing the LLM call path: requests, completions, ledger records, estimates."""
 
-from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-
-class LLMRequest(BaseModel):
-    """One prompt to send. ``purpose`` and ``template_version`` only label the ledger entry."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    prompt: str = Field(min_length=1)
-    max_tokens: int = Field(gt=0, le=4096)
-    logprobs: bool = False
-    purpose: str = "other"
-    template_version: str | None = None
-
-
-class Completion(BaseModel):
-    """What a backend answered. ``top_logprobs``: the first output token's alternatives."""
-
-    text: str
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-    top_logprobs: dict[str, float] | None = None
-
-
-class CallRecord(BaseModel):
-    """A ledger entry. Tokens and cost are what this call consumed: zero on a cache hit."""
-
-    at: datetime
-    backend: str
-    model: str
-    purpose: str
-    template_version: str | None
-    cache_key: str
-    cache_hit: bool
-    input_tokens: int
-    output_tokens: int
-    latency_s: float
-    cost_usd: float
-    attempts: int
-    error: str | None = None
+from contract import CallRecord, Completion
 
 
 class LLMResponse(BaseModel):

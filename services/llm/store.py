@@ -1,4 +1,10 @@
-"""The response cache (content-addressed) and the call ledger, two tables in one SQL database."""
+"""The response cache (content-addressed) and the call ledger, two tables in one SQL database.
+
+The schema is Alembic's (``migrations/``), like the results store's, so that many processes can
+open a fresh cache at once (an llm worker's pool starting) and take turns creating it, and a
+later column arrives as a migration. Its version table has its own name, so both stores may
+share one database.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,36 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, func, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.llm.schemas import CallRecord, Completion
+from contract import CallRecord, Completion
 from services.settings import Settings
+from services.store.db import alembic_config, migration_lock
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "llm_alembic_version"  # not alembic_version: the results store may share the database
+MIGRATION_LOCK_KEY = 0x6C6C6D63  # PostgreSQL advisory lock id ("llmc")
 
 
-class _Base(DeclarativeBase):
+class Base(DeclarativeBase):
     pass
 
 
-class CachedResponse(_Base):
+class CachedResponse(Base):
     __tablename__ = "llm_cache"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -28,7 +52,7 @@ class CachedResponse(_Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class LedgerRow(_Base):
+class LedgerRow(Base):
     __tablename__ = "llm_calls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -47,6 +71,22 @@ class LedgerRow(_Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+def upgrade(engine: Engine) -> None:
+    """Bring the cache's schema to head, one process at a time (see ``migration_lock``).
+
+    A cache made before its migrations existed (``create_all``: the tables of 0001, no version
+    table) is adopted as 0001 without touching its rows, then upgraded like any other.
+    """
+    from alembic import command
+
+    with migration_lock(engine, MIGRATION_LOCK_KEY) as connection:
+        config = alembic_config(MIGRATIONS, connection)
+        tables = inspect(connection)
+        if tables.has_table(CachedResponse.__tablename__) and not tables.has_table(VERSION_TABLE):
+            command.stamp(config, "0001")
+        command.upgrade(config, "head")
+
+
 def default_url(settings: Settings) -> str:
     return settings.llm_db_url or f"sqlite:///{settings.cache_dir / 'llm.sqlite'}"
 
@@ -57,7 +97,7 @@ class LLMStore:
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, connect_args={"check_same_thread": False}
                                     if url.startswith("sqlite") else {})
-        _Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._write_lock = threading.Lock()  # SQLite allows one writer at a time
 
     def get(self, key: str) -> Completion | None:

@@ -6,10 +6,14 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # alembic is imported when a store migrates, not when this module loads
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6C6F6F6B  # PostgreSQL advisory lock id ("look")
@@ -44,27 +48,41 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every Alembic migration not yet applied (idempotent, safe to call at start-up).
+@contextmanager
+def migration_lock(engine: Engine, key: int = MIGRATION_LOCK_KEY) -> Iterator[Connection]:
+    """A transaction that one process at a time holds per database, to migrate in.
 
     Processes that start together (workers, the api, a CLI polling a store another process is
     creating) take turns: a lock file beside a SQLite database, a transaction-scoped advisory
-    lock on PostgreSQL. Whoever comes second finds the schema at head and changes nothing.
+    lock ``key`` on PostgreSQL. Whoever comes second finds the schema at head and changes nothing.
     """
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     database = engine.url.database
     sqlite_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
     with _file_lock(Path(f"{database}.migrate-lock")) if sqlite_file else nullcontext():
         with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                   {"key": MIGRATION_LOCK_KEY})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield connection
+
+
+def alembic_config(migrations: Path, connection: Connection) -> Config:
+    """An Alembic configuration for the ``migrations`` folder that runs on ``connection``
+    (its env.py picks the connection up), without an alembic.ini."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every Alembic migration not yet applied (idempotent, safe to call at start-up by
+    many processes at once: see ``migration_lock``)."""
+    from alembic import command
+
+    with migration_lock(engine) as connection:
+        command.upgrade(alembic_config(MIGRATIONS, connection), "head")
 
 
 class Store:

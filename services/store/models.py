@@ -109,7 +109,7 @@ class PromptRow(Base):
 
 
 class AttributionRow(Base):
-    """Head attribution of a neuron's train prompts (steps 5-6): services.heads.NeuronAttribution."""
+    """Head attribution of a neuron's train prompts (steps 5-6): services.attribution.NeuronAttribution."""
 
     __tablename__ = "head_attributions"
     __table_args__ = (UniqueConstraint("campaign_id", "layer", "neuron"),)
@@ -173,7 +173,7 @@ class AgentRoundRow(Base):
 
 
 class TestSetRow(Base):
-    """Held-out test prompts of a head with their labels (step 8): services.test_prompts.HeadTestSet."""
+    """Held-out test prompts of a head with their labels (step 8): services.held_out.HeadTestSet."""
 
     __tablename__ = "test_sets"
 

@@ -4,69 +4,34 @@ the shared one), worker processes started as users start them, and a results sto
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from services.processes import RedisServer, StartError, free_port, lookups_command, start, stop, stop_all
+
+__all__ = ["REPO", "Processes", "RedisServer", "free_port"]
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server that the test owns: it can be stopped and restarted on the same port."""
-
-    def __init__(self, directory: Path):
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed (Debian package redis-server)")
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture
 def redis_server(tmp_path):
+    """A redis-server the test owns, without persistence: ``stop()`` then ``start()`` (or
+    ``restart()``) brings it back on the same port with every queued message lost."""
     server = RedisServer(tmp_path)
-    server.start()
+    try:
+        server.start()
+    except StartError as error:
+        pytest.fail(str(error))
     yield server
     server.stop()
 
 
 class Processes:
-    """Starts ``lookups`` subcommands as real processes with a shared environment; kills the
+    """Starts ``lookups`` subcommands as real processes with a shared environment; stops the
     whole process group of each at teardown."""
 
     def __init__(self, env: dict[str, str], log_dir: Path):
@@ -75,26 +40,18 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def start(self, *args: str, name: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", "api", *args], env=self.env, cwd=REPO,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = start(lookups_command(*args), self.log_dir / f"{name}.log", self.env, cwd=REPO)
         self.started.append(process)
         return process
 
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=30)
+        stop(process, sig=sig)
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                self.kill(process, signal.SIGTERM)
+        stop_all(self.started)
 
 
 @pytest.fixture

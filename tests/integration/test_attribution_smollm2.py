@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from services.ablation import neuron_token, token_probability_drops
-from services.attribution import head_attributions
-from services.heads import HeadRef, Prompt, attribute_neuron
+from services.attribution import HeadRef, Prompt, attribute_neuron, head_attributions
 from services.schemas import NeuronRef
 
 pytestmark = pytest.mark.slow  # about a minute on 2 shared CPU cores

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from plugins.templates import PromptTemplate
-from services.classify import ClassifyRequest, TestPrompt, classify
-from services.explain import ExplainRequest, explain
+from contract import ClassifyRequest, ExplainRequest, PromptTemplate, TestPrompt
+from services.classify import classify
+from services.explain import explain
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend, get_scorer, get_strategy, get_template
 from services.settings import Settings

@@ -12,7 +12,8 @@ import importlib.util
 
 import pytest
 
-from services.classify import ClassifyRequest, TestPrompt, classify
+from contract import ClassifyRequest, TestPrompt
+from services.classify import classify
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend, get_scorer, get_template
 from services.settings import Settings

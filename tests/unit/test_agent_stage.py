@@ -16,7 +16,8 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
-from services.agent import AgentRound, choose_round  # noqa: E402
+from contract import AgentRound  # noqa: E402
+from services.agent import choose_round  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
 from services.campaigns.progress import create_campaign  # noqa: E402

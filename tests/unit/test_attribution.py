@@ -3,9 +3,16 @@
 import pytest
 import torch
 
-from services.attribution import head_attributions
-from services.errors import InvalidInputError
-from services.heads import HeadRef, Prompt, active_heads, attribute_neuron, check_head, heads_worth_explaining
+from contract import InvalidInputError
+from services.attribution import (
+    HeadRef,
+    Prompt,
+    active_heads,
+    attribute_neuron,
+    check_head,
+    head_attributions,
+    heads_worth_explaining,
+)
 from services.schemas import NeuronRef
 from tests.conftest import corpus_texts
 

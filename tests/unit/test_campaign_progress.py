@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
+from contract import InvalidInputError  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import execute_item, run_in_process  # noqa: E402
 from services.campaigns.progress import (  # noqa: E402
@@ -28,7 +29,6 @@ from services.campaigns.progress import (  # noqa: E402
     resolve_campaign_id,
     resume,
 )
-from services.errors import InvalidInputError  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import Campaign, ExplanationRow, HeadRow, NeuronRow, WorkItem  # noqa: E402
 from tests.conftest import tiny_campaign  # noqa: E402

@@ -9,11 +9,11 @@ import pytest
 
 from api.cli import app
 from api.cli._common import run_guarded
-from api.cli.analysis import ScanReport
-from services.corpus import Document
+from contract import Document
 from services.scan import scan_corpus
 from services.schemas import NeuronRef
 from services.truncate import truncate_contexts
+from services.work import ScanResult
 from tests.conftest import corpus_texts
 
 
@@ -58,7 +58,7 @@ def test_attribute_reads_the_neurons_prompts_from_a_scan_report(tiny_gpt2, tiny_
     neurons = [NeuronRef(layer=2, index=1), NeuronRef(layer=3, index=5)]
     contexts = truncate_contexts(tiny_gpt2, scan_corpus(tiny_gpt2, neurons, docs, top_k=4, context_length=64),
                                  docs, context_length=64)
-    report = ScanReport(model={}, corpus={}, contexts=contexts)
+    report = ScanResult(contexts=contexts)
     path = tmp_path / "scan.json"
     path.write_text(report.model_dump_json())
     done = lookups("attribute", "--model", tiny_gpt2_dir, "--neuron", "3:5", "--prompts-file", path, "--json")

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from services.corpus import Corpus, Document, load_corpus, split_documents
-from services.errors import CorpusError, InvalidInputError
+from contract import CorpusError, Document, InvalidInputError
+from services.corpus import Corpus, load_corpus, split_documents
 
 
 def write_jsonl(path, records, compress=False):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.head_reads import SourceRead, contrast_reads, head_reads, token_pieces
-from services.heads import HeadRef
+from contract import SourceRead
+from plugins.explainers.contrastive import contrast_reads
+from services.attribution import HeadRef
+from services.head_reads import head_reads, token_pieces
 
 
 def encode(model, texts):
@@ -61,9 +63,8 @@ def test_contrast_ranks_tokens_read_on_active_prompts_first():
 
 
 def test_contrastive_prompt_marks_reads_and_states_the_evidence():
+    from contract import ExplainRequest, HeadExample, InvalidInputError
     from plugins.explainers.contrastive import marked
-    from services.errors import InvalidInputError
-    from services.explain import ExplainRequest, HeadExample
     from services.llm.registry import get_strategy, get_template
 
     def example(words: list[str], position: int, active: bool, attribution: float) -> HeadExample:

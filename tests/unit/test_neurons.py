@@ -1,7 +1,6 @@
 import pytest
-import torch
 
-from services.errors import InvalidInputError
+from contract import InvalidInputError
 from services.neurons import is_whole_word, next_token_neurons, random_neurons
 
 

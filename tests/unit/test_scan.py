@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from services.corpus import Document
-from services.errors import CorpusError, InvalidInputError
+from contract import CorpusError, Document, InvalidInputError
 from services.scan import scan_corpus
 from services.schemas import NeuronRef
 from tests.conftest import corpus_texts

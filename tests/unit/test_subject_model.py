@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from services.errors import ModelLoadError
+from contract import ModelLoadError
 from services.subject_model import load_subject_model, sha256_file
 
 

@@ -10,8 +10,8 @@ TOKEN = "test-token-123"
 
 @pytest.fixture
 def settings(tmp_path):
-    from tests.integration.conftest import free_port
     from services.settings import Settings
+    from tests.integration.conftest import free_port
 
     return Settings(environment="production", api_tokens=[TOKEN], api_orchestrate=False,
                     results_url=f"sqlite:///{tmp_path / 'results.sqlite'}",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = {"corpus": "/data/corpus.jsonl", "neurons": ["3:5"], "model": "tiny", "name": "t"}
 

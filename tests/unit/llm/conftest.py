@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from fake_openai import FakeOpenAI  # noqa: E402
-
 from fake_openai import TEST_KEY as KEY
+from fake_openai import FakeOpenAI  # noqa: E402
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import pytest
 from fake_openai import TEST_KEY as KEY
 from fake_openai import error
 
-from services.classify import ClassifyRequest, TestPrompt, classify
-from services.llm.errors import BackendUnavailableError, BudgetExceededError
+from contract import BackendUnavailableError, BudgetExceededError, ClassifyRequest, LLMRequest, TestPrompt, head_score
+from services.classify import classify
 from services.llm.registry import get_scorer
-from services.llm.schemas import LLMRequest
-from services.score import head_score
 
 ZERO_SHOT = get_scorer("zero-shot")
 
@@ -174,8 +172,8 @@ def test_openai_compatible_backend_needs_no_key_and_hits_the_url(settings, fake_
 
 
 def test_key_is_sent_but_never_stored_logged_or_shown(openai_client, fake_server, settings, caplog, capfd):
-    from services.explain import ExplainRequest, explain
-    from services.llm.errors import BackendError
+    from contract import BackendError, ExplainRequest
+    from services.explain import explain
     from services.llm.registry import get_strategy, get_template
 
     caplog.set_level("DEBUG")

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.manager import get_plugin_manager, hookimpl
-from services.llm.errors import MissingApiKeyError, TemplateError, UnknownBackendError
+from contract import MissingApiKeyError, TemplateError, UnknownBackendError, get_plugin_manager, hookimpl
 from services.llm.registry import create_backend, get_template, list_backends, list_templates
 
 METHOD = Path(__file__).resolve().parents[3] / "docs" / "method.md"  # the paper's prompts, documented
@@ -17,7 +16,7 @@ METHOD = Path(__file__).resolve().parents[3] / "docs" / "method.md"  # the paper
 class EchoPlugin:
     """A third-party plugin: one backend and one template, registered like any installed package."""
 
-    from plugins.backends.base import Backend
+    from contract import Backend
     from plugins.templates import NEO2024
 
     class Echo(Backend):

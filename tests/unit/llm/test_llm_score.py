@@ -7,9 +7,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from services.classify import Classification, HeadClassification, p_yes, parse_answer
-from services.llm.schemas import CallRecord
-from services.score import derangement, head_score, paired_difference, summarize
+from contract import CallRecord, Classification, HeadClassification, head_score
+from plugins.scorers.zero_shot import p_yes, parse_answer
+from services.campaigns.stages.classify import derangement
+from services.score import paired_difference, summarize
 
 CALL = CallRecord(at=datetime(2024, 1, 1), backend="b", model="m", purpose="classify",
                   template_version="v", cache_key="k", cache_hit=False, input_tokens=1,

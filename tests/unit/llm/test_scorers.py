@@ -7,17 +7,11 @@ import re
 
 import pytest
 
+from contract import Classification, ClassifyRequest, HeadClassification, TestPrompt, UnknownPluginError
 from plugins.scorers.detection import read_numbers
-from services.classify import (
-    Classification,
-    ClassifyRequest,
-    HeadClassification,
-    TestPrompt,
-    classify,
-)
-from services.llm.errors import UnknownPluginError
+from services.campaigns.stages.classify import derangement
+from services.classify import classify
 from services.llm.registry import get_scorer, get_template, list_scorers
-from services.score import derangement
 
 TOPICS = ["apples", "boats", "clocks", "drums"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from contract import UnknownBackendError
 from plugins.backends.local_backend import join_split_gguf
-from services.llm.errors import UnknownBackendError
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The agent stage: a closed-loop explainer's rounds as work items, for every head at once.
+"""Stage ``agent`` (docs/method.md step 5, closed loop): a closed-loop explainer's rounds as
+work items, for every head at once.
 
 Per head the items run in this order, each planned when the previous ones have finished
 (the stage repeats): ``HEAD/0/propose`` (llm: explanation + probes), ``HEAD/0/measure`` (gpu:
@@ -16,17 +17,11 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.agent import (
-    AgentOutcome,
-    AgentRound,
-    RoundEvaluation,
-    choose_round,
-    measure_probes,
-    probe_agreement,
-)
+from contract import AgentRound, InvalidInputError, RoundEvaluation
+from services.agent import AgentOutcome, choose_round, measure_probes, probe_agreement
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
-    Job,
+    StageItem,
     Writer,
     campaign_heads,
     explain_request_for,
@@ -34,8 +29,7 @@ from services.campaigns.records import (
     neuron_attribution,
     remaining_budget,
 )
-from services.campaigns.runtime import Runtime
-from services.errors import InvalidInputError
+from services.runtime import Runtime
 from services.store import Store
 from services.store.models import (
     AgentRoundRow,
@@ -46,7 +40,7 @@ from services.store.models import (
 )
 
 
-def agent_queue(key: str) -> Literal["gpu", "llm"]:
+def queue_of(key: str) -> Literal["gpu", "llm"]:
     return "gpu" if key.endswith("/measure") else "llm"
 
 
@@ -67,7 +61,7 @@ def _head_of(item_key: str) -> str:
     return "/".join(item_key.split("/")[:2])
 
 
-def plan_agent(session: Session, campaign: Campaign) -> list[str]:
+def plan(session: Session, campaign: Campaign) -> list[str]:
     """Each unexplained head's next item (none for a strategy that is not closed-loop); a head
     with a failed item goes to ``final``. Reads the campaign's items and rounds once."""
     from services.llm.registry import get_strategy
@@ -102,39 +96,40 @@ def plan_agent(session: Session, campaign: Campaign) -> list[str]:
     return keys
 
 
-def compute_agent(runtime: Runtime, store: Store, job: Job) -> Writer:
-    head_key, _, step = job.key.rpartition("/")
+def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
+    head_key, _, step = item.key.rpartition("/")
     if step == "final":
-        return _final(runtime, store, job, head_key)
+        return _final(runtime, store, item, head_key)
     head_key, _, round_ = head_key.rpartition("/")
     if step == "measure":
-        return _measure(runtime, store, job, head_key, int(round_))
-    return _propose(runtime, store, job, head_key, int(round_))
+        return _measure(runtime, store, item, head_key, int(round_))
+    return _propose(runtime, store, item, head_key, int(round_))
 
 
-def _measure(runtime: Runtime, store: Store, job: Job, head_key: str, index: int) -> Writer:
-    from services.heads import HeadRef
+def _measure(runtime: Runtime, store: Store, item: StageItem, head_key: str, index: int) -> Writer:
+    from services.attribution import HeadRef
 
-    config = job.config
+    config = item.config
     with store.session() as session:
-        head = head_by_key(session, job.campaign_id, head_key)
+        head = head_by_key(session, item.campaign_id, head_key)
         round_ = _rounds(session, head.id)[index]
-        attribution = neuron_attribution(session, job.campaign_id, head.layer, head.neuron)
+        attribution = neuron_attribution(session, item.campaign_id, head.layer, head.neuron)
     measured = measure_probes(runtime.model(config.model), attribution, HeadRef(layer=head.head_layer, head=head.head),
                               round_.probes, max_tokens=min(config.max_prompt_tokens, config.context_length - 1))
     done = round_.model_copy(update={"measurements": measured})
     return _update_round(head.id, done)
 
 
-def _evaluate(runtime: Runtime, store: Store, job: Job, request, round_: AgentRound) -> AgentRound:
+def _evaluate(runtime: Runtime, store: Store, item: StageItem, request, round_: AgentRound) -> AgentRound:
     """The round with its evaluation: the judge labels the neuron's training prompts from the
     explanation alone (the detection scorer: a few calls), plus the probes' agreement."""
-    from services.classify import ClassifyRequest, TestPrompt, classify
+    from contract import ClassifyRequest, TestPrompt
+    from services.classify import classify
     from services.llm.registry import get_scorer, get_template
 
-    config = job.config
+    config = item.config
     examples = [TestPrompt(text=e.text, active=e.active) for e in request.examples]
-    judge = runtime.llm(config.classifier, remaining_budget(store, job))
+    judge = runtime.llm(config.classifier, remaining_budget(store, item))
     judged = classify(judge, get_scorer("detection"), get_template(config.classifier_template),
                       ClassifyRequest(token=request.token, explanation=round_.explanation, prompts=examples))
     correct = sum(r.answer != "unparseable" and (r.answer == "yes") == r.active for r in judged.results)
@@ -144,30 +139,30 @@ def _evaluate(runtime: Runtime, store: Store, job: Job, request, round_: AgentRo
     return round_.model_copy(update={"evaluation": evaluation, "judge_calls": judged.calls})
 
 
-def _loop(store: Store, job: Job, head_key: str):
+def _loop(store: Store, item: StageItem, head_key: str):
     """What a proposal or the final step starts from: the strategy and template, the head, its
     explain request, its rounds so far and its failed items' errors."""
     from services.llm.registry import get_strategy, get_template
 
-    config = job.config
+    config = item.config
     with store.session() as session:
-        head = head_by_key(session, job.campaign_id, head_key)
-        request = explain_request_for(session, job.campaign_id, head)
+        head = head_by_key(session, item.campaign_id, head_key)
+        request = explain_request_for(session, item.campaign_id, head)
         rounds = _rounds(session, head.id)
-        failures = _failures(session, job.campaign_id, head)
+        failures = _failures(session, item.campaign_id, head)
     return (get_strategy(config.explainer_strategy), get_template(config.explainer_template), head, request,
             rounds, failures)
 
 
-def _propose(runtime: Runtime, store: Store, job: Job, head_key: str, index: int) -> Writer:
-    strategy, template, head, request, rounds, _ = _loop(store, job, head_key)
+def _propose(runtime: Runtime, store: Store, item: StageItem, head_key: str, index: int) -> Writer:
+    strategy, template, head, request, rounds, _ = _loop(store, item, head_key)
     evaluated = None
     if index == 0:
         llm_request = strategy.request(template, request)
     else:
-        evaluated = _evaluate(runtime, store, job, request, rounds[index - 1])
+        evaluated = _evaluate(runtime, store, item, request, rounds[index - 1])
         llm_request = strategy.revision(template, request, evaluated)
-    response = runtime.llm(job.config.explainer, remaining_budget(store, job)).call(llm_request)
+    response = runtime.llm(item.config.explainer, remaining_budget(store, item)).call(llm_request)
     explanation, probes = strategy.parse(response.completion.text, request.token)
     new = AgentRound(round=index, explanation=explanation, probes=probes, raw=response.completion.text,
                      call=response.record)
@@ -176,24 +171,24 @@ def _propose(runtime: Runtime, store: Store, job: Job, head_key: str, index: int
         if evaluated is not None:
             _update_round(head.id, evaluated)(session)
         session.add(AgentRoundRow(
-            campaign_id=job.campaign_id, head_id=head.id, round=index, input_tokens=new.call.input_tokens,
+            campaign_id=item.campaign_id, head_id=head.id, round=index, input_tokens=new.call.input_tokens,
             output_tokens=new.call.output_tokens, cost_usd=new.call.cost_usd, payload=new.model_dump(mode="json")))
 
     return write
 
 
-def _final(runtime: Runtime, store: Store, job: Job, head_key: str) -> Writer:
+def _final(runtime: Runtime, store: Store, item: StageItem, head_key: str) -> Writer:
+    from contract import BudgetExceededError
     from services.explain import Explanation
-    from services.llm.errors import BudgetExceededError
 
-    strategy, template, head, request, rounds, failures = _loop(store, job, head_key)
+    strategy, template, head, request, rounds, failures = _loop(store, item, head_key)
     if not rounds:
         raise InvalidInputError(f"head {head_key}: the agent has no round to keep ({'; '.join(failures)})")
     stopped = f"stopped early: {failures[0]}" if failures else "all rounds done"
     evaluated = None
     if rounds[-1].evaluation is None and rounds[-1].measurements is not None:
         try:
-            rounds[-1] = evaluated = _evaluate(runtime, store, job, request, rounds[-1])
+            rounds[-1] = evaluated = _evaluate(runtime, store, item, request, rounds[-1])
         except BudgetExceededError as error:
             stopped = f"budget exhausted before round {rounds[-1].round} was evaluated: {error}"
     chosen = choose_round(rounds)
@@ -209,7 +204,7 @@ def _final(runtime: Runtime, store: Store, job: Job, head_key: str) -> Writer:
         if evaluated is not None:
             _update_round(head.id, evaluated)(session)
         # The rounds' rows already count every token and dollar of the loop.
-        session.add(ExplanationRow(campaign_id=job.campaign_id, head_id=head.id, text=explanation.text,
+        session.add(ExplanationRow(campaign_id=item.campaign_id, head_id=head.id, text=explanation.text,
                                    input_tokens=0, output_tokens=0, cost_usd=0.0,
                                    payload=explanation.model_dump(mode="json")))
 

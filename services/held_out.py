@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from contract import Document, InvalidInputError
 from services.ablation import activation_drops
-from services.attribution import Definition
-from services.corpus import Document
-from services.errors import InvalidInputError
-from services.heads import HeadRef, NeuronAttribution, attribute_neuron
+from services.attribution import Definition, HeadRef, NeuronAttribution, attribute_neuron
 from services.scan import scan_corpus
 from services.schemas import NeuronRef, TruncatedPrompt
 from services.truncate import truncate_contexts

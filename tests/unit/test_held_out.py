@@ -2,12 +2,12 @@
 
 import pytest
 
+from contract import Document
 from services.ablation import activation_drops
-from services.attribution import head_attributions
-from services.corpus import Document, load_corpus, split_documents
-from services.heads import HeadActivity, HeadRef, NeuronAttribution, PromptHeads
+from services.attribution import HeadActivity, HeadRef, NeuronAttribution, PromptHeads, head_attributions
+from services.corpus import load_corpus, split_documents
+from services.held_out import held_out_test_prompts, label_test_prompts
 from services.schemas import NeuronRef, TruncatedPrompt
-from services.test_prompts import held_out_test_prompts, label_test_prompts
 
 
 def train_attribution(neuron, heads, definition="paper"):

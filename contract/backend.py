@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.llm.errors import MissingApiKeyError, UnknownBackendError
-from services.llm.schemas import Completion
+from contract.errors import MissingApiKeyError, UnknownBackendError
+from contract.llm import Completion
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage
+
+
+class BackendDefaults(BaseModel):
+    """What the deployment decides for every backend (from its settings), unless a backend's
+    own options say otherwise."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timeout_s: float = Field(gt=0, description="Per-request timeout.")
+    max_concurrency: int = Field(ge=1, description="Parallel calls per remote backend.")
+    cache_dir: Path = Field(description="Where derived files (a joined GGUF model) are kept.")
 
 
 class Backend:
@@ -33,8 +45,9 @@ class Backend:
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, target: str = "", options: dict[str, Any] | None = None):
+    def __init__(self, target: str, options: dict[str, Any] | None, defaults: BackendDefaults):
         """``target`` is what follows ``name:`` in the spec (a model name for most backends)."""
+        self.defaults = defaults
         self.model = target or self.default_model
         if not self.model:
             raise UnknownBackendError(f"backend {self.name!r} needs a model: '{self.name}:MODEL'")
@@ -85,7 +98,7 @@ class Backend:
 
 
 def completion_from_message(message: AIMessage) -> Completion:
-    usage = message.usage_metadata or {}
+    usage: dict[str, Any] = dict(message.usage_metadata or {})
     text = message.content if isinstance(message.content, str) else "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in message.content
     )

@@ -1,8 +1,7 @@
-"""Errors of the LLM side. Messages never carry an API key (see ``redact``)."""
+"""Errors a user can act on, for plugins and services alike. Each message names the offending
+input and what is allowed; messages never carry an API key (see ``redact``)."""
 
 import re
-
-from services.errors import LookupsError
 
 # Key-looking strings (OpenAI ``sk-...``, Anthropic ``sk-ant-...``) that an SDK might echo back.
 _KEY_PATTERN = re.compile(r"\b(sk|key|api)[-_][A-Za-z0-9_\-]{6,}")
@@ -14,6 +13,22 @@ def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
         if secret:
             text = text.replace(secret, "[redacted]")
     return _KEY_PATTERN.sub("[redacted]", text)
+
+
+class LookupsError(Exception):
+    """Base class: the CLI and API turn these into clear messages, never tracebacks."""
+
+
+class ModelLoadError(LookupsError):
+    """A subject model could not be found, reached or supported."""
+
+
+class CorpusError(LookupsError):
+    """A corpus is empty, unreadable or unknown."""
+
+
+class InvalidInputError(LookupsError, ValueError):
+    """A request names something out of range (layer, neuron, head, split...)."""
 
 
 class BackendError(LookupsError):

@@ -1,0 +1,78 @@
+"""The plugin contract of lookups: everything a plugin implements or receives, in one place.
+
+Plugins (the built-ins in ``plugins/`` and third-party distributions alike) import only this
+module. A plugin module registers itself under the ``lookups`` entry-point group and implements
+one or more hooks with ``@hookimpl``; each hook gets a ``register`` callback:
+
+- ``register_corpus_sources``: ``CorpusSource`` objects yielding ``Document``s;
+- ``register_backends``: ``Backend`` subclasses (an LLM behind a langchain chat model);
+- ``register_templates``: ``PromptTemplate`` instances;
+- ``register_explainers``: ``ExplainerStrategy`` instances (``ExplainRequest`` → ``LLMRequest``);
+- ``register_scorers``: ``Scorer`` instances (``ClassifyRequest`` → judgements → ``HeadScore``).
+
+Services depend on this module too; it depends on nothing else in the repository.
+"""
+
+from contract.backend import Backend, BackendDefaults, completion_from_message, first_token_logprobs
+from contract.corpus import CorpusSource, Document
+from contract.errors import (
+    BackendError,
+    BackendUnavailableError,
+    BudgetExceededError,
+    CorpusError,
+    InvalidInputError,
+    LookupsError,
+    MissingApiKeyError,
+    ModelLoadError,
+    TemplateError,
+    UnknownBackendError,
+    UnknownPluginError,
+    redact,
+)
+from contract.explainers import (
+    AgentRound,
+    ExplainerStrategy,
+    ExplainRequest,
+    HeadExample,
+    Probe,
+    ProbeMeasurement,
+    RoundEvaluation,
+    SourceRead,
+)
+from contract.hooks import LookupsHooks, get_plugin_manager, hookimpl
+from contract.llm import CallRecord, Completion, LLMRequest
+from contract.scorers import (
+    Answer,
+    Classification,
+    ClassifyRequest,
+    HeadClassification,
+    HeadScore,
+    Judgement,
+    Scorer,
+    TestPrompt,
+    head_score,
+    rank_auc,
+)
+from contract.templates import PromptTemplate, template_from_file
+
+__all__ = [
+    # hooks and their manager
+    "LookupsHooks", "get_plugin_manager", "hookimpl",
+    # corpus sources
+    "CorpusSource", "Document",
+    # LLM backends
+    "Backend", "BackendDefaults", "CallRecord", "Completion", "LLMRequest",
+    "completion_from_message", "first_token_logprobs",
+    # prompt templates
+    "PromptTemplate", "template_from_file",
+    # explainer strategies
+    "AgentRound", "ExplainRequest", "ExplainerStrategy", "HeadExample", "Probe", "ProbeMeasurement",
+    "RoundEvaluation", "SourceRead",
+    # scorers
+    "Answer", "Classification", "ClassifyRequest", "HeadClassification", "HeadScore", "Judgement",
+    "Scorer", "TestPrompt", "head_score", "rank_auc",
+    # errors
+    "BackendError", "BackendUnavailableError", "BudgetExceededError", "CorpusError",
+    "InvalidInputError", "LookupsError", "MissingApiKeyError", "ModelLoadError", "TemplateError",
+    "UnknownBackendError", "UnknownPluginError", "redact",
+]

@@ -1,0 +1,66 @@
+"""The campaign's stages, in order. Each stage is a module of this package named after it, with
+``plan`` (read the store, name the stage's items, a key each) and ``compute`` (do one item's work
+outside any transaction and return a ``Writer`` that stores the result).
+
+The caller runs the writer in the same transaction that marks the item done, so a result is
+written exactly once even when a task is delivered twice. Step numbers are docs/method.md's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from services.campaigns.records import StageItem, Writer
+from services.campaigns.stages import (
+    ablate,
+    agent,
+    attribute,
+    classify,
+    explain,
+    neurons,
+    scan,
+    score,
+    test_prompts,
+    truncate,
+)
+from services.runtime import Runtime
+from services.store import Store
+from services.store.models import Campaign
+
+Queue = Literal["gpu", "llm"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    queue: Queue
+    plan: Callable[[Session, Campaign], list[str]]
+    compute: Callable[[Runtime, Store, StageItem], Writer]
+    # A repeating stage plans again whenever its items have all finished, until its plan has
+    # nothing new (the agent's rounds); ``queue_of`` routes each of its items by key.
+    repeats: bool = False
+    queue_of: Callable[[str], Queue] | None = None
+    # Campaign-wide figures this stage adds to the summary once the campaign completes.
+    summarize: Callable[[Session, str], None] | None = None
+
+    def item_queue(self, key: str) -> Queue:
+        return self.queue_of(key) if self.queue_of else self.queue
+
+
+STAGES: list[Stage] = [
+    Stage("neurons", "gpu", neurons.plan, neurons.compute),  # step 1
+    Stage("scan", "gpu", scan.plan, scan.compute),  # step 2
+    Stage("truncate", "gpu", truncate.plan, truncate.compute),  # step 3
+    Stage("attribute", "gpu", attribute.plan, attribute.compute),  # step 4
+    Stage("explain", "llm", explain.plan, explain.compute),  # step 5
+    Stage("agent", "llm", agent.plan, agent.compute, repeats=True, queue_of=agent.queue_of),  # step 5, closed loop
+    Stage("test_prompts", "gpu", test_prompts.plan, test_prompts.compute),  # step 6
+    Stage("classify", "llm", classify.plan, classify.compute),  # step 7
+    Stage("score", "llm", score.plan, score.compute),  # step 8
+    Stage("ablate", "gpu", ablate.plan, ablate.compute, summarize=ablate.summarize),  # step 9
+]
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

@@ -1,0 +1,88 @@
+"""Stage ``classify`` (docs/method.md step 7): each scorer's judge classifies every explained
+head's test prompts from its explanation, and, as the shuffled control, from another head's."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contract import ClassifyRequest, TestPrompt
+from services.campaigns.config import CampaignConfig
+from services.campaigns.records import StageItem, Writer, head_by_key, neuron_key, remaining_budget, stored_token
+from services.held_out import HeadTestSet
+from services.runtime import Runtime
+from services.store import Store
+from services.store.models import Campaign, ClassificationRow, ExplanationRow, HeadRow, TestSetRow
+from services.work import ClassifyWork, classify_prompts
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A permutation with no fixed point: head i gets the explanation of head ``result[i]``."""
+    if n < 2:
+        raise ValueError("the shuffled control needs at least two heads")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [order[(order.index(i) + 1) % n] for i in range(n)]
+
+
+def classifiable(session: Session, campaign_id: str) -> list[HeadRow]:
+    """Heads with an explanation and a two-class test set, in a stable order."""
+    rows = session.execute(
+        select(HeadRow).join(ExplanationRow, ExplanationRow.head_id == HeadRow.id)
+        .join(TestSetRow, TestSetRow.head_id == HeadRow.id)
+        .where(HeadRow.campaign_id == campaign_id, TestSetRow.one_class.is_(False))
+        .order_by(HeadRow.id)).scalars()
+    return list(rows)
+
+
+def plan(session: Session, campaign: Campaign) -> list[str]:
+    """``HEAD_KEY/SCORER/explanation`` and, with two heads or more, ``HEAD_KEY/SCORER/control``."""
+    heads = classifiable(session, campaign.id)
+    kinds = ["explanation", "control"] if len(heads) >= 2 else ["explanation"]
+    scorers = CampaignConfig.model_validate(campaign.config).scorers
+    return [f"{h.key}/{scorer}/{kind}" for kind in kinds for scorer in scorers for h in heads]
+
+
+def classify_request_for(session: Session, campaign_id: str, key: str,
+                         seed: int) -> tuple[int, str, bool, ClassifyRequest]:
+    """The classify request of one item ``HEAD_KEY/SCORER/explanation|control``: the head's
+    labelled test prompts with its own explanation, or, for the shuffled control, with the
+    explanation of the head a seeded derangement gives it. Returns (head id, scorer, control,
+    request); the stage and ``lookups estimate`` both build requests here."""
+    head_key, scorer, kind = key.rsplit("/", 2)
+    control = kind == "control"
+    head = head_by_key(session, campaign_id, head_key)
+    donor = head
+    if control:
+        heads = classifiable(session, campaign_id)
+        index = next(i for i, h in enumerate(heads) if h.id == head.id)
+        donor = heads[derangement(len(heads), seed)[index]]
+    explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
+    test_set = HeadTestSet.model_validate(session.scalar(
+        select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
+    request = ClassifyRequest(
+        neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
+        token=stored_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
+        prompts=[TestPrompt(text=p.prompt.text, active=p.active, effect=p.effect) for p in test_set.prompts])
+    return head.id, scorer, control, request
+
+
+def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
+    config = item.config
+    with store.session() as session:
+        head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config.seed)
+    result = classify_prompts(runtime, ClassifyWork(
+        backend=config.classifier, template=config.classifier_template, scorer=scorer, request=request,
+        budget_usd=remaining_budget(store, item)))
+
+    def write(session: Session) -> None:
+        session.add(ClassificationRow(
+            campaign_id=item.campaign_id, head_id=head_id, scorer=scorer, control=control,
+            input_tokens=sum(c.input_tokens for c in result.calls),
+            output_tokens=sum(c.output_tokens for c in result.calls),
+            cost_usd=sum(c.cost_usd for c in result.calls),
+            payload=result.model_dump(mode="json")))
+
+    return write

@@ -1,0 +1,45 @@
+"""Stage ``explain`` (docs/method.md step 5): one explanation per head worth explaining, by the
+campaign's explainer strategy; a closed-loop strategy explains in the ``agent`` stage instead."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from services.campaigns.config import CampaignConfig
+from services.campaigns.records import (
+    StageItem,
+    Writer,
+    campaign_heads,
+    explain_request_for,
+    head_by_key,
+    remaining_budget,
+)
+from services.llm.registry import get_strategy
+from services.runtime import Runtime
+from services.store import Store
+from services.store.models import Campaign, ExplanationRow
+from services.work import ExplainWork, explain_head
+
+
+def plan(session: Session, campaign: Campaign) -> list[str]:
+    if get_strategy(CampaignConfig.model_validate(campaign.config).explainer_strategy).closed_loop:
+        return []
+    return [h.key for h in campaign_heads(session, campaign.id)]
+
+
+def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
+    config = item.config
+    with store.session() as session:
+        head = head_by_key(session, item.campaign_id, item.key)
+        head_id, request = head.id, explain_request_for(session, item.campaign_id, head)
+    explanation = explain_head(runtime, ExplainWork(
+        backend=config.explainer, template=config.explainer_template, strategy=config.explainer_strategy,
+        request=request, budget_usd=remaining_budget(store, item)))
+
+    def write(session: Session) -> None:
+        session.add(ExplanationRow(
+            campaign_id=item.campaign_id, head_id=head_id, text=explanation.text,
+            input_tokens=explanation.call.input_tokens, output_tokens=explanation.call.output_tokens,
+            cost_usd=explanation.call.cost_usd, payload=explanation.model_dump(mode="json")))
+
+    return write

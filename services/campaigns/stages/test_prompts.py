@@ -1,0 +1,39 @@
+"""Stage ``test_prompts`` (docs/method.md step 6): steps 2-4 again on the held-out test split,
+labelling each explained head's test prompts active or inactive, with its ablation effects."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from services.campaigns.records import StageItem, Writer, campaign_heads, neuron_attribution, set_provenance
+from services.held_out import held_out_test_prompts
+from services.runtime import Runtime
+from services.store import Store
+from services.store.models import Campaign, TestSetRow
+
+
+def plan(session: Session, campaign: Campaign) -> list[str]:
+    return ["test"] if campaign_heads(session, campaign.id) else []
+
+
+def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
+    config = item.config
+    with store.session() as session:
+        heads = campaign_heads(session, item.campaign_id)
+        neurons = sorted({(h.layer, h.neuron) for h in heads})
+        attributions = [neuron_attribution(session, item.campaign_id, layer, neuron) for layer, neuron in neurons]
+        head_ids = {(h.layer, h.neuron, h.head_layer, h.head): h.id for h in heads}
+    selection = config.selection("test")
+    test_sets = held_out_test_prompts(
+        runtime.model(config.model), attributions, runtime.documents(selection),
+        per_head=config.test_prompts_per_head, top_k=config.top_k, context_length=config.context_length)
+    corpus = runtime.corpus_info(selection)
+
+    def write(session: Session) -> None:
+        for test_set in test_sets:
+            key = (test_set.neuron.layer, test_set.neuron.index, test_set.head.layer, test_set.head.head)
+            session.add(TestSetRow(campaign_id=item.campaign_id, head_id=head_ids[key],
+                                   one_class=test_set.one_class, payload=test_set.model_dump(mode="json")))
+        set_provenance(session, item.campaign_id, corpus_test=corpus.model_dump())
+
+    return write
