@@ -147,7 +147,8 @@ def main() -> None:
     figures: dict = {"domain": args.domain, "llm": args.llm, "campaigns": campaigns, "rows": [], "vs_oneshot": [],
                      "detection_vs_zero_shot": []}
     print(f"\n### {args.domain}: explainer and judge {args.llm}\n")
-    print("| strategy | scorer | heads | mean E | shuffled E | real − shuffled | 95 % CI | judge calls (fresh) | tokens in / out |")
+    print("| strategy | scorer | heads | mean E | shuffled E | real − shuffled | 95 % CI "
+          "| judge calls (fresh) | tokens in / out |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for strategy, campaign_id in campaigns.items():
         with store.session() as session:
@@ -171,7 +172,8 @@ def main() -> None:
                 print(f"| {strategy} | {scorer} | {diff['n']} | {fmt(diff['mean'], True)} | {ci(diff['ci95'])} |")
 
     if {"zero-shot", "detection"} <= set(scorers):
-        print("\n| strategy | zero-shot calls | detection calls | ratio | detection − zero-shot E (same heads) | 95 % CI |")
+        print("\n| strategy | zero-shot calls | detection calls | ratio "
+              "| detection − zero-shot E (same heads) | 95 % CI |")
         print("| --- | ---: | ---: | ---: | ---: | --- |")
         for strategy, campaign_id in campaigns.items():
             zero, detection = judge_cost(store, campaign_id, "zero-shot"), judge_cost(store, campaign_id, "detection")

@@ -104,7 +104,8 @@ def main() -> None:
     roofline = (gflops + gflops_after) / 2
     flops = useful_flops_per_token(model.info, model.bridge.cfg, max(LAYERS) + 1, mean_keys)
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                   f"torch {torch.__version__}",
         "documents": len(documents), "tokens": n_tokens, "neurons": len(neurons),
         "batch_tokens": args.batch_tokens,
         "scan_tok_s": round(scan_tps, 1), "plain_forward_tok_s": round(plain_tps, 1),

@@ -65,7 +65,8 @@ class HeadClassification(BaseModel):
     backend: str
     model: str
     results: list[Classification]
-    calls: list[CallRecord] = Field(description="The judge's calls (one per prompt for zero-shot, fewer for detection).")
+    calls: list[CallRecord] = Field(description="The judge's calls (one per prompt for zero-shot, fewer for "
+                                    "detection).")
 
 
 class HeadScore(BaseModel):

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 class AblatedPrompt(BaseModel):
     text: str
-    active: bool = Field(description="Whether the head is active on this prompt (step 5 criterion).")
+    active: bool = Field(description="Whether the head is active on this prompt (step 4 criterion).")
     p_clean: float
     p_ablated: float
     drop: float = Field(description="p_clean - p_ablated of the neuron's token at the last position.")

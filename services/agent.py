@@ -2,7 +2,7 @@
 choice of the final explanation.
 
 An agent round is an explanation plus probe texts the explainer predicts will make the head
-active or inactive. The GPU side measures each probe with the step-5 criterion (is the head
+active or inactive. The GPU side measures each probe with the step-4 criterion (is the head
 active at the probe's last position?); the explainer revises from the measurements. The final
 explanation is the round with the best accuracy on the neuron's training prompts (judged from
 the explanation alone) and on its own probes; the held-out test split is never looked at.

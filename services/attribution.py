@@ -108,7 +108,7 @@ def head_attributions(
     device = model.device
     cfg = bridge.cfg
     # Per-block weights: the bridge's stacked ``W_O``/``W_in`` copy every layer on each access.
-    w_o = torch.stack([bridge.blocks[l].attn.W_O.detach() for l in range(layer)])  # (l, h, d_head, d_model)
+    w_o = torch.stack([bridge.blocks[hl].attn.W_O.detach() for hl in range(layer)])  # (hl, h, d_head, d_model)
     mlp = bridge.blocks[layer].mlp
     w_in = mlp.W_in[:, index].detach()  # (d_model,)
     w_gate = mlp.W_gate[:, index].detach() if model.info.gated_mlp else None
@@ -132,7 +132,7 @@ def head_attributions(
         def keep_neuron(source, hook):
             kept[hook.name.rsplit(".", 1)[-1]] = source[rows, last, index]
 
-        hooks: Hooks = [(f"blocks.{l}.attn.hook_z", keep_z) for l in range(layer)]
+        hooks: Hooks = [(f"blocks.{hl}.attn.hook_z", keep_z) for hl in range(layer)]
         hooks.append((f"blocks.{layer}.ln2.hook_scale", keep_last))
         if definition == "linearised":
             hooks.append((f"blocks.{layer}.mlp.hook_pre", keep_neuron))
@@ -235,7 +235,7 @@ def heads_worth_explaining(
         raise InvalidInputError(f"the worth-explaining range must satisfy 0 <= low <= high <= 1, got {low}, {high}")
     fraction = active.float().mean(dim=0)
     keep = ((fraction >= low) & (fraction <= high)).nonzero().tolist()
-    found = [HeadActivity(head=HeadRef(layer=l, head=h), active_fraction=float(fraction[l, h])) for l, h in keep]
+    found = [HeadActivity(head=HeadRef(layer=hl, head=h), active_fraction=float(fraction[hl, h])) for hl, h in keep]
     return sorted(found, key=lambda a: (-a.active_fraction, a.head.layer, a.head.head))
 
 
@@ -248,7 +248,7 @@ def attribute_neuron(
     active_stds: float = ACTIVE_STDS,
     worth_range: tuple[float, float] = (WORTH_LOW, WORTH_HIGH),
 ) -> NeuronAttribution:
-    """Steps 5 and 6 for one neuron: scores, active heads per prompt, heads worth explaining."""
+    """Step 4 for one neuron: scores, active heads per prompt, heads worth explaining."""
     definition = definition or default_definition(model)
     scores = head_attributions(model, neuron, [p.tokens for p in prompts], definition=definition)
     active = active_heads(scores, active_stds)
@@ -259,7 +259,7 @@ def attribute_neuron(
             text=prompt.text,
             tokens=prompt.tokens,
             scores=row.tolist(),
-            active=[HeadRef(layer=l, head=h) for l, h in mask.nonzero().tolist()],
+            active=[HeadRef(layer=hl, head=h) for hl, h in mask.nonzero().tolist()],
         )
         for prompt, row, mask in zip(prompts, scores, active)
     ]

@@ -1,4 +1,4 @@
-"""Step 9: a judge classifies held-out prompts from an explanation alone.
+"""Step 7 (docs/method.md): a judge classifies held-out prompts from an explanation alone.
 
 How the judge is asked is a scorer plugin (``lookups scorers``): the paper's zero-shot question
 per prompt, several prompts per call (detection), ... An answer is Yes, No or unparseable;

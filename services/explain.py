@@ -1,4 +1,5 @@
-"""Step 7: an explainer strategy turns a head's active and inactive examples into an explanation.
+"""Step 5 (docs/method.md): an explainer strategy turns a head's active and inactive examples
+into an explanation.
 
 Strategies are plugins (``lookups explainers``): ``oneshot`` sends the paper's prompt;
 ``contrastive`` adds what the head reads and near misses, measured on the GPU side.

@@ -1,7 +1,7 @@
 """Held-out test prompts (docs/method.md step 6): steps 2-4 again on a disjoint test split.
 
 Each head worth explaining gets up to ``per_head`` of its neuron's truncated test prompts, each
-labelled with whether the head is active on it by the step-5 criterion. A head whose labels are
+labelled with whether the head is active on it by the step-4 criterion. A head whose labels are
 all one class cannot be scored by balanced accuracy; it is kept and marked ``one_class`` so the
 report can say why it was skipped.
 """

@@ -48,7 +48,7 @@ class ContextHit(BaseModel):
 
 
 class TruncatedPrompt(BaseModel):
-    """The shortest context ending at the firing token that keeps the activation (step 4)."""
+    """The shortest context ending at the firing token that keeps the activation (step 3)."""
 
     doc_id: str
     text: str

@@ -1,4 +1,4 @@
-"""Step 10: head explanation scores (balanced accuracy), the campaign summary, and the paired
+"""Step 8 (docs/method.md): head explanation scores (balanced accuracy), the campaign summary, and the paired
 difference between real explanations and the shuffled-explanation control.
 
 Unparseable answers count against the judge in both classes (neither a hit nor a correct

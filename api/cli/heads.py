@@ -101,7 +101,7 @@ def attribute(
     for column in ("prompt", f"top {TOP_HEADS_SHOWN} heads (score)", "active heads"):
         table.add_column(column)
     for record in result.prompts:
-        flat = [(score, f"{l}.{h}") for l, row in enumerate(record.scores) for h, score in enumerate(row)]
+        flat = [(score, f"{hl}.{h}") for hl, row in enumerate(record.scores) for h, score in enumerate(row)]
         top = sorted(flat, reverse=True)[:TOP_HEADS_SHOWN]
         table.add_row(repr(record.text[-60:]), ", ".join(f"{name} ({score:.3g})" for score, name in top),
                       ", ".join(map(str, record.active)) or "-")

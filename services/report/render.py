@@ -65,7 +65,8 @@ def _neuron(result: NeuronResult, tokenizer) -> ShownNeuron:
     if result.mean_attribution:
         heatmap = attribution_heatmap(
             result.mean_attribution,
-            f"neuron {result.layer}:{result.neuron} {result.token!r}: head attribution ({result.attribution_definition})",
+            f"neuron {result.layer}:{result.neuron} {result.token!r}: head attribution "
+            f"({result.attribution_definition})",
             [(h.head_layer, h.head) for h in result.heads])
     return ShownNeuron(r=result, prompts=prompts, heatmap=heatmap)
 
@@ -91,7 +92,8 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
         r=results, fmt=_fmt, top_contexts=TOP_CONTEXTS, summaries=summaries,
         model=f"{model.get('name', results.config['model'])} ({model.get('architecture', '?')}, "
               f"{model.get('n_layers', '?')} layers × {model.get('n_heads', '?')} heads, {model.get('dtype', '?')})",
-        corpus=f"{train.get('n_documents', '?')} train documents, fingerprint {str(train.get('fingerprint', '?'))[:12]}",
+        corpus=f"{train.get('n_documents', '?')} train documents, "
+               f"fingerprint {str(train.get('fingerprint', '?'))[:12]}",
         distribution=score_distribution(series) if any(series.values()) else None,
         neurons=[_neuron(n, tokenizer) for n in results.neurons],
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -79,7 +79,7 @@ class NeuronRow(Base):
 
 
 class ContextRow(Base):
-    """A top document of a neuron (step 3) and, once truncated, its prompt (step 4)."""
+    """A top document of a neuron (step 2) and, once truncated, its prompt (step 3)."""
 
     __tablename__ = "contexts"
     __table_args__ = (UniqueConstraint("campaign_id", "split", "layer", "neuron", "rank"),)
@@ -173,7 +173,7 @@ class AgentRoundRow(Base):
 
 
 class TestSetRow(Base):
-    """Held-out test prompts of a head with their labels (step 8): services.held_out.HeadTestSet."""
+    """Held-out test prompts of a head with their labels (step 6): services.held_out.HeadTestSet."""
 
     __tablename__ = "test_sets"
 
@@ -185,7 +185,7 @@ class TestSetRow(Base):
 
 
 class ClassificationRow(Base):
-    """A scorer's classification of a head's test prompts (step 9). ``control``: classified with
+    """A scorer's classification of a head's test prompts (step 7). ``control``: classified with
     another head's explanation (the shuffled-explanation control)."""
 
     __tablename__ = "classifications"
@@ -203,7 +203,7 @@ class ClassificationRow(Base):
 
 
 class ScoreRow(Base):
-    """A scorer's head explanation score (step 10): services.score.HeadScore."""
+    """A scorer's head explanation score (step 8): services.score.HeadScore."""
 
     __tablename__ = "scores"
     __table_args__ = (UniqueConstraint("head_id", "scorer", "control", name="uq_scores_head_scorer_control"),)
@@ -218,7 +218,7 @@ class ScoreRow(Base):
 
 
 class AblationRow(Base):
-    """Ablation check of a head (step 11): services.ablation.HeadAblation."""
+    """Ablation check of a head (step 9): services.ablation.HeadAblation."""
 
     __tablename__ = "ablations"
 

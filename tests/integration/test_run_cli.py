@@ -184,7 +184,8 @@ window.addEventListener("load", () => {
   probe.id = "probe";
   probe.textContent = JSON.stringify({
     text: document.body.innerText,
-    images: [...document.images].map(i => ({alt: i.alt, width: i.naturalWidth, shown: i.getBoundingClientRect().width})),
+    images: [...document.images].map(i => ({alt: i.alt, width: i.naturalWidth,
+                                            shown: i.getBoundingClientRect().width})),
     firing: [...document.querySelectorAll("mark.fire")].map(m => m.textContent),
   });
   document.body.appendChild(probe);

@@ -1,4 +1,4 @@
-"""Ablation check (step 11): zeroing one head's output and the KS test over the drops."""
+"""Ablation check (step 9): zeroing one head's output and the KS test over the drops."""
 
 import pytest
 import torch

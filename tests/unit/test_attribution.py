@@ -1,4 +1,4 @@
-"""Head attribution (step 5) against direct per-prompt computations from ``run_with_cache``."""
+"""Head attribution (step 4) against direct per-prompt computations from ``run_with_cache``."""
 
 import pytest
 import torch
@@ -37,8 +37,8 @@ def head_results(model, cache, layer):
     """(layer, head, d_model): every earlier head's output at the last position, by hand."""
     bridge = model.bridge
     return torch.stack([
-        torch.einsum("hd,hdm->hm", cache[f"blocks.{l}.attn.hook_z"][0, -1], bridge.W_O[l])
-        for l in range(layer)
+        torch.einsum("hd,hdm->hm", cache[f"blocks.{hl}.attn.hook_z"][0, -1], bridge.W_O[hl])
+        for hl in range(layer)
     ])
 
 
@@ -81,16 +81,16 @@ def test_linearised_scores_match_finite_differences_through_the_model(tiny_model
         return seen["v"]
 
     with torch.no_grad():
-        for l in range(layer):
+        for hl in range(layer):
             for h in range(bridge.cfg.n_heads):
-                d = directions[l, h]
+                d = directions[hl, h]
                 slope = (post_after(eps * d) - post_after(-eps * d)) / (2 * eps)
-                assert slope == pytest.approx(scores[l, h].item(), rel=2e-2, abs=1e-5)
+                assert slope == pytest.approx(scores[hl, h].item(), rel=2e-2, abs=1e-5)
 
 
 def test_decomposition_reproduces_the_pre_activation(tiny_gpt2, prompts):
     """Scored heads + attention biases + embeddings + earlier MLPs + layer L's own attention
-    (its heads also write before MLP L, though step 5 scores only layers < L), each scaled by
+    (its heads also write before MLP L, though step 4 scores only layers < L), each scaled by
     ln2's scale and read by W_in, sum to the neuron's pre-activation minus b_in."""
     bridge = tiny_gpt2.bridge
     layer, index = 3, 17
@@ -98,8 +98,8 @@ def test_decomposition_reproduces_the_pre_activation(tiny_gpt2, prompts):
     for row, prompt in enumerate(prompts):
         cache = cached(tiny_gpt2, prompt)
         rest = cache["hook_embed"][0, -1] + cache["hook_pos_embed"][0, -1]
-        for l in range(layer):
-            rest = rest + bridge.b_O[l] + cache[f"blocks.{l}.hook_mlp_out"][0, -1]
+        for hl in range(layer):
+            rest = rest + bridge.b_O[hl] + cache[f"blocks.{hl}.hook_mlp_out"][0, -1]
         own_heads = torch.einsum("hd,hdm->m", cache[f"blocks.{layer}.attn.hook_z"][0, -1], bridge.W_O[layer])
         rest = rest + own_heads + bridge.b_O[layer]
         scale = cache[f"blocks.{layer}.ln2.hook_scale"][0, -1]
@@ -162,7 +162,7 @@ def test_attribute_neuron_records_definition_scores_and_active_heads(tiny_model,
     for record, row in zip(result.prompts, scores):
         assert record.scores == row.tolist()
         threshold = row.mean() + 2 * row.std()
-        assert record.active == [HeadRef(layer=l, head=h) for l, h in (row > threshold).nonzero().tolist()]
+        assert record.active == [HeadRef(layer=hl, head=h) for hl, h in (row > threshold).nonzero().tolist()]
 
 
 def test_bad_input_is_refused_with_the_allowed_range(tiny_model, tiny_llama, prompts):

@@ -1,4 +1,4 @@
-"""Held-out test prompts (step 8): scanned on the test split, labelled by the step-5 criterion."""
+"""Held-out test prompts (step 6): scanned on the test split, labelled by the step-4 criterion."""
 
 import pytest
 

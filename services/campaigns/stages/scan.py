@@ -23,6 +23,8 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     found = scan(runtime, ScanWork(**config.selection("train").model_dump(), model=config.model, neurons=neurons,
                                    top_k=config.top_k, context_length=config.context_length))
 
+    corpus = runtime.corpus_info(config.selection("train"))
+
     def write(session: Session) -> None:
         for context in found.contexts:
             session.add_all(
@@ -30,6 +32,6 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
                            neuron=context.neuron.index, rank=rank, doc_id=hit.doc_id,
                            position=hit.position, activation=hit.activation)
                 for rank, hit in enumerate(context.hits))
-        set_provenance(session, item.campaign_id, corpus_train=runtime.corpus_info(config.selection("train")).model_dump())
+        set_provenance(session, item.campaign_id, corpus_train=corpus.model_dump())
 
     return write

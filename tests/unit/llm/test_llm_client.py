@@ -43,7 +43,7 @@ def test_ledger_records_every_call_with_tokens_cost_and_template(openai_client, 
     assert [r.cache_hit for r in ledger].count(True) == 3
     per_million_in, per_million_out = settings.llm_prices["fake-gpt"]
     for row in (r for r in ledger if not r.cache_hit):
-        served_prompt_tokens = len(f"prompt number 0 with some words".split())
+        served_prompt_tokens = len("prompt number 0 with some words".split())
         assert (row.backend, row.model, row.template_version) == ("openai", "fake-gpt", "v-test")
         assert row.input_tokens == served_prompt_tokens and row.output_tokens == 1
         assert row.cost_usd == pytest.approx((served_prompt_tokens * per_million_in + per_million_out) / 1e6)
