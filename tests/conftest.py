@@ -14,6 +14,15 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "corpora" / "openwebtext-1k.jsonl.gz"
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test tiers: everything under tests/integration is marked ``integration``, so
+    ``-m "not integration and not slow"`` selects the fast unit tier."""
+    for item in items:
+        if INTEGRATION in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 def corpus_texts(n: int) -> list[str]:

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import corpus_texts
 
+pytestmark = pytest.mark.slow  # each test starts `python -m api` (1-2 s of imports, ~10 s with a model)
+
 
 def lookups(*args, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

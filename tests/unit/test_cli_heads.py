@@ -36,6 +36,7 @@ def strings_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # a real `lookups` subprocess loading a model: ~10 s
 def test_attribute_json_gives_scores_active_heads_and_heads_worth_explaining(tiny_gpt2_dir, strings_file):
     done = lookups("attribute", "--model", tiny_gpt2_dir, "--neuron", "3:5",
                    "--prompts-file", strings_file, "--json")
@@ -53,6 +54,7 @@ def test_attribute_json_gives_scores_active_heads_and_heads_worth_explaining(tin
         assert 0.25 <= active / n <= 0.75
 
 
+@pytest.mark.slow  # a real `lookups` subprocess loading a model: ~10 s
 def test_attribute_reads_the_neurons_prompts_from_a_scan_report(tiny_gpt2, tiny_gpt2_dir, tmp_path):
     docs = [Document(id=f"d{i}", text=t[:300]) for i, t in enumerate(corpus_texts(10))]
     neurons = [NeuronRef(layer=2, index=1), NeuronRef(layer=3, index=5)]
@@ -68,6 +70,7 @@ def test_attribute_reads_the_neurons_prompts_from_a_scan_report(tiny_gpt2, tiny_
     assert [p["doc_id"] for p in got] == [p.doc_id for p in contexts[1].prompts]
 
 
+@pytest.mark.slow  # a real `lookups` subprocess loading a model: ~10 s
 def test_ablate_json_reports_drops_and_labels(tiny_llama_dir, strings_file):
     done = lookups("ablate", "--model", tiny_llama_dir, "--neuron", "3:5", "--head", "2.1",
                    "--prompts-file", strings_file, "--json")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -28,6 +29,7 @@ def _app():
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 
 
+@pytest.mark.slow  # 50 examples for each of the API's operations: about a minute
 @schema.exclude(path="/readyz").parametrize()
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 from datetime import datetime
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from services.llm.store import VERSION_TABLE, Base, LLMStore
@@ -52,6 +53,7 @@ def versions(url: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # 8 spawned processes, each importing the LLM store: ~15 s
 def test_processes_opening_a_fresh_cache_at_once_all_succeed(tmp_path):
     url = f"sqlite:///{tmp_path / 'llm.sqlite'}"
     spawn = multiprocessing.get_context("spawn")
