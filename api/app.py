@@ -16,6 +16,8 @@ from api.schemas import ErrorPublic, Problem
 from contract import LookupsError
 from services.settings import Settings, get_settings
 from services.store import Store
+from workers.dispatch import orchestrate
+from workers.jobs import requeue_jobs
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,6 @@ log = logging.getLogger(__name__)
 def _orchestrate(store: Store, stop: threading.Event, interval: float) -> None:
     """The reconcile loop in a thread: lost items are re-enqueued, and campaigns and jobs
     submitted while the broker was down get sent."""
-    from workers.dispatch import orchestrate
-    from workers.jobs import requeue_jobs
 
     while not stop.wait(interval):
         orchestrate(store, once=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from contract import AgentRound, Probe, ProbeMeasurement
+from services.attribution import Prompt, attribute_neuron
 
 if TYPE_CHECKING:
     from services.attribution import HeadRef, NeuronAttribution
@@ -41,7 +42,6 @@ def measure_probes(
 ) -> list[ProbeMeasurement]:
     """Run the probes that tokenize to 1..``max_tokens`` tokens (the others are rejected with
     the reason); the verdict uses the neuron's own attribution definition and criterion."""
-    from services.attribution import Prompt, attribute_neuron
 
     found: list[ProbeMeasurement | None] = []
     runnable: list[tuple[int, Prompt]] = []

@@ -8,17 +8,12 @@ that says No. P(Yes) comes from first-token logprobs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from contract import Classification, ClassifyRequest, HeadClassification
+from contract import Classification, ClassifyRequest, HeadClassification, PromptTemplate, Scorer
 from services.llm.client import LLMClient
 
-if TYPE_CHECKING:
-    from contract import Scorer
 
-
-
-def classify(client: LLMClient, scorer: Scorer, template, request: ClassifyRequest) -> HeadClassification:
+def classify(client: LLMClient, scorer: Scorer, template: PromptTemplate,
+             request: ClassifyRequest) -> HeadClassification:
     responses = client.map(scorer.requests(template, request))
     judgements = scorer.judgements(request, [r.completion for r in responses])
     return HeadClassification(

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import CorpusError, Document, InvalidInputError
+from contract import CorpusError, Document, InvalidInputError, get_plugin_manager
 
 
 class CorpusInfo(BaseModel):
@@ -83,7 +83,6 @@ def split_documents(
 
 def load_corpus(spec: str) -> Corpus:
     """Load a corpus through the first registered source that accepts ``spec``."""
-    from contract import get_plugin_manager
 
     sources: list = []
     get_plugin_manager().hook.register_corpus_sources(register=sources.append)

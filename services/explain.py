@@ -7,16 +7,11 @@ Strategies are plugins (``lookups explainers``): ``oneshot`` sends the paper's p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, Field
 
-from contract import CallRecord, ExplainRequest
+from contract import CallRecord, ExplainerStrategy, ExplainRequest, PromptTemplate
 from services.agent import AgentOutcome
 from services.llm.client import LLMClient
-
-if TYPE_CHECKING:
-    from contract import ExplainerStrategy
 
 
 class Explanation(BaseModel):
@@ -35,7 +30,7 @@ class Explanation(BaseModel):
                                        "the round kept and why it stopped (agent strategy only).")
 
 
-def explain(client: LLMClient, strategy: ExplainerStrategy, template,
+def explain(client: LLMClient, strategy: ExplainerStrategy, template: PromptTemplate,
             requests: list[ExplainRequest]) -> list[Explanation]:
     responses = client.map([strategy.request(template, r) for r in requests])
     return [

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from contract import InvalidInputError
+from services.scan import check_neurons
 from services.schemas import NeuronRef, NextTokenNeuron
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ def next_token_neurons(
 
 def describe_neurons(model: SubjectModel, neurons: Sequence[NeuronRef]) -> list[NextTokenNeuron]:
     """Token and congruence of explicitly chosen neurons, in the order given."""
-    from services.scan import check_neurons
 
     check_neurons(model, neurons)
     by_layer = {layer: _layer_congruence(model, layer) for layer in {n.layer for n in neurons}}

@@ -12,7 +12,10 @@ from functools import cache
 
 from contract import Document
 from services.corpus import Corpus, CorpusInfo, CorpusSelection, load_corpus, split_documents
+from services.llm.client import LLMClient
+from services.llm.registry import create_backend
 from services.settings import Settings, get_settings
+from services.subject_model import load_subject_model
 
 
 class Runtime:
@@ -25,7 +28,6 @@ class Runtime:
         self._backends: dict[str, object] = {}
 
     def model(self, name: str):
-        from services.subject_model import load_subject_model
 
         with self._lock:
             if name not in self._models:
@@ -43,8 +45,6 @@ class Runtime:
 
     def llm(self, spec: str, budget_usd: float | None):
         """An LLM client over a per-process backend (a local model loads once)."""
-        from services.llm.client import LLMClient
-        from services.llm.registry import create_backend
 
         with self._lock:
             if spec not in self._backends:

@@ -10,6 +10,7 @@ from services.campaigns.progress import active_campaigns, advance, mark_queued, 
 from services.settings import get_settings
 from services.store import Store
 from services.store.models import WorkItem
+from workers.app import app
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,6 @@ def dispatch(store: Store, campaign_id: str) -> int:
     An item is marked queued before its message is sent; if the broker is down the send fails,
     the item stays queued, and ``reconcile`` makes it pending again later.
     """
-    from workers.app import app
 
     sent = 0
     for item_id in advance(store, campaign_id):

@@ -12,7 +12,10 @@ from rich.table import Table
 
 from api.cli._common import print_json, validated
 from contract import InvalidInputError
+from services import work
+from services.runtime import Runtime
 from services.schemas import NeuronRef
+from services.work import NeuronsWork, ScanWork, TruncateWork, find_neurons
 
 console = Console()
 
@@ -58,8 +61,6 @@ def neurons(
     as_json: JsonOpt = False,
 ) -> None:
     """List next-token neurons: congruence of W_out[L] @ W_U, whole-word tokens only."""
-    from services.runtime import Runtime
-    from services.work import NeuronsWork, find_neurons
 
     result = find_neurons(Runtime(), NeuronsWork(model=model, layers=layers, per_layer=per_layer,
                                                  random=random, seed=seed))
@@ -91,17 +92,15 @@ def scan(
     as_json: JsonOpt = False,
 ) -> None:
     """Scan a corpus once for the top-K documents of every neuron (optionally truncated)."""
-    from services.runtime import Runtime
-    from services.work import ScanWork, TruncateWork, scan, truncate
 
     runtime = Runtime(progress=True)
     selection = {"corpus": corpus, "split": split, "test_fraction": test_fraction,
                  "test_from_id": test_from_id, "max_docs": max_docs}
     common = {"model": model, "context_length": context_length, "batch_tokens": batch_tokens}
-    found = scan(runtime, validated(ScanWork, **selection, **common, top_k=top_k,
+    found = work.scan(runtime, validated(ScanWork, **selection, **common, top_k=top_k,
                                     neurons=[str(r) for r in parse_neurons(neurons_spec, neurons_file)]))
     if truncate_contexts:
-        found.contexts = truncate(runtime, validated(TruncateWork, **selection, **common,
+        found.contexts = work.truncate(runtime, validated(TruncateWork, **selection, **common,
                                                      contexts=found.contexts)).contexts
     if as_json:
         print_json(found)

@@ -13,9 +13,12 @@ from rich.table import Table
 
 from api.cli._common import print_json, validated
 from contract import InvalidInputError
-from services.attribution import NeuronAttribution
+from services import work
+from services.attribution import HeadRef, NeuronAttribution, check_head
+from services.runtime import Runtime
+from services.scan import check_neurons
 from services.schemas import NeuronRef
-from services.work import PromptIn
+from services.work import AblateWork, AttributeWork, PromptIn
 
 console = Console()
 
@@ -72,9 +75,8 @@ def load_prompts(path: Path, neuron: NeuronRef) -> list[PromptIn]:
 
 def _attribution(runtime, model: str, ref: NeuronRef, prompts_file: Path, definition: str | None,
                  **criteria) -> NeuronAttribution:
-    from services.work import AttributeWork, attribute
 
-    return attribute(runtime, validated(AttributeWork, model=model, neuron=str(ref), definition=definition,
+    return work.attribute(runtime, validated(AttributeWork, model=model, neuron=str(ref), definition=definition,
                                         prompts=load_prompts(prompts_file, ref), **criteria))
 
 
@@ -90,7 +92,6 @@ def attribute(
 ) -> None:
     """Score every head below the neuron's layer on each prompt; list active heads and the
     heads worth explaining."""
-    from services.runtime import Runtime
 
     result = _attribution(Runtime(), model, parse_neuron(neuron), prompts_file, definition,
                           active_stds=active_stds, worth_range=(worth_low, worth_high))
@@ -121,16 +122,12 @@ def ablate(
 ) -> None:
     """Zero one head's output; compare the drop in the neuron token's probability on prompts
     where the head is active vs inactive (two-sample KS test)."""
-    from services.attribution import HeadRef, check_head
-    from services.runtime import Runtime
-    from services.scan import check_neurons
-    from services.work import AblateWork, ablate
 
     ref, head_ref, runtime = parse_neuron(neuron), HeadRef.parse(head), Runtime()
     check_neurons(runtime.model(model), [ref])
     check_head(runtime.model(model), ref, head_ref)  # before the attribution, which takes a while
     attribution = _attribution(runtime, model, ref, prompts_file, definition)
-    result = ablate(runtime, AblateWork(model=model, attribution=attribution, head=str(head_ref)))
+    result = work.ablate(runtime, AblateWork(model=model, attribution=attribution, head=str(head_ref)))
     if as_json:
         print_json(result)
         return

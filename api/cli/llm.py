@@ -13,7 +13,20 @@ from rich.console import Console
 from rich.table import Table
 
 from api.cli._common import err_console, print_json
-from contract import InvalidInputError
+from contract import ClassifyRequest, ExplainRequest, InvalidInputError
+from services.classify import classify as run_classify
+from services.explain import explain as run_explain
+from services.llm.client import LLMClient
+from services.llm.registry import (
+    create_backend,
+    get_scorer,
+    get_strategy,
+    get_template,
+    list_backends,
+    list_scorers,
+    list_strategies,
+    list_templates,
+)
 
 console = Console()
 
@@ -54,8 +67,6 @@ def _read_json(path: Path, flag: str) -> Any:
 
 
 def _client(backend: str, options: list[str] | None, budget: float | None):
-    from services.llm.client import LLMClient
-    from services.llm.registry import create_backend
 
     return LLMClient(create_backend(backend, _options(options)), budget_usd=budget)
 
@@ -69,7 +80,6 @@ def _show_estimate(client, requests) -> None:
 
 def backends(as_json: JsonOpt = False) -> None:
     """List LLM backends from every installed plugin."""
-    from services.llm.registry import list_backends
 
     found = list_backends()
     if as_json:
@@ -83,7 +93,6 @@ def backends(as_json: JsonOpt = False) -> None:
 
 def templates(as_json: JsonOpt = False) -> None:
     """List prompt templates from every installed plugin."""
-    from services.llm.registry import list_templates
 
     found = list_templates()
     if as_json:
@@ -105,14 +114,12 @@ def _plugin_table(found, as_json: bool) -> None:
 
 def explainers(as_json: JsonOpt = False) -> None:
     """List explainer strategies from every installed plugin."""
-    from services.llm.registry import list_strategies
 
     _plugin_table(list_strategies(), as_json)
 
 
 def scorers(as_json: JsonOpt = False) -> None:
     """List explanation scorers from every installed plugin."""
-    from services.llm.registry import list_scorers
 
     _plugin_table(list_scorers(), as_json)
 
@@ -129,9 +136,6 @@ def explain(
     as_json: JsonOpt = False,
 ) -> None:
     """Explain when each attention head is active (one LLM call per neuron-head pair)."""
-    from contract import ExplainRequest
-    from services.explain import explain as run_explain
-    from services.llm.registry import get_strategy, get_template
 
     data = _read_json(input, "--input")
     try:
@@ -165,9 +169,6 @@ def classify(
 ) -> None:
     """Classify test prompts from an explanation (zero-shot by default); scores them when
     labels are given."""
-    from contract import ClassifyRequest
-    from services.classify import classify as run_classify
-    from services.llm.registry import get_scorer, get_template
 
     data = _read_json(prompts_file, "--prompts-file")
     body = data if isinstance(data, dict) else {"prompts": data}

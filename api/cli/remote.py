@@ -11,6 +11,8 @@ from rich.console import Console
 
 from api.cli import run as local
 from api.cli._common import print_json
+from api.client import LookupsClient
+from services.settings import get_settings
 
 campaign_app = typer.Typer(help="Campaigns on a lookups API server (LOOKUPS_API_URL, LOOKUPS_API_TOKEN).",
                            no_args_is_help=True)
@@ -18,8 +20,6 @@ IdArg = Annotated[str, typer.Argument(help="Campaign id.")]
 
 
 def _client():
-    from api.client import LookupsClient
-    from services.settings import get_settings
 
     settings = get_settings()
     return LookupsClient(settings.api_url, settings.api_token)

@@ -9,7 +9,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from api.cli._common import print_json
 from contract import InvalidInputError
+from services.campaigns.config import CampaignConfig, load_config, parse_config
+from services.campaigns.estimate import estimate_campaign
+from services.campaigns.execute import run_in_process
+from services.campaigns.progress import (
+    create_campaign,
+    get_campaign,
+    progress,
+    resolve_campaign_id,
+    resume,
+)
+from services.campaigns.summary import campaign_headline
+from services.report import render_report
+from services.runtime import Runtime
+from services.settings import get_settings
+from services.store import Store
 
 console = Console(stderr=True, soft_wrap=True)  # ids and paths stay on one line
 
@@ -37,7 +53,6 @@ AblationOpt = Annotated[bool | None, typer.Option("--ablation/--no-ablation", he
 
 def build_config(config: Path | None, **flags):
     """The config file (if any) with every given flag on top; flags left out keep its values."""
-    from services.campaigns.config import load_config, parse_config
 
     overrides = {key: value for key, value in flags.items() if value is not None}
     if "neurons" in overrides:
@@ -95,18 +110,6 @@ def run(
     cleanly and ``lookups run --resume ID`` continues where it stopped."""
     from rich.live import Live
 
-    from services.campaigns.execute import run_in_process
-    from services.campaigns.progress import (
-        create_campaign,
-        get_campaign,
-        progress,
-        resolve_campaign_id,
-        resume,
-    )
-    from services.runtime import Runtime
-    from services.settings import get_settings
-    from services.store import Store
-
     settings = get_settings()
     store = Store(settings.results_url)
     if resume_id is None:
@@ -134,7 +137,6 @@ def run(
     if state.status == "failed":
         console.print(f"[red]campaign failed:[/] {state.error}")
         raise typer.Exit(1)
-    from services.campaigns.summary import campaign_headline
 
     console.print()
     for line in headline_lines(campaign_headline(store, campaign_id)):
@@ -179,11 +181,6 @@ def summary(
 ) -> None:
     """The figures to quote: per scorer, mean E, shuffled-control E, their paired difference
     with its 95% CI, and the random-neuron baseline when given."""
-    from api.cli._common import print_json
-    from services.campaigns.progress import resolve_campaign_id
-    from services.campaigns.summary import campaign_headline
-    from services.settings import get_settings
-    from services.store import Store
 
     store = Store(get_settings().results_url)
     headline = campaign_headline(store, resolve_campaign_id(store, campaign), baseline)
@@ -203,13 +200,6 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """LLM calls, tokens and worst-case cost of a campaign, before running it."""
-    from api.cli._common import print_json
-    from services.campaigns.config import CampaignConfig
-    from services.campaigns.estimate import estimate_campaign
-    from services.campaigns.progress import get_campaign
-    from services.runtime import Runtime
-    from services.settings import get_settings
-    from services.store import Store
 
     settings = get_settings()
     store = None
@@ -242,10 +232,6 @@ def report(
     baseline: Annotated[str | None, typer.Option(help="A random-neuron baseline campaign to compare against.")] = None,
 ) -> None:
     """Write the campaign's self-contained HTML report."""
-    from services.campaigns.progress import resolve_campaign_id
-    from services.report import render_report
-    from services.settings import get_settings
-    from services.store import Store
 
     store = Store(get_settings().results_url)
     output.write_text(render_report(store, resolve_campaign_id(store, campaign), baseline))

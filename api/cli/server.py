@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
+from contract import InvalidInputError
+from services.settings import Settings
+from services.store import Store
+
 
 def openapi_schema() -> dict:
     """The app's schema, independent of settings and of any real store."""
     from api.app import create_app
-    from services.settings import Settings
-    from services.store import Store
 
     app = create_app(Settings(environment="development", api_tokens=[], api_orchestrate=False),
                      Store("sqlite:///:memory:"))
@@ -32,7 +34,6 @@ def api(
     import uvicorn
 
     from api.app import create_app
-    from contract import InvalidInputError
 
     try:
         app = create_app()

@@ -16,6 +16,8 @@ import typer
 
 from contract import InvalidInputError
 from services.processes import RedisServer, StartError, listening, lookups_command, start, stop_all
+from services.settings import get_settings
+from services.store import Store
 
 stack_app = typer.Typer(help="Run the whole service on this machine without Docker.",
                         no_args_is_help=True)
@@ -34,7 +36,6 @@ def up(
         help="Redis's append-only file and every process's log go here.")] = Path(".lookups"),
 ) -> None:
     """Start redis-server, the orchestrator, a gpu worker, an llm worker and the api; wait."""
-    from services.settings import get_settings
 
     url = broker_url or get_settings().broker_url
     parsed = urlparse(url)
@@ -47,7 +48,6 @@ def up(
             get_settings().check_api()
         except ValueError as error:
             raise InvalidInputError(f"{error} (or start without the api: --no-api)") from error
-    from services.store import Store
 
     Store(get_settings().results_url).dispose()  # migrate once here, not in every child at once
     logs = state_dir / "logs"

@@ -6,6 +6,10 @@ from typing import Annotated
 
 import typer
 
+from contract import InvalidInputError
+from services.settings import get_settings
+from services.store import Store
+
 
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu, llm or gpu,llm.")] = "gpu,llm",
@@ -15,8 +19,6 @@ def worker(
 ) -> None:
     """Start a Celery worker consuming the given queues (needs Redis: LOOKUPS_BROKER_URL)."""
     import socket
-
-    from contract import InvalidInputError
 
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(chosen) - {"gpu", "llm"})
@@ -37,8 +39,6 @@ def orchestrate(
     """Re-enqueue lost work items and move every active campaign on, every few seconds."""
     import logging
 
-    from services.settings import get_settings
-    from services.store import Store
     from workers.dispatch import orchestrate as loop
 
     logging.basicConfig(level=logging.INFO)

@@ -22,9 +22,11 @@ from api.schemas import (
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import cancel, create_campaign, progress, resume
 from services.campaigns.results import CampaignResults, campaign_results
+from services.report import render_report
 from services.settings import Settings
 from services.store import Store
 from services.store.models import Campaign
+from workers.dispatch import dispatch
 
 log = logging.getLogger(__name__)
 NOT_FOUND = {404: {"model": ErrorPublic, "description": "No campaign with this id."}}
@@ -42,7 +44,6 @@ def _existing(store: Store, campaign_id: str) -> Campaign:
 
 def _dispatch(store: Store, settings: Settings, campaign_id: str) -> bool:
     """Plan the current stage and enqueue it; a broker that is down only delays the campaign."""
-    from workers.dispatch import dispatch
 
     if not broker_reachable(settings.broker_url):
         return False
@@ -128,7 +129,6 @@ def get_report(
     baseline: Annotated[str | None, Query(max_length=64, description="Random-neuron baseline campaign id.")] = None,
 ) -> HTMLResponse:
     """A self-contained HTML report (figures embedded)."""
-    from services.report import render_report
 
     _existing(store, campaign_id)
     if baseline is not None:

@@ -15,6 +15,7 @@ from api.schemas import ErrorPublic
 from services.jobs import create_job
 from services.store.models import JobRow
 from services.work import WORK_KINDS, WorkKind
+from workers.jobs import enqueue_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
 
@@ -37,7 +38,6 @@ class JobPublic(BaseModel):
 
 def _submit_route(kind: WorkKind):
     def submit(body, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
-        from workers.jobs import enqueue_job
 
         job_id = create_job(store, kind.name, body)
         queued = broker_reachable(settings.broker_url) and enqueue_job(store, job_id)

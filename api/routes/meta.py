@@ -7,9 +7,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from api.broker import broker_reachable
 from api.deps import SettingsDep, StoreDep, require_token
 from api.schemas import Health
-from services.llm.registry import BackendInfo, PluginInfo, TemplateInfo
+from services.llm.registry import BackendInfo, PluginInfo, TemplateInfo, list_strategies
+from services.llm.registry import list_backends as backends
+from services.llm.registry import list_scorers as scorers
+from services.llm.registry import list_templates as templates
+from services.subject_model import PACKAGED_MODELS
 
 router = APIRouter(tags=["meta"])
 
@@ -41,7 +46,6 @@ class ModelsPublic(BaseModel):
 
 @router.get("/v1/backends", operation_id="list_backends", dependencies=[Depends(require_token)])
 def list_backends() -> BackendsPublic:
-    from services.llm.registry import list_backends as backends
 
     data = backends()
     return BackendsPublic(data=data, count=len(data))
@@ -49,7 +53,6 @@ def list_backends() -> BackendsPublic:
 
 @router.get("/v1/templates", operation_id="list_templates", dependencies=[Depends(require_token)])
 def list_templates() -> TemplatesPublic:
-    from services.llm.registry import list_templates as templates
 
     data = templates()
     return TemplatesPublic(data=data, count=len(data))
@@ -57,7 +60,6 @@ def list_templates() -> TemplatesPublic:
 
 @router.get("/v1/explainers", operation_id="list_explainers", dependencies=[Depends(require_token)])
 def list_explainers() -> PluginsPublic:
-    from services.llm.registry import list_strategies
 
     data = list_strategies()
     return PluginsPublic(data=data, count=len(data))
@@ -65,7 +67,6 @@ def list_explainers() -> PluginsPublic:
 
 @router.get("/v1/scorers", operation_id="list_scorers", dependencies=[Depends(require_token)])
 def list_scorers() -> PluginsPublic:
-    from services.llm.registry import list_scorers as scorers
 
     data = scorers()
     return PluginsPublic(data=data, count=len(data))
@@ -74,7 +75,6 @@ def list_scorers() -> PluginsPublic:
 @router.get("/v1/models", operation_id="list_models", dependencies=[Depends(require_token)])
 def list_models() -> ModelsPublic:
     """Packaged (offline) subject models; any local checkpoint or hub name works too."""
-    from services.subject_model import PACKAGED_MODELS
 
     data = [ModelPublic(name=name, description=spec.description) for name, spec in PACKAGED_MODELS.items()]
     return ModelsPublic(data=data, count=len(data))
@@ -89,7 +89,6 @@ def healthz() -> Health:
 @router.get("/readyz", operation_id="readyz", responses={503: {"model": Health}})
 def readyz(store: StoreDep, settings: SettingsDep) -> Health:
     """The store answers and Redis answers a ping; 503 otherwise."""
-    from api.broker import broker_reachable
 
     checks: dict[str, str] = {}
     try:

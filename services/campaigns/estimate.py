@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from contract import LLMRequest
+from contract import ClassifyRequest, ExplainRequest, HeadExample, LLMRequest, SourceRead, TestPrompt
 from services.campaigns.config import CampaignConfig
+from services.campaigns.progress import get_campaign
+from services.campaigns.records import campaign_heads, explain_request_for
+from services.campaigns.stages import STAGE_BY_NAME, STAGES
+from services.campaigns.stages.classify import classify_request_for
+from services.llm.registry import get_scorer, get_strategy, get_template
 from services.llm.schemas import CostEstimate
 
 PROMPT_WORDS = 40  # a truncated prompt is typically a few tens of tokens
@@ -33,7 +38,6 @@ def _filler(words: int, tag: str) -> str:
 
 
 def _planned_explain(config: CampaignConfig, n_heads: int):
-    from contract import ExplainRequest, HeadExample, SourceRead
 
     half = max(config.prompts_per_neuron // 2, 1)
 
@@ -56,8 +60,6 @@ def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], 
     """Explainer and judge requests of the explain step: one each for a one-call strategy; for
     a closed-loop one, a proposal per round (each about the size of the first) and the judge's
     detection calls that evaluate every round on the training prompts."""
-    from contract import ClassifyRequest, TestPrompt
-    from services.llm.registry import get_scorer, get_strategy, get_template
 
     strategy = get_strategy(config.explainer_strategy)
     template = get_template(config.explainer_template)
@@ -77,8 +79,6 @@ def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], 
 
 
 def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
-    from contract import ClassifyRequest, TestPrompt
-    from services.llm.registry import get_scorer, get_template
 
     template = get_template(config.classifier_template)
     requests: list[LLMRequest] = []
@@ -94,8 +94,6 @@ def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
 
 
 def _past(store, campaign_id: str, stage: str) -> bool:
-    from services.campaigns.progress import get_campaign
-    from services.campaigns.stages import STAGES
 
     names = [s.name for s in STAGES]
     with store.session() as session:
@@ -106,7 +104,6 @@ def _past(store, campaign_id: str, stage: str) -> bool:
 
 def _stored_explain(store, campaign_id: str, config: CampaignConfig):
     """The explain requests exactly as the explain (or agent) stage builds them."""
-    from services.campaigns.records import campaign_heads, explain_request_for
 
     with store.session() as session:
         return [explain_request_for(session, campaign_id, head) for head in campaign_heads(session, campaign_id)]
@@ -114,10 +111,6 @@ def _stored_explain(store, campaign_id: str, config: CampaignConfig):
 
 def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """The classify requests exactly as the classify stage builds them (control included)."""
-    from services.campaigns.progress import get_campaign
-    from services.campaigns.stages import STAGE_BY_NAME
-    from services.campaigns.stages.classify import classify_request_for
-    from services.llm.registry import get_scorer, get_template
 
     template = get_template(config.classifier_template)
     requests = []

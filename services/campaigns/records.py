@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.attribution import NeuronAttribution
+from contract import ExplainRequest, HeadExample
+from services.attribution import HeadRef, NeuronAttribution
 from services.campaigns.config import CampaignConfig
 from services.store import Store
 from services.store.models import (
@@ -96,8 +97,6 @@ def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
     """The explain request of one head: its neuron's prompts split by the head's activity, each
     with the head's attribution and reads. The stage and ``lookups estimate`` both build
     requests here, so they never differ."""
-    from contract import ExplainRequest, HeadExample
-    from services.attribution import HeadRef
 
     ref = HeadRef(layer=head.head_layer, head=head.head)
     attribution = neuron_attribution(session, campaign_id, head.layer, head.neuron)

@@ -8,7 +8,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from services.campaigns.results import CampaignResults, NeuronResult, campaign_results
+from services.report.plots import attribution_heatmap, score_distribution
+from services.settings import get_settings
 from services.store import Store
+from services.subject_model import PACKAGED_MODELS, dequantized_checkpoint
 
 TOP_CONTEXTS = 10
 
@@ -32,9 +35,6 @@ def _tokenizer(model: str):
     (then the whole prompt is shown unsplit)."""
     from transformers import AutoTokenizer
 
-    from services.settings import get_settings
-    from services.subject_model import PACKAGED_MODELS, dequantized_checkpoint
-
     try:
         if model in PACKAGED_MODELS:
             return AutoTokenizer.from_pretrained(dequantized_checkpoint(model, get_settings())[0])
@@ -57,7 +57,6 @@ def _fmt(value: float | None) -> str:
 
 
 def _neuron(result: NeuronResult, tokenizer) -> ShownNeuron:
-    from services.report.plots import attribution_heatmap
 
     prompts = [ShownPrompt(before=b, firing=f, activation=p.activation)
                for p in result.prompts[:TOP_CONTEXTS] for b, f in [_split(p.text, p.tokens, tokenizer)]]
@@ -73,8 +72,6 @@ def _neuron(result: NeuronResult, tokenizer) -> ShownNeuron:
 
 def render_results(results: CampaignResults, baseline: CampaignResults | None = None) -> str:
     import jinja2
-
-    from services.report.plots import score_distribution
 
     series = {"explanations": results.scores, "shuffled-explanation control": results.control_scores}
     if baseline is not None:

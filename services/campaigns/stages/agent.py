@@ -17,8 +17,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contract import AgentRound, InvalidInputError, RoundEvaluation
+from contract import AgentRound, BudgetExceededError, ClassifyRequest, InvalidInputError, RoundEvaluation, TestPrompt
 from services.agent import AgentOutcome, choose_round, measure_probes, probe_agreement
+from services.attribution import HeadRef
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
     StageItem,
@@ -29,6 +30,9 @@ from services.campaigns.records import (
     neuron_attribution,
     remaining_budget,
 )
+from services.classify import classify
+from services.explain import Explanation
+from services.llm.registry import get_scorer, get_strategy, get_template
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import (
@@ -64,7 +68,6 @@ def _head_of(item_key: str) -> str:
 def plan(session: Session, campaign: Campaign) -> list[str]:
     """Each unexplained head's next item (none for a strategy that is not closed-loop); a head
     with a failed item goes to ``final``. Reads the campaign's items and rounds once."""
-    from services.llm.registry import get_strategy
 
     config = CampaignConfig.model_validate(campaign.config)
     if not get_strategy(config.explainer_strategy).closed_loop:
@@ -107,7 +110,6 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
 
 
 def _measure(runtime: Runtime, store: Store, item: StageItem, head_key: str, index: int) -> Writer:
-    from services.attribution import HeadRef
 
     config = item.config
     with store.session() as session:
@@ -123,9 +125,6 @@ def _measure(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
 def _evaluate(runtime: Runtime, store: Store, item: StageItem, request, round_: AgentRound) -> AgentRound:
     """The round with its evaluation: the judge labels the neuron's training prompts from the
     explanation alone (the detection scorer: a few calls), plus the probes' agreement."""
-    from contract import ClassifyRequest, TestPrompt
-    from services.classify import classify
-    from services.llm.registry import get_scorer, get_template
 
     config = item.config
     examples = [TestPrompt(text=e.text, active=e.active) for e in request.examples]
@@ -142,7 +141,6 @@ def _evaluate(runtime: Runtime, store: Store, item: StageItem, request, round_: 
 def _loop(store: Store, item: StageItem, head_key: str):
     """What a proposal or the final step starts from: the strategy and template, the head, its
     explain request, its rounds so far and its failed items' errors."""
-    from services.llm.registry import get_strategy, get_template
 
     config = item.config
     with store.session() as session:
@@ -178,8 +176,6 @@ def _propose(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
 
 
 def _final(runtime: Runtime, store: Store, item: StageItem, head_key: str) -> Writer:
-    from contract import BudgetExceededError
-    from services.explain import Explanation
 
     strategy, template, head, request, rounds, failures = _loop(store, item, head_key)
     if not rounds:

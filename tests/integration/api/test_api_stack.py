@@ -35,7 +35,8 @@ def api(processes, stack_env):
                       "LOOKUPS_API_TOKEN": TOKEN, "LOOKUPS_ORCHESTRATE_INTERVAL_S": "2"})
     processes.start("api", "--host", "127.0.0.1", "--port", str(port), name="api")
     processes.start("worker", "--queues", "gpu,llm", "--concurrency", "1", name="worker")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=60)  # the report renders plots: seconds on a loaded machine
 
     def ready():
         try:
