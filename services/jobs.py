@@ -16,10 +16,12 @@ from services.store.models import JobRow, utcnow
 from services.work import WORK_KINDS
 
 
-def create_job(store: Store, kind: str, request: BaseModel) -> str:
+def create_job(store: Store, kind: str, request: BaseModel, owner: str | None = None) -> str:
+    """Store a pending job; ``owner`` is the API principal submitting it (None: admins only)."""
     job_id = uuid.uuid4().hex
     with store.session() as session:
-        session.add(JobRow(id=job_id, kind=kind, status="pending", request=request.model_dump(mode="json")))
+        session.add(JobRow(id=job_id, kind=kind, status="pending", owner=owner,
+                           request=request.model_dump(mode="json")))
     return job_id
 
 

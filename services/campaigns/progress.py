@@ -32,11 +32,12 @@ ACTIVE = ("pending", "running")
 TERMINAL_ITEM = ("done", "failed")
 
 
-def create_campaign(store: Store, config: CampaignConfig) -> str:
+def create_campaign(store: Store, config: CampaignConfig, owner: str | None = None) -> str:
+    """Store a pending campaign; ``owner`` is the API principal submitting it (None: admins only)."""
     campaign_id = uuid.uuid4().hex
     with store.session() as session:
         session.add(Campaign(
-            id=campaign_id, name=config.name, status="pending", stage=None,
+            id=campaign_id, name=config.name, status="pending", stage=None, owner=owner,
             config=config.model_dump(mode="json"),
             provenance={"explainer": config.explainer, "classifier": config.classifier,
                         "explainer_template": config.explainer_template,
