@@ -22,6 +22,7 @@ from services.campaigns.progress import (
     resume,
 )
 from services.campaigns.summary import campaign_headline
+from services.export import Format, export_campaign
 from services.report import render_report
 from services.runtime import Runtime
 from services.settings import get_settings
@@ -238,8 +239,21 @@ def report(
     console.print(f"wrote {output}")
 
 
+def export(
+    campaign: Annotated[str, typer.Argument(help="Campaign id, or 'latest'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the tables into.")] = Path("export"),
+    fmt: Annotated[Format, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+) -> None:
+    """Write the campaign's results as tables (campaign, neurons, contexts, prompts, heads,
+    explanations, scores, ablations), one file each, for pandas or datasets."""
+    store = Store(get_settings().results_url)
+    written = export_campaign(store, resolve_campaign_id(store, campaign), output, fmt)
+    console.print(f"wrote {', '.join(f'{name} ({rows})' for name, rows in written.items())} to {output}/")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command()(estimate)
     app.command()(report)
     app.command()(summary)
+    app.command()(export)

@@ -1,0 +1,137 @@
+"""A campaign's results as flat tables (JSON Lines or Parquet), one file per table, so they feed
+pandas, ``datasets`` and any other tool without the API.
+
+Every row carries the campaign id and the keys that join it to the others: ``layer``/``neuron``
+for a neuron, plus ``head_layer``/``head`` for a head. Nested payloads (a score's confusion counts,
+the provenance) are spread into columns where they are flat and kept as JSON text where not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contract import HeadScore, InvalidInputError
+from services.ablation import HeadAblation
+from services.campaigns.progress import get_campaign
+from services.schemas import TruncatedPrompt
+from services.store import Store
+from services.store.models import (
+    AblationRow,
+    ContextRow,
+    ExplanationRow,
+    HeadRow,
+    NeuronRow,
+    PromptRow,
+    ScoreRow,
+)
+
+Format = Literal["jsonl", "parquet"]
+Row = dict[str, Any]
+
+
+def _heads(session: Session, campaign_id: str) -> dict[int, Row]:
+    """Head id -> the columns that identify the head."""
+    return {h.id: {"campaign_id": campaign_id, "layer": h.layer, "neuron": h.neuron, "head_layer": h.head_layer,
+                   "head": h.head}
+            for h in session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id))}
+
+
+def _campaign(session: Session, campaign_id: str) -> Iterator[Row]:
+    campaign = get_campaign(session, campaign_id)
+    yield {"campaign_id": campaign.id, "name": campaign.name, "status": campaign.status,
+           "created_at": campaign.created_at.isoformat(), "config": json.dumps(campaign.config),
+           "provenance": json.dumps(campaign.provenance or {}), "summary": json.dumps(campaign.summary or {})}
+
+
+def _neurons(session: Session, campaign_id: str) -> Iterator[Row]:
+    for n in session.scalars(select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)):
+        yield {"campaign_id": campaign_id, "layer": n.layer, "neuron": n.neuron, "token": n.token,
+               "token_id": n.token_id, "congruence": n.congruence}
+
+
+def _contexts(session: Session, campaign_id: str) -> Iterator[Row]:
+    for c in session.scalars(select(ContextRow).where(ContextRow.campaign_id == campaign_id).order_by(ContextRow.id)):
+        yield {"campaign_id": campaign_id, "split": c.split, "layer": c.layer, "neuron": c.neuron, "rank": c.rank,
+               "doc_id": c.doc_id, "position": c.position, "activation": c.activation}
+
+
+def _prompts(session: Session, campaign_id: str) -> Iterator[Row]:
+    for p in session.scalars(select(PromptRow).where(PromptRow.campaign_id == campaign_id).order_by(PromptRow.id)):
+        prompt = TruncatedPrompt.model_validate(p.payload)
+        yield {"campaign_id": campaign_id, "split": p.split, "layer": p.layer, "neuron": p.neuron, "rank": p.rank,
+               "doc_id": prompt.doc_id, "text": prompt.text, "tokens": len(prompt.tokens),
+               "activation": prompt.activation, "original_activation": prompt.original_activation}
+
+
+def _head_rows(session: Session, campaign_id: str) -> Iterator[Row]:
+    for h in session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)):
+        yield {"campaign_id": campaign_id, "layer": h.layer, "neuron": h.neuron, "head_layer": h.head_layer,
+               "head": h.head, "active_fraction": h.active_fraction}
+
+
+def _explanations(session: Session, campaign_id: str) -> Iterator[Row]:
+    heads = _heads(session, campaign_id)
+    for e in session.scalars(select(ExplanationRow).where(ExplanationRow.campaign_id == campaign_id)
+                             .order_by(ExplanationRow.id)):
+        yield {**heads[e.head_id], "text": e.text, "strategy": e.payload.get("strategy", "oneshot"),
+               "strategy_version": e.payload.get("strategy_version"), "template": e.payload["template"],
+               "template_version": e.payload["template_version"], "backend": e.payload["backend"],
+               "model": e.payload["model"], "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
+               "cost_usd": e.cost_usd}
+
+
+def _scores(session: Session, campaign_id: str) -> Iterator[Row]:
+    heads = _heads(session, campaign_id)
+    for s in session.scalars(select(ScoreRow).where(ScoreRow.campaign_id == campaign_id).order_by(ScoreRow.id)):
+        score = HeadScore.model_validate(s.payload)
+        yield {**heads[s.head_id], "scorer": s.scorer, "control": s.control, "score": score.score,
+               "tp": score.tp, "fn": score.fn, "tn": score.tn, "fp": score.fp, "unparseable": score.unparseable,
+               "skipped": score.skipped}
+
+
+def _ablations(session: Session, campaign_id: str) -> Iterator[Row]:
+    heads = _heads(session, campaign_id)
+    for a in session.scalars(select(AblationRow).where(AblationRow.campaign_id == campaign_id)
+                             .order_by(AblationRow.id)):
+        ks = HeadAblation.model_validate(a.payload).ks
+        yield {**heads[a.head_id], "ks_statistic": ks.statistic if ks else None,
+               "ks_pvalue": ks.pvalue if ks else None, "n_active": ks.n_active if ks else None,
+               "n_inactive": ks.n_inactive if ks else None}
+
+
+TABLES = {
+    "campaign": _campaign, "neurons": _neurons, "contexts": _contexts, "prompts": _prompts, "heads": _head_rows,
+    "explanations": _explanations, "scores": _scores, "ablations": _ablations,
+}
+
+
+def export_campaign(store: Store, campaign_id: str, directory: Path, fmt: Format) -> dict[str, int]:
+    """Write every table of the campaign under ``directory``; returns rows written per table."""
+    if fmt not in ("jsonl", "parquet"):
+        raise InvalidInputError(f"export format must be jsonl or parquet, got {fmt!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    with store.session() as session:
+        for name, rows in TABLES.items():
+            found = list(rows(session, campaign_id))
+            _write(found, directory / f"{name}.{fmt}", fmt)
+            written[name] = len(found)
+    return written
+
+
+def _write(rows: list[Row], path: Path, fmt: Format) -> None:
+    if fmt == "jsonl":
+        with path.open("w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)

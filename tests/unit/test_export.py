@@ -1,0 +1,88 @@
+"""``lookups export``: a finished campaign's tables as JSON Lines and Parquet, read back with
+``datasets`` the way a user would, joined on their keys and matching the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).parent / "llm"))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+from services.campaigns.execute import run_in_process  # noqa: E402
+from services.campaigns.progress import create_campaign  # noqa: E402
+from services.export import TABLES, export_campaign  # noqa: E402
+from services.store.models import ContextRow, ExplanationRow, HeadRow, ScoreRow  # noqa: E402
+from tests.conftest import tiny_campaign  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_gpt2_dir, corpus_path, runtime, tmp_path_factory):
+    """One campaign run to the end (module-wide: the export tests only read it)."""
+    from services.store import Store
+
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('export') / 'results.sqlite'}")
+    with FakeOpenAI() as server:
+        server.respond = lambda prompt: "Yes" if "Answer:" in prompt else "It is active after a list."
+        config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{server.url}:fake-export",
+                               scorers=["zero-shot", "detection"])
+        campaign_id = create_campaign(store, config)
+        assert run_in_process(store, campaign_id, runtime).status == "completed"
+    yield store, campaign_id
+    store.dispose()
+
+
+def rows_in(store, table, campaign_id) -> int:
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(table).where(table.campaign_id == campaign_id))
+
+
+@pytest.mark.parametrize("fmt, builder", [("jsonl", "json"), ("parquet", "parquet")])
+def test_every_table_reads_back_with_datasets_and_joins_on_its_keys(finished, tmp_path, fmt, builder):
+    from datasets import load_dataset
+
+    store, campaign_id = finished
+    written = export_campaign(store, campaign_id, tmp_path, fmt)
+    assert set(written) == set(TABLES)
+    tables = {name: load_dataset(builder, data_files=str(tmp_path / f"{name}.{fmt}"), split="train")
+              for name in TABLES}
+    assert {name: len(t) for name, t in tables.items()} == written
+    assert written["campaign"] == 1 and tables["campaign"][0]["campaign_id"] == campaign_id
+    assert written["contexts"] == rows_in(store, ContextRow, campaign_id) > 0
+    assert written["heads"] == rows_in(store, HeadRow, campaign_id) > 0
+    assert written["explanations"] == rows_in(store, ExplanationRow, campaign_id) > 0
+    assert written["scores"] == rows_in(store, ScoreRow, campaign_id) > 0
+
+    head_key = ("layer", "neuron", "head_layer", "head")
+    heads = {tuple(row[k] for k in head_key) for row in tables["heads"]}
+    neurons = {(row["layer"], row["neuron"]) for row in tables["neurons"]}
+    assert {key[:2] for key in heads} <= neurons
+    for name in ("explanations", "scores", "ablations"):
+        assert {tuple(row[k] for k in head_key) for row in tables[name]} <= heads, name
+    assert {row["scorer"] for row in tables["scores"]} == {"zero-shot", "detection"}
+    assert json.loads(tables["campaign"][0]["config"])["scorers"] == ["zero-shot", "detection"]
+
+
+def test_the_cli_exports_the_latest_campaign(finished, tmp_path):
+    store, campaign_id = finished
+    env = {**os.environ, "LOOKUPS_RESULTS_URL": store.url}
+    done = subprocess.run([sys.executable, "-m", "api", "export", "latest", "-o", str(tmp_path), "--format", "jsonl"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first = json.loads((tmp_path / "campaign.jsonl").read_text().splitlines()[0])
+    assert first["campaign_id"] == campaign_id
+
+
+def test_an_unknown_format_is_a_usage_error(finished, tmp_path):
+    store, _ = finished
+    env = {**os.environ, "LOOKUPS_RESULTS_URL": store.url}
+    done = subprocess.run([sys.executable, "-m", "api", "export", "latest", "-o", str(tmp_path), "--format", "xml"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "xml" in done.stderr
