@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.ratelimit import SubmissionLimiter
 from api.routes import campaigns, jobs, meta
 from api.schemas import ErrorPublic, Problem
 from contract import LookupsError
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                              413: {"model": ErrorPublic}, 422: {"model": ErrorPublic}})
     app.state.settings = settings
     app.state.store = store or Store(settings.results_url)
+    app.state.limiter = SubmissionLimiter(settings.api_submissions_per_minute, settings.broker_url)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(LookupsError, _lookups_error)

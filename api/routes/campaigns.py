@@ -9,8 +9,19 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
+from api.access import Principal, check_campaign_size, visible
 from api.broker import broker_reachable
-from api.deps import SettingsDep, StoreDep, require_token
+from api.deps import (
+    RATE_LIMITED,
+    LimiterDep,
+    PrincipalDep,
+    SettingsDep,
+    StoreDep,
+    access_problems,
+    count_submission,
+    refuse,
+    require_token,
+)
 from api.schemas import (
     CampaignAccepted,
     CampaignBrief,
@@ -19,6 +30,7 @@ from api.schemas import (
     CampaignsPublic,
     ErrorPublic,
 )
+from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import cancel, create_campaign, progress, resume
 from services.campaigns.results import CampaignResults, campaign_results
@@ -29,15 +41,16 @@ from services.store.models import Campaign
 from workers.dispatch import dispatch
 
 log = logging.getLogger(__name__)
-NOT_FOUND = {404: {"model": ErrorPublic, "description": "No campaign with this id."}}
+NOT_FOUND = {404: {"model": ErrorPublic, "description": "No campaign with this id that this principal may see."}}
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], dependencies=[Depends(require_token)])
-Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+Status = Literal["pending", "running", "completed", "completed_with_failures", "failed", "cancelled"]
 
 
-def _existing(store: Store, campaign_id: str) -> Campaign:
+def _existing(store: Store, campaign_id: str, principal: Principal) -> Campaign:
+    """The campaign, if the principal may see it; 404 alike for others' and for none."""
     with store.session() as session:
         campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
+    if campaign is None or not visible(campaign.owner, principal):
         raise HTTPException(404, f"no campaign with id {campaign_id!r}")
     return campaign
 
@@ -55,26 +68,36 @@ def _dispatch(store: Store, settings: Settings, campaign_id: str) -> bool:
         return False
 
 
-@router.post("", operation_id="submit_campaign", status_code=202)
-def submit_campaign(body: CampaignCreate, store: StoreDep, settings: SettingsDep,
-                    response: Response) -> CampaignAccepted:
-    """Store the campaign and enqueue its first stage."""
+@router.post("", operation_id="submit_campaign", status_code=202, responses=RATE_LIMITED)
+def submit_campaign(body: CampaignCreate, store: StoreDep, settings: SettingsDep, limiter: LimiterDep,
+                    principal: PrincipalDep, response: Response) -> CampaignAccepted:
+    """Store the campaign and enqueue its first stage. Its corpus, model and backends must be
+    ones the API allows, and its size under the cap (422 naming the field otherwise)."""
     config = CampaignConfig.model_validate(body.model_dump())
-    campaign_id = create_campaign(store, config)
+    refuse([*access_problems(config.model_dump(), settings),
+            *check_campaign_size(neurons=config.neurons, layers=config.layers, per_layer=config.per_layer,
+                                 max_train_docs=config.max_train_docs, max_test_docs=config.max_test_docs,
+                                 cap=settings.api_max_campaign_size)])
+    count_submission(limiter, principal)
+    campaign_id = create_campaign(store, config, owner=principal.name)
     dispatched = _dispatch(store, settings, campaign_id)
     response.headers["Location"] = f"/v1/campaigns/{campaign_id}"
-    return CampaignAccepted(id=campaign_id, status=_existing(store, campaign_id).status, dispatched=dispatched)
+    return CampaignAccepted(id=campaign_id, status=_existing(store, campaign_id, principal).status,
+                            dispatched=dispatched)
 
 
 @router.get("", operation_id="list_campaigns")
 def list_campaigns(
     store: StoreDep,
+    principal: PrincipalDep,
     status: Annotated[Status | None, Query(description="Only campaigns in this state.")] = None,
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CampaignsPublic:
-    """Newest first."""
+    """Newest first: the principal's own campaigns (an admin's: all)."""
     where = [Campaign.status == status] if status else []
+    if not principal.admin:
+        where.append(Campaign.owner == principal.name)
     with store.session() as session:
         count = session.scalar(select(func.count()).select_from(Campaign).where(*where))
         rows = session.scalars(select(Campaign).where(*where).order_by(Campaign.created_at.desc(), Campaign.id)
@@ -85,52 +108,58 @@ def list_campaigns(
 
 
 @router.get("/{campaign_id}", operation_id="get_campaign", responses=NOT_FOUND)
-def get_campaign(campaign_id: str, store: StoreDep) -> CampaignPublic:
+def get_campaign(campaign_id: str, store: StoreDep, principal: PrincipalDep) -> CampaignPublic:
     """Status, per-stage progress, tokens, cost and ETA."""
-    campaign = _existing(store, campaign_id)
+    campaign = _existing(store, campaign_id, principal)
     return CampaignPublic(**progress(store, campaign_id).model_dump(), created_at=campaign.created_at,
                           config=CampaignConfig.model_validate(campaign.config))
 
 
 @router.post("/{campaign_id}/cancel", operation_id="cancel_campaign", responses=NOT_FOUND)
-def cancel_campaign(campaign_id: str, store: StoreDep) -> CampaignPublic:
+def cancel_campaign(campaign_id: str, store: StoreDep, principal: PrincipalDep) -> CampaignPublic:
     """Stop new work; running items finish and their results are kept."""
-    _existing(store, campaign_id)
+    _existing(store, campaign_id, principal)
     cancel(store, campaign_id)
-    return get_campaign(campaign_id, store)
+    return get_campaign(campaign_id, store, principal)
 
 
 @router.post("/{campaign_id}/resume", operation_id="resume_campaign",
-             responses={**NOT_FOUND, 409: {"model": ErrorPublic, "description": "Already completed."}})
-def resume_campaign(campaign_id: str, store: StoreDep, settings: SettingsDep) -> CampaignPublic:
-    """Continue a cancelled or failed campaign."""
-    if _existing(store, campaign_id).status == "completed":
+             responses={**NOT_FOUND, 409: {"model": ErrorPublic,
+                                           "description": "Completed, or no failed item left to retry."}})
+def resume_campaign(campaign_id: str, store: StoreDep, settings: SettingsDep,
+                    principal: PrincipalDep) -> CampaignPublic:
+    """Continue a cancelled or failed campaign, or retry the failed items of one that is
+    completed_with_failures: they run again and their results flow through the later stages."""
+    if _existing(store, campaign_id, principal).status == "completed":
         raise HTTPException(409, f"campaign {campaign_id} is completed; nothing to resume")
-    resume(store, campaign_id)
+    try:
+        resume(store, campaign_id)
+    except InvalidInputError as error:  # completed meanwhile, or completed_with_failures with nothing to retry
+        raise HTTPException(409, str(error)) from None
     _dispatch(store, settings, campaign_id)
-    return get_campaign(campaign_id, store)
+    return get_campaign(campaign_id, store, principal)
 
 
 @router.get("/{campaign_id}/results", operation_id="get_campaign_results", responses=NOT_FOUND)
 def get_results(
-    campaign_id: str, store: StoreDep,
+    campaign_id: str, store: StoreDep, principal: PrincipalDep,
     skip: Annotated[int, Query(ge=0, le=1_000_000, description="Neurons to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Neurons per page.")] = 20,
 ) -> CampaignResults:
     """Neurons with their contexts, head attributions, explanations, predictions and scores."""
-    _existing(store, campaign_id)
+    _existing(store, campaign_id, principal)
     return campaign_results(store, campaign_id, skip=skip, limit=limit)
 
 
 @router.get("/{campaign_id}/report", operation_id="get_campaign_report", response_class=HTMLResponse,
             responses={**NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "The HTML report."}})
 def get_report(
-    campaign_id: str, store: StoreDep,
+    campaign_id: str, store: StoreDep, principal: PrincipalDep,
     baseline: Annotated[str | None, Query(max_length=64, description="Random-neuron baseline campaign id.")] = None,
 ) -> HTMLResponse:
     """A self-contained HTML report (figures embedded)."""
 
-    _existing(store, campaign_id)
+    _existing(store, campaign_id, principal)
     if baseline is not None:
-        _existing(store, baseline)
+        _existing(store, baseline, principal)
     return HTMLResponse(render_report(store, campaign_id, baseline))

@@ -9,8 +9,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel
 
+from api.access import visible
 from api.broker import broker_reachable
-from api.deps import SettingsDep, StoreDep, require_token
+from api.deps import (
+    RATE_LIMITED,
+    LimiterDep,
+    PrincipalDep,
+    SettingsDep,
+    StoreDep,
+    access_problems,
+    count_submission,
+    refuse,
+    require_token,
+)
 from api.schemas import ErrorPublic
 from services.jobs import create_job
 from services.store.models import JobRow
@@ -37,9 +48,12 @@ class JobPublic(BaseModel):
 
 
 def _submit_route(kind: WorkKind):
-    def submit(body, store: StoreDep, settings: SettingsDep, response: Response) -> JobAccepted:
+    def submit(body, store: StoreDep, settings: SettingsDep, limiter: LimiterDep, principal: PrincipalDep,
+               response: Response) -> JobAccepted:
 
-        job_id = create_job(store, kind.name, body)
+        refuse(access_problems(body.model_dump(), settings))
+        count_submission(limiter, principal)
+        job_id = create_job(store, kind.name, body, owner=principal.name)
         queued = broker_reachable(settings.broker_url) and enqueue_job(store, job_id)
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return JobAccepted(id=job_id, status="queued" if queued else "pending")
@@ -50,18 +64,18 @@ def _submit_route(kind: WorkKind):
 
 for _kind in WORK_KINDS.values():
     router.add_api_route(f"/{_kind.name}", _submit_route(_kind), methods=["POST"], status_code=202,
-                         operation_id=f"submit_{_kind.name}_job", summary=_kind.summary,
+                         operation_id=f"submit_{_kind.name}_job", summary=_kind.summary, responses=RATE_LIMITED,
                          description=f"{_kind.summary} Runs on the {_kind.queue} queue; the job's result "
                          f"is a {_kind.result.__name__}.")
 
 
 @router.get("/{job_id}", operation_id="get_job",
-            responses={404: {"model": ErrorPublic, "description": "No job with this id."}})
-def get_job(job_id: str, store: StoreDep) -> JobPublic:
+            responses={404: {"model": ErrorPublic, "description": "No job with this id that this principal may see."}})
+def get_job(job_id: str, store: StoreDep, principal: PrincipalDep) -> JobPublic:
     """A job's status; once done, its result (the kind's result model as JSON)."""
     with store.session() as session:
         job = session.get(JobRow, job_id)
-        if job is None:
+        if job is None or not visible(job.owner, principal):
             raise HTTPException(404, f"no job with id {job_id!r}")
         return JobPublic(id=job.id, kind=job.kind, status=job.status, request=job.request, result=job.result,
                          error=job.error, created_at=job.created_at, updated_at=job.updated_at)

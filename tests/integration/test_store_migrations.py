@@ -127,3 +127,36 @@ def test_scores_of_a_0002_store_become_zero_shot_and_other_scorers_can_join(any_
     with pytest.raises(IntegrityError), store.engine.begin() as connection:
         connection.execute(insert, {"scorer": "detection"})
     store.dispose()
+
+
+def test_campaigns_and_jobs_of_a_0004_store_have_no_owner_and_only_admins_see_them(any_store_url):
+    """0005 adds an owner to campaigns and jobs: rows stored before it keep NULL, which the
+    API shows to admin principals only."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from services.settings import Settings
+    from services.store import Store
+
+    migrate_to(any_store_url, "0004")
+    old = Store(any_store_url, migrate=False)
+    with old.engine.begin() as connection:
+        connection.execute(text("INSERT INTO campaigns (id, name, status, config, provenance, created_at, "
+                                "updated_at) VALUES ('c', 'n', 'completed', '{\"corpus\": \"hf:a/b\"}', '{}', "
+                                "'2026-01-01', '2026-01-01')"))
+        connection.execute(text("INSERT INTO jobs (id, kind, status, request, created_at, updated_at) "
+                                "VALUES ('j', 'neurons', 'done', '{}', '2026-01-01', '2026-01-01')"))
+    old.dispose()
+
+    store = Store(any_store_url)  # upgrades to head
+    with store.engine.begin() as connection:
+        assert connection.execute(text("SELECT owner FROM campaigns")).all() == [(None,)]
+        assert connection.execute(text("SELECT owner FROM jobs")).all() == [(None,)]
+    settings = Settings(environment="production", api_principals={"alice": "tok-a", "root": "tok-r"},
+                        api_admins=["root"], api_orchestrate=False, results_url=any_store_url)
+    with TestClient(create_app(settings, store)) as client:
+        for token, count, status in (("tok-a", 0, 404), ("tok-r", 1, 200)):
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.get("/v1/campaigns", headers=headers).json()["count"] == count
+            assert client.get("/v1/jobs/j", headers=headers).status_code == status
+    store.dispose()

@@ -15,7 +15,8 @@ def settings(tmp_path):
 
     return Settings(environment="production", api_tokens=[TOKEN], api_orchestrate=False,
                     results_url=f"sqlite:///{tmp_path / 'results.sqlite'}",
-                    broker_url=f"redis://127.0.0.1:{free_port()}/0", api_max_request_bytes=20_000)
+                    broker_url=f"redis://127.0.0.1:{free_port()}/0", api_max_request_bytes=20_000,
+                    corpus_roots=["/data"])
 
 
 @pytest.fixture
