@@ -27,7 +27,7 @@ def api(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     dump_openapi: Annotated[Path | None, typer.Option(help="Write the OpenAPI schema to this file and exit.")] = None,
 ) -> None:
-    """Serve the REST API (needs LOOKUPS_API_TOKENS unless LOOKUPS_ENVIRONMENT=development)."""
+    """Serve the REST API (needs LOOKUPS_API_PRINCIPALS or LOOKUPS_API_TOKENS unless LOOKUPS_ENVIRONMENT=development)."""
     if dump_openapi is not None:
         dump_openapi.write_text(json.dumps(openapi_schema(), indent=2, sort_keys=True) + "\n")
         return
