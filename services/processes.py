@@ -68,7 +68,7 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def stop_all(processes: Iterable[subprocess.Popen], timeout: float = 30,
+def stop_all(processes: Iterable[subprocess.Popen], timeout: float = 30.0,
              sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to every process group at once (SIGTERM lets a worker finish its current task),
     then SIGKILL each group still running ``timeout`` seconds later."""
@@ -85,7 +85,7 @@ def stop_all(processes: Iterable[subprocess.Popen], timeout: float = 30,
             process.wait()
 
 
-def stop(process: subprocess.Popen, timeout: float = 30, sig: int = signal.SIGTERM) -> int:
+def stop(process: subprocess.Popen, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int:
     """Stop one process group as ``stop_all`` does; its exit status."""
     stop_all([process], timeout, sig)
     return process.returncode
@@ -113,7 +113,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 15) -> subprocess.Popen:
+    def start(self, timeout: float = 15.0) -> subprocess.Popen:
         """Start redis-server; return its process once it accepts connections."""
         if shutil.which("redis-server") is None:
             raise StartError("redis-server is not installed (apt-get install redis-server)")
@@ -131,7 +131,7 @@ class RedisServer:
             time.sleep(0.05)
         raise StartError(f"redis-server did not start on 127.0.0.1:{self.port}; see its log")
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         if self.process is not None:
             stop(self.process, timeout)
 
