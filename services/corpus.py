@@ -53,7 +53,7 @@ class CorpusSelection(BaseModel):
 
 def split_documents(
     corpus: Corpus,
-    split: Split,
+    split: Split | str,  # callers pass user input; anything but a Split is an InvalidInputError
     *,
     test_fraction: float = 0.2,
     test_from_id: str | None = None,

@@ -12,6 +12,38 @@ from pathlib import Path
 
 import pytest
 
+
+def _check_shapes_at_runtime() -> None:
+    """Every test checks the jaxtyping shape annotations (and all other annotations) of
+    ``services`` at runtime: jaxtyping's import hook decorates each function and dataclass in
+    services with ``@jaxtyped(typechecker=beartype)``. It has to be installed before anything
+    imports services, which this file, the first conftest pytest loads, is.
+
+    services imports ``Float``/``Int``/``Bool`` and torch's ``Tensor`` only under TYPE_CHECKING
+    (importing services must not import torch), and an annotation jaxtyping cannot resolve when
+    the function is defined is checked as ``Any``. So the tests make those four names builtins,
+    where annotations resolve them. Code using them at runtime would pass here and fail in
+    production; ruff's TC004 (pyproject.toml) refuses such code.
+    """
+    import builtins
+    import sys
+
+    import jaxtyping
+    import torch
+
+    if getattr(builtins, "Tensor", None) is torch.Tensor:
+        return  # this file runs twice: as pytest's conftest and as tests.conftest
+    imported = sorted(name for name in sys.modules if name.split(".")[0] == "services")
+    if imported:
+        raise RuntimeError(f"services imported before the shape-check hook: {imported}")
+    for name in ("Float", "Int", "Bool"):
+        setattr(builtins, name, getattr(jaxtyping, name))
+    builtins.Tensor = torch.Tensor
+    jaxtyping.install_import_hook(["services"], "beartype.beartype")
+
+
+_check_shapes_at_runtime()
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "corpora" / "openwebtext-1k.jsonl.gz"
 INTEGRATION = Path(__file__).resolve().parent / "integration"
