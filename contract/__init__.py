@@ -13,7 +13,13 @@ one or more hooks with ``@hookimpl``; each hook gets a ``register`` callback:
 Services depend on this module too; it depends on nothing else in the repository.
 """
 
-from contract.backend import Backend, BackendDefaults, completion_from_message, first_token_logprobs
+from contract.backend import (
+    Backend,
+    BackendDefaults,
+    completion_from_message,
+    first_token_logprobs,
+    retry_after_seconds,
+)
 from contract.corpus import CorpusSource, Document
 from contract.errors import (
     BackendError,
@@ -62,7 +68,7 @@ __all__ = [
     "CorpusSource", "Document",
     # LLM backends
     "Backend", "BackendDefaults", "CallRecord", "Completion", "LLMRequest",
-    "completion_from_message", "first_token_logprobs",
+    "completion_from_message", "first_token_logprobs", "retry_after_seconds",
     # prompt templates
     "PromptTemplate", "template_from_file",
     # explainer strategies

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +43,10 @@ class Backend:
     json_mode: ClassVar[bool] = False
     max_context: ClassVar[int | None] = None  # None: depends on the model
     default_model: ClassVar[str] = ""
+    # Options that change how a request travels, never what it answers: left out of
+    # ``answer_options`` and so of the LLM cache key. A backend with other such options extends it.
+    transport_options: ClassVar[frozenset[str]] = frozenset(
+        {"base_url", "timeout", "max_concurrency", "n_threads", "reuse_prefix", "n_ctx"})
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -62,6 +68,13 @@ class Backend:
         """Where requests go, when it matters for caching (same model on two servers)."""
         return None
 
+    def answer_options(self) -> dict[str, Any]:
+        """The options that shape an answer (temperature, a seed, ...), as JSON-able values: part
+        of the LLM cache key, so answers sampled one way are never served for a request made
+        another way. Default: every validated option except ``transport_options``."""
+        return {name: value for name, value in self.options.model_dump(mode="json").items()
+                if name not in self.transport_options}
+
     def api_key(self) -> str | None:
         if not self.needs_key:
             return None
@@ -80,13 +93,12 @@ class Backend:
         return False
 
     def retry_after(self, error: BaseException) -> float | None:
-        """Seconds the server asked us to wait (``Retry-After``), if it said."""
+        """Seconds the server asked us to wait, if it said: ``retry-after-ms`` (milliseconds, as
+        OpenAI sends it), else ``Retry-After`` in seconds or as an HTTP date. A date in the past
+        or a negative value is 0; an unreadable value is as if not sent."""
         response = getattr(error, "response", None)
-        value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
+        headers = getattr(response, "headers", None) if response is not None else None
+        return retry_after_seconds(headers) if headers is not None else None
 
     def complete(self, prompt: str, max_tokens: int, logprobs: bool) -> Completion:
         from langchain_core.messages import HumanMessage
@@ -95,6 +107,40 @@ class Backend:
             [HumanMessage(content=prompt)]
         )
         return completion_from_message(message)
+
+
+def retry_after_seconds(headers: Any, now: datetime | None = None) -> float | None:
+    """The wait asked for by HTTP response headers (case-insensitive: ``httpx.Headers`` or a
+    plain mapping); see ``Backend.retry_after``."""
+    milliseconds = _seconds(_header(headers, "retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    value = _header(headers, "retry-after")
+    seconds = _seconds(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None and hasattr(headers, "items"):  # a plain dict: match names case-insensitively
+        value = next((v for k, v in headers.items() if str(k).lower() == name), None)
+    return None if value is None else str(value).strip()
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
 
 
 def completion_from_message(message: AIMessage) -> Completion:

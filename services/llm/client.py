@@ -3,12 +3,16 @@
 Order per request: response cache → budget check → retries with exponential backoff and jitter
 (honouring ``Retry-After``) under the backend's concurrency limit → cache write → ledger row.
 Every request, hit, success or failure, leaves one ledger row.
+
+The cache key is everything that shapes an answer: backend, model, endpoint, the backend's
+answer options (temperature, ...), prompt, max_tokens and whether logprobs are asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -29,6 +33,8 @@ from services.llm.schemas import CostEstimate, LLMResponse
 from services.llm.store import LLMStore, default_url
 from services.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 
 class LLMClient:
     def __init__(self, backend, settings: Settings | None = None, store: LLMStore | None = None,
@@ -44,7 +50,8 @@ class LLMClient:
 
     def cache_key(self, request: LLMRequest) -> str:
         identity = {"backend": self.backend.name, "model": self.backend.model,
-                    "endpoint": self.backend.endpoint, "prompt": request.prompt,
+                    "endpoint": self.backend.endpoint, "options": self.backend.answer_options(),
+                    "prompt": request.prompt,
                     "max_tokens": request.max_tokens,
                     "logprobs": request.logprobs and self.backend.supports_logprobs}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -113,8 +120,15 @@ class LLMClient:
             asked = self.backend.retry_after(state.outcome.exception()) or 0.0
             return min(max(backoff(state), asked), max(self.settings.llm_retry_max_s, asked))
 
+        def before_sleep(state) -> None:
+            error = state.outcome.exception()
+            log.info("%s (%s): attempt %d failed with %s; retrying in %.3f s", self.backend.name,
+                     self.backend.model, state.attempt_number, type(error).__name__,
+                     state.next_action.sleep)
+
         return Retrying(stop=stop_after_attempt(self.settings.llm_max_attempts), wait=wait,
-                        retry=retry_if_exception(self.backend.is_transient), reraise=True)
+                        retry=retry_if_exception(self.backend.is_transient), reraise=True,
+                        before_sleep=before_sleep)
 
     def _complete(self, request: LLMRequest) -> Completion:
         with self._slots:

@@ -13,7 +13,7 @@ SURFACE = {
     "CorpusSource", "Document",
     # LLM backends
     "Backend", "BackendDefaults", "CallRecord", "Completion", "LLMRequest", "completion_from_message",
-    "first_token_logprobs",
+    "first_token_logprobs", "retry_after_seconds",
     # prompt templates
     "PromptTemplate", "template_from_file",
     # explainer strategies

@@ -1,16 +1,28 @@
 """A real HTTP server on 127.0.0.1 speaking OpenAI's chat-completions API, with scripted faults.
 
 ``faults`` is consumed one per request in arrival order before answering normally:
-``("status", code, headers, body)``, ``("sleep", seconds)`` (then answer), ``("close",)``.
-``respond(prompt) -> str`` picks the answer text; ``refuse(prompt)`` may return a
-``("status", ...)`` fault for that prompt (every time it is sent); ``logprobs`` (token →
-probability) is sent back as first-token top logprobs when the client asks for them.
+
+- ``("status", code, headers, body)``: that status, headers and JSON body (see ``error``);
+- ``("sleep", seconds)``: wait, then answer normally;
+- ``("close",)``: close the connection without answering;
+- ``("hang", seconds)``: read the request, send nothing for ``seconds``, then close;
+- ``("garbage",)``: 200 with a body that is not JSON;
+- ``("empty",)``: 200 with an empty body;
+- ``("truncated",)``: 200 with a normal completion's JSON cut in half (Content-Length matching);
+- ``("text", content)``: a well-formed completion whose content is ``content`` (nonsense, say),
+  its first-token logprobs naming neither Yes nor No.
+
+``respond(prompt) -> str`` picks the answer text; ``refuse(prompt)`` may return any fault for
+that prompt (every time it is sent); ``logprobs`` (token → probability) is sent back as
+first-token top logprobs when the client asks for them. Each entry of ``requests`` records the
+fault it was served (``None``: answered normally).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 import time
 from collections import deque
@@ -36,20 +48,41 @@ class FakeOpenAI:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["messages"][-1]["content"]
+                entry = {"path": self.path, "body": body,
+                         "headers": {k.lower(): v for k, v in self.headers.items()}}
                 with fake.lock:
-                    fake.requests.append({"path": self.path, "body": body,
-                                          "headers": {k.lower(): v for k, v in self.headers.items()}})
-                    fault = fake.faults.popleft() if fake.faults else fake.refuse(body["messages"][-1]["content"])
-                if fault and fault[0] == "status":
+                    fake.requests.append(entry)
+                    fault = fake.faults.popleft() if fake.faults else fake.refuse(prompt)
+                    entry["fault"] = fault
+                kind = fault[0] if fault else None
+                if kind == "status":
                     _, code, headers, payload = fault
                     return self._send(code, payload, headers)
-                if fault and fault[0] == "sleep":
+                if kind in ("close", "hang"):
+                    if kind == "hang":
+                        time.sleep(fault[1])
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return None
+                if kind == "garbage":
+                    return self._send(200, b"<html>\x00\xff not JSON at all {{{")
+                if kind == "empty":
+                    return self._send(200, b"")
+                if kind == "truncated":
+                    data = json.dumps(fake.completion(body, fake.respond(prompt))).encode()
+                    return self._send(200, data[: len(data) // 2])
+                if kind == "text":
+                    return self._send(200, fake.completion(body, fault[1], logprobs={"Ban": 0.6, "The": 0.4}))
+                if kind == "sleep":
                     time.sleep(fault[1])
-                prompt = body["messages"][-1]["content"]
                 self._send(200, fake.completion(body, fake.respond(prompt)))
 
-            def _send(self, code: int, payload: dict, headers: dict | None = None):
-                data = json.dumps(payload).encode()
+            def _send(self, code: int, payload: dict | bytes, headers: dict | None = None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(code)
                     for key, value in (headers or {}).items():
@@ -69,12 +102,13 @@ class FakeOpenAI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def completion(self, body: dict, text: str) -> dict:
+    def completion(self, body: dict, text: str, logprobs: dict[str, float] | None = None) -> dict:
         prompt_tokens = len(body["messages"][-1]["content"].split())
         choice = {"index": 0, "finish_reason": "stop",
                   "message": {"role": "assistant", "content": text}}
         if body.get("logprobs"):
-            top = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in self.logprobs.items()]
+            top = [{"token": t, "logprob": math.log(p), "bytes": None}
+                   for t, p in (logprobs or self.logprobs).items()]
             choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
         return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
                 "model": body["model"], "choices": [choice],
@@ -92,3 +126,8 @@ class FakeOpenAI:
 
 def error(code: int, message: str = "fault", headers: dict | None = None) -> tuple:
     return ("status", code, headers or {}, {"error": {"message": message, "type": "fault", "code": None}})
+
+
+def rate_limited(**headers: str) -> tuple:
+    """A 429 with these headers, ``_`` in a name written ``-``: ``rate_limited(retry_after_ms="250")``."""
+    return error(429, "rate limited", {name.replace("_", "-"): value for name, value in headers.items()})
