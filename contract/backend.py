@@ -43,6 +43,8 @@ class Backend:
     json_mode: ClassVar[bool] = False
     max_context: ClassVar[int | None] = None  # None: depends on the model
     default_model: ClassVar[str] = ""
+    # Runs on this machine: no per-token price, so a budget has nothing to cap and needs none.
+    local: ClassVar[bool] = False
     # Options that change how a request travels, never what it answers: left out of
     # ``answer_options`` and so of the LLM cache key. A backend with other such options extends it.
     transport_options: ClassVar[frozenset[str]] = frozenset(

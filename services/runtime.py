@@ -43,13 +43,17 @@ class Runtime:
         return CorpusInfo(spec=selection.corpus, split=selection.split, n_documents=len(documents),
                           fingerprint=_corpus(selection.corpus).fingerprint(documents))
 
-    def llm(self, spec: str, budget_usd: float | None):
-        """An LLM client over a per-process backend (a local model loads once)."""
+    def llm(self, spec: str, budget_usd: float | None, prices: dict[str, tuple[float, float]] | None = None):
+        """An LLM client over a per-process backend (a local model loads once); ``prices`` add to
+        the settings' price table (USD per million input, output tokens)."""
 
         with self._lock:
             if spec not in self._backends:
                 self._backends[spec] = create_backend(spec)
-        return LLMClient(self._backends[spec], settings=self.settings, budget_usd=budget_usd)
+        settings = self.settings
+        if prices:
+            settings = settings.model_copy(update={"llm_prices": {**settings.llm_prices, **prices}})
+        return LLMClient(self._backends[spec], settings=settings, budget_usd=budget_usd)
 
 
 @cache

@@ -45,6 +45,9 @@ HeadStr = Annotated[str, Field(pattern=r"^\d+\.\d+$", examples=["20.3"])]
 ModelName = Annotated[str, Field(min_length=1, max_length=500, description="Packaged name, local checkpoint "
                                  "directory or hub name.")]
 Spec = Annotated[str, Field(min_length=1, max_length=500)]
+# USD per million (input, output) tokens, by model name.
+Prices = dict[Annotated[str, Field(min_length=1, max_length=200)], tuple[Annotated[float, Field(ge=0)],
+                                                                        Annotated[float, Field(ge=0)]]]
 
 
 class _Work(BaseModel):
@@ -137,6 +140,7 @@ class ExplainWork(_Work):
     strategy: str = Field(default="oneshot", min_length=1, max_length=100)
     request: ExplainRequest
     budget_usd: float | None = Field(default=None, gt=0, description="Refuse calls that could cost more.")
+    llm_prices: Prices = Field(default_factory=dict, description="Prices of models the settings do not price.")
 
 
 class ClassifyWork(_Work):
@@ -145,6 +149,7 @@ class ClassifyWork(_Work):
     scorer: str = Field(default="zero-shot", min_length=1, max_length=100)
     request: ClassifyRequest
     budget_usd: float | None = Field(default=None, gt=0, description="Refuse calls that could cost more.")
+    llm_prices: Prices = Field(default_factory=dict, description="Prices of models the settings do not price.")
 
 
 # ---------------------------------------------------------------- compute functions
@@ -207,12 +212,12 @@ def ablate(runtime: Runtime, work: AblateWork) -> HeadAblation:
 
 
 def explain_head(runtime: Runtime, work: ExplainWork) -> Explanation:
-    client = runtime.llm(work.backend, work.budget_usd)
+    client = runtime.llm(work.backend, work.budget_usd, work.llm_prices)
     return explain(client, get_strategy(work.strategy), get_template(work.template), [work.request])[0]
 
 
 def classify_prompts(runtime: Runtime, work: ClassifyWork) -> HeadClassification:
-    client = runtime.llm(work.backend, work.budget_usd)
+    client = runtime.llm(work.backend, work.budget_usd, work.llm_prices)
     return classify(client, get_scorer(work.scorer), get_template(work.template), work.request)
 
 

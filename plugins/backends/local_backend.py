@@ -173,6 +173,7 @@ class LocalBackend(Backend):
                    "or qwen2.5-coder-1.5b, or a GGUF path")
     supports_logprobs = True
     max_context = 8192
+    local = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from contract import InvalidInputError
 from services.corpus import CorpusSelection
-from services.llm.registry import get_scorer, get_strategy
+from services.llm.cost import price_hint
+from services.llm.registry import get_scorer, get_strategy, unpriced_model
 from services.schemas import NeuronRef
+from services.settings import get_settings
 
 
 class CampaignConfig(BaseModel):
@@ -52,6 +54,9 @@ class CampaignConfig(BaseModel):
     scorers: list[str] = Field(default=["zero-shot"], min_length=1,
                                description="Scorers (lookups scorers); the first is the headline score.")
     budget_usd: float | None = Field(default=None, gt=0.0)
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="USD per million input, output tokens of models the settings' "
+        "price table lacks (LOOKUPS_LLM_PRICES); a budget needs a price for every remote model.")
     ablation: bool = True
 
     @model_validator(mode="after")
@@ -66,6 +71,13 @@ class CampaignConfig(BaseModel):
         if len(set(self.scorers)) < len(self.scorers):
             raise ValueError(f"scorers must not repeat: {self.scorers}")
         get_strategy(self.explainer_strategy)
+        if self.budget_usd is not None:
+            prices = {**get_settings().llm_prices, **self.llm_prices}
+            for role, spec in (("explainer", self.explainer), ("classifier", self.classifier)):
+                model = unpriced_model(spec, prices)
+                if model is not None:
+                    raise ValueError(f"{role} model {model!r} has no price, so the budget cannot cap its "
+                                     f"spending; {price_hint(model)}")
         for scorer in self.scorers:
             get_scorer(scorer)
         return self

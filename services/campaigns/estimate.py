@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from contract import ClassifyRequest, ExplainRequest, HeadExample, LLMRequest, SourceRead, TestPrompt
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import get_campaign
+from services.campaigns.progress import FINISHED, get_campaign
 from services.campaigns.records import campaign_heads, explain_request_for
 from services.campaigns.stages import STAGE_BY_NAME, STAGES
 from services.campaigns.stages.classify import classify_request_for
@@ -98,7 +98,7 @@ def _past(store, campaign_id: str, stage: str) -> bool:
     names = [s.name for s in STAGES]
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        return campaign.status == "completed" or (
+        return campaign.status in FINISHED or (
             campaign.stage is not None and names.index(campaign.stage) > names.index(stage))
 
 
@@ -152,8 +152,8 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
     if loop_judge:
         assumptions.append(f"{config.explainer_strategy}: all {config.agent_rounds} rounds run, each "
                            "proposal the size of the first")
-    explain = runtime.llm(config.explainer, None).estimate(proposals)
-    classify = runtime.llm(config.classifier, None).estimate(classify_requests + loop_judge)
+    explain = runtime.llm(config.explainer, None, config.llm_prices).estimate(proposals)
+    classify = runtime.llm(config.classifier, None, config.llm_prices).estimate(classify_requests + loop_judge)
     return CampaignEstimate(exact=not assumptions, assumptions=assumptions, explain=explain,
                             classify=classify, calls=explain.calls + classify.calls,
                             usd=explain.usd + classify.usd)

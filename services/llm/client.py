@@ -25,10 +25,11 @@ from contract import (
     BudgetExceededError,
     CallRecord,
     Completion,
+    InvalidInputError,
     LLMRequest,
     redact,
 )
-from services.llm.cost import cost_usd, estimate_tokens, price
+from services.llm.cost import cost_usd, estimate_tokens, price, price_hint
 from services.llm.schemas import CostEstimate, LLMResponse
 from services.llm.store import LLMStore, default_url
 from services.settings import Settings, get_settings
@@ -43,6 +44,9 @@ class LLMClient:
         self.settings = settings or get_settings()
         self.store = store or LLMStore(default_url(self.settings))
         self.budget_usd = budget_usd
+        if budget_usd is not None and not backend.local and price(self.settings, backend.model) is None:
+            raise InvalidInputError(f"model {backend.model!r} has no price, so a budget cannot cap its "
+                                    f"spending; {price_hint(backend.model)}")
         self.spent_usd = 0.0
         self._reserved_usd = 0.0
         self._budget_lock = threading.Lock()

@@ -8,6 +8,11 @@ def price(settings: Settings, model: str) -> tuple[float, float] | None:
     return settings.llm_prices.get(model)
 
 
+def price_hint(model: str) -> str:
+    return (f"give its price in USD per million input and output tokens: --price '{model}=IN,OUT', "
+            f"llm_prices in the campaign config, or LOOKUPS_LLM_PRICES='{{\"{model}\": [IN, OUT]}}'")
+
+
 def cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: int) -> float:
     per_million = price(settings, model)
     if per_million is None:

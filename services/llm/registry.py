@@ -87,6 +87,16 @@ def create_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     return classes[name][0](target, options, defaults)
 
 
+def unpriced_model(spec: str, prices: dict[str, tuple[float, float]]) -> str | None:
+    """The model a backend spec calls when it costs money per token and ``prices`` has no price
+    for it (a budget could not cap it); None when it is priced or runs locally."""
+    name = spec.strip().partition(":")[0]
+    if name in backend_classes() and backend_classes()[name][0].local:
+        return None
+    model = create_backend(spec).model
+    return None if model in prices else model
+
+
 def templates() -> dict[str, tuple[Any, str]]:
     return {t.name: (t, package) for t, package in _collect("register_templates")}
 

@@ -65,6 +65,16 @@ def _head_of(item_key: str) -> str:
     return "/".join(item_key.split("/")[:2])
 
 
+def absorbed(session: Session, campaign_id: str) -> set[int]:
+    """Failed round items of heads whose loop went on to ``final``: final keeps the best round
+    so far and says why the loop stopped, so trying the round again would change nothing."""
+    rows = session.execute(select(WorkItem.id, WorkItem.key, WorkItem.status).where(
+        WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent")).all()
+    finals = {_head_of(key) for _, key, _ in rows if key.endswith("/final")}
+    return {item_id for item_id, key, status in rows
+            if status == "failed" and not key.endswith("/final") and _head_of(key) in finals}
+
+
 def plan(session: Session, campaign: Campaign) -> list[str]:
     """Each unexplained head's next item (none for a strategy that is not closed-loop); a head
     with a failed item goes to ``final``. Reads the campaign's items and rounds once."""
@@ -128,7 +138,7 @@ def _evaluate(runtime: Runtime, store: Store, item: StageItem, request, round_: 
 
     config = item.config
     examples = [TestPrompt(text=e.text, active=e.active) for e in request.examples]
-    judge = runtime.llm(config.classifier, remaining_budget(store, item))
+    judge = runtime.llm(config.classifier, remaining_budget(store, item), config.llm_prices)
     judged = classify(judge, get_scorer("detection"), get_template(config.classifier_template),
                       ClassifyRequest(token=request.token, explanation=round_.explanation, prompts=examples))
     correct = sum(r.answer != "unparseable" and (r.answer == "yes") == r.active for r in judged.results)
@@ -160,7 +170,8 @@ def _propose(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
     else:
         evaluated = _evaluate(runtime, store, item, request, rounds[index - 1])
         llm_request = strategy.revision(template, request, evaluated)
-    response = runtime.llm(item.config.explainer, remaining_budget(store, item)).call(llm_request)
+    response = runtime.llm(item.config.explainer, remaining_budget(store, item),
+                           item.config.llm_prices).call(llm_request)
     explanation, probes = strategy.parse(response.completion.text, request.token)
     new = AgentRound(round=index, explanation=explanation, probes=probes, raw=response.completion.text,
                      call=response.record)

@@ -75,7 +75,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config.seed)
     result = classify_prompts(runtime, ClassifyWork(
         backend=config.classifier, template=config.classifier_template, scorer=scorer, request=request,
-        budget_usd=remaining_budget(store, item)))
+        budget_usd=remaining_budget(store, item), llm_prices=config.llm_prices))
 
     def write(session: Session) -> None:
         session.add(ClassificationRow(

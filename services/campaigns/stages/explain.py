@@ -34,7 +34,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         head_id, request = head.id, explain_request_for(session, item.campaign_id, head)
     explanation = explain_head(runtime, ExplainWork(
         backend=config.explainer, template=config.explainer_template, strategy=config.explainer_strategy,
-        request=request, budget_usd=remaining_budget(store, item)))
+        request=request, budget_usd=remaining_budget(store, item), llm_prices=config.llm_prices))
 
     def write(session: Session) -> None:
         session.add(ExplanationRow(
