@@ -76,6 +76,7 @@ def stored(store: Store, campaign_id: str):
     return heads, rounds, explanations, items
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_the_loop_measures_probes_revises_and_keeps_the_best_round(store, config, runtime, fake_llm):
     campaign_id = create_campaign(store, config)
     final = run_in_process(store, campaign_id, runtime)
@@ -113,6 +114,7 @@ def test_the_loop_measures_probes_revises_and_keeps_the_best_round(store, config
         assert session.scalar(select(ScoreRow.id).where(ScoreRow.campaign_id == campaign_id)) is not None
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_rounds_and_probes_reach_the_results_and_the_report(store, config, runtime):
     from services.campaigns.results import campaign_results
     from services.report import render_report
@@ -127,6 +129,7 @@ def test_rounds_and_probes_reach_the_results_and_the_report(store, config, runti
     assert "rejected: it tokenizes to nothing" in html and "The first item of the list is the" in html
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_the_agent_never_sees_the_held_out_test_prompts(store, config, runtime, fake_llm):
     campaign_id = create_campaign(store, config)
     run_in_process(store, campaign_id, runtime)
@@ -140,6 +143,7 @@ def test_the_agent_never_sees_the_held_out_test_prompts(store, config, runtime, 
     assert not any(t in prompt for t in held_out for prompt in agent_prompts)
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_a_failed_round_ends_the_loop_with_the_best_round_so_far(store, config, runtime, fake_llm):
     """A refused revision (as a spent budget would) fails that item; final keeps round 0."""
     fake_llm.refuse = lambda prompt: error(400, "revision refused") if "Your explanation in round" in prompt else None

@@ -44,6 +44,7 @@ def rows_in(store, table, campaign_id) -> int:
 
 
 @pytest.mark.parametrize("fmt, builder", [("jsonl", "json"), ("parquet", "parquet")])
+@pytest.mark.slow  # reads a campaign run to the end in-process
 def test_every_table_reads_back_with_datasets_and_joins_on_its_keys(finished, tmp_path, fmt, builder):
     from datasets import load_dataset
 
@@ -69,6 +70,7 @@ def test_every_table_reads_back_with_datasets_and_joins_on_its_keys(finished, tm
     assert json.loads(tables["campaign"][0]["config"])["scorers"] == ["zero-shot", "detection"]
 
 
+@pytest.mark.slow  # reads a campaign run to the end in-process
 def test_the_cli_exports_the_latest_campaign(finished, tmp_path):
     store, campaign_id = finished
     env = {**os.environ, "LOOKUPS_RESULTS_URL": store.url}
@@ -79,6 +81,7 @@ def test_the_cli_exports_the_latest_campaign(finished, tmp_path):
     assert first["campaign_id"] == campaign_id
 
 
+@pytest.mark.slow  # reads a campaign run to the end in-process
 def test_an_unknown_format_is_a_usage_error(finished, tmp_path):
     store, _ = finished
     env = {**os.environ, "LOOKUPS_RESULTS_URL": store.url}

@@ -97,6 +97,7 @@ def runtime(tmp_path_factory) -> Runtime:
                             item_max_attempts=2, item_retry_initial_s=0.01, item_retry_max_s=0.05))
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_a_server_turning_bad_mid_campaign_yields_failures_and_unparseables_never_scores(
         store: Store, runtime: Runtime, tiny_gpt2_dir, corpus_path, tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKUPS_LLM_TIMEOUT_S", str(TIMEOUT_S))  # backends read it when created
