@@ -99,6 +99,7 @@ def test_a_running_item_is_taken_over_only_on_redelivery(store, config, runtime)
     assert count(store, NeuronRow, campaign_id) == 2
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_cancel_stops_new_work_and_resume_continues(store, config, runtime):
     campaign_id = create_campaign(store, config)
     (neurons,) = advance(store, campaign_id)
@@ -119,6 +120,7 @@ def test_cancel_stops_new_work_and_resume_continues(store, config, runtime):
     assert final.input_tokens > 0
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
 def test_a_failed_item_is_recorded_and_the_stage_goes_on(store, config, runtime, fake_llm):
     fake_llm.faults.append(error(400, "this prompt is refused"))  # the first explain call only
     campaign_id = create_campaign(store, config)
