@@ -4,6 +4,7 @@ workers only carry job ids."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
@@ -13,7 +14,10 @@ from sqlalchemy import select, update
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import JobRow, utcnow
+from services.transient import describe, is_transient
 from services.work import WORK_KINDS
+
+log = logging.getLogger(__name__)
 
 
 def create_job(store: Store, kind: str, request: BaseModel, owner: str | None = None) -> str:
@@ -47,8 +51,13 @@ def jobs_to_send(store: Store, stale_after: timedelta) -> list[str]:
                                     .order_by(JobRow.created_at)))
 
 
-def run_job(store: Store, runtime: Runtime, job_id: str) -> str:
-    """Run a job once: a finished job is not run again (a redelivered message is harmless)."""
+def run_job(store: Store, runtime: Runtime, job_id: str, *, retry_transient: bool = False) -> str:
+    """Run a job once: a finished job is not run again (a redelivered message is harmless).
+
+    With ``retry_transient``, a transient error (``services.transient``) puts the job back to
+    queued and propagates, so the worker tries it again later; without it (the last try), or for
+    any other error, the job is failed with the error's message.
+    """
     with store.session() as session:
         job = session.get(JobRow, job_id)
         if job is None or job.status in ("done", "failed"):
@@ -59,9 +68,17 @@ def run_job(store: Store, runtime: Runtime, job_id: str) -> str:
     try:
         result = kind.compute(runtime, request)
     except Exception as error:
+        transient = is_transient(error)
+        if transient and retry_transient:
+            log.warning("job %s: %s; it will be tried again", job_id, describe(error))
+            with store.session() as session:
+                session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == "running")
+                                .values(status="queued"))
+            raise
+        note = " (a transient error, still there at the last try)" if transient else ""
         with store.session() as session:
             job = session.get_one(JobRow, job_id)
-            job.status, job.error = "failed", f"{type(error).__name__}: {error}"[:4000]
+            job.status, job.error = "failed", (describe(error) + note)[:4000]
         return "failed"
     with store.session() as session:
         job = session.get_one(JobRow, job_id)

@@ -6,27 +6,34 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from contract import BackendUnavailableError
 from services.jobs import job_queue, jobs_to_send, mark_job_queued, run_job
 from services.settings import get_settings
 from services.store import Store
 from workers.app import app
-from workers.tasks import worker_state
+from workers.tasks import last_try, retry_if_transient, worker_state
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="lookups.gpu.job")
-def run_gpu_job(job_id: str) -> str:
-    store, runtime = worker_state()
-    return run_job(store, runtime, job_id)
+def _run(task, job_id: str) -> str:
+    """A transient error is retried like a work item's (``workers.tasks``); the last try fails
+    the job."""
+    try:
+        store, runtime = worker_state()
+        return run_job(store, runtime, job_id, retry_transient=not last_try(task))
+    except Exception as error:
+        retry_if_transient(task, error)
+        raise
 
 
-@app.task(name="lookups.llm.job", autoretry_for=(BackendUnavailableError,), retry_backoff=True,
-          retry_backoff_max=300, retry_jitter=True, max_retries=5)
-def run_llm_job(job_id: str) -> str:
-    store, runtime = worker_state()
-    return run_job(store, runtime, job_id)
+@app.task(name="lookups.gpu.job", bind=True)
+def run_gpu_job(self, job_id: str) -> str:
+    return _run(self, job_id)
+
+
+@app.task(name="lookups.llm.job", bind=True)
+def run_llm_job(self, job_id: str) -> str:
+    return _run(self, job_id)
 
 
 def enqueue_job(store: Store, job_id: str) -> bool:

@@ -49,12 +49,15 @@ def submit(
 @campaign_app.command()
 def status(campaign_id: IdArg,
            as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Status, per-stage progress, tokens, cost and ETA."""
+    """Status, per-stage progress, tokens, cost and ETA, and the failed items with how to retry
+    them."""
     state = _client().status(campaign_id)
     if as_json:
         print_json(state)
     else:
         Console().print(local.progress_table(state))
+        for line in local.failure_lines(state, "lookups campaign resume"):
+            Console().print(line, markup=False, highlight=False)
 
 
 @campaign_app.command()
@@ -73,7 +76,8 @@ def cancel(campaign_id: IdArg) -> None:
 
 @campaign_app.command()
 def resume(campaign_id: IdArg) -> None:
-    """Continue a cancelled or failed campaign."""
+    """Continue a cancelled or failed campaign, or retry the failed items of one completed with
+    failures."""
     typer.echo(_client().resume(campaign_id).status)
 
 

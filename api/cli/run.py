@@ -15,6 +15,7 @@ from services.campaigns.config import CampaignConfig, load_config, parse_config
 from services.campaigns.estimate import estimate_campaign
 from services.campaigns.execute import run_in_process
 from services.campaigns.progress import (
+    SHOWN_FAILURES,
     create_campaign,
     get_campaign,
     progress,
@@ -29,6 +30,7 @@ from services.settings import get_settings
 from services.store import Store
 
 console = Console(stderr=True, soft_wrap=True)  # ids and paths stay on one line
+EXIT_WITH_FAILURES = 3  # `lookups run`: every stage ran, but some items failed
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Campaign config (.toml or .json); flags override it.")]
 NameOpt = Annotated[str | None, typer.Option(help="Campaign name.")]
@@ -96,6 +98,17 @@ def progress_table(state) -> Table:
     return table
 
 
+def failure_lines(state, resume: str) -> list[str]:
+    """The failed items whose results are missing (those a resume retries), and how to resume."""
+    if not state.failures:
+        return []
+    more = " (the first few; the table counts them all)" if len(state.failures) >= SHOWN_FAILURES else ""
+    lines = [f"failed items{more}:"]
+    lines += [f"  {f.stage} {f.key} (item {f.id}, {f.attempts} attempt(s)): {f.error}" for f in state.failures]
+    lines.append(f"retry them with: {resume} {state.id}")
+    return lines
+
+
 def run(
     config: ConfigOpt = None, name: NameOpt = None, model: ModelOpt = None, corpus: CorpusOpt = None,
     neurons: NeuronsOpt = None, layers: LayersOpt = None, per_layer: PerLayerOpt = None,
@@ -105,10 +118,12 @@ def run(
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
     strategy: StrategyOpt = None, scorer: ScorersOpt = None, budget: BudgetOpt = None,
     ablation: AblationOpt = None,
-    resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel).")] = None,
+    resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel; or retry the failed items of one completed with failures).")] = None,
 ) -> None:
     """Run a whole campaign in this process (no Redis), with live progress; Ctrl-C stops it
-    cleanly and ``lookups run --resume ID`` continues where it stopped."""
+    cleanly and ``lookups run --resume ID`` continues where it stopped, or retries the failed
+    items of a finished campaign. Exit status: 0 completed, 3 completed with failures (some
+    items failed: they are listed), 1 failed, 130 interrupted."""
     from rich.live import Live
 
     settings = get_settings()
@@ -135,15 +150,24 @@ def run(
     except KeyboardInterrupt:
         console.print(f"\ninterrupted; the store is consistent. Continue with: lookups run --resume {campaign_id}")
         raise typer.Exit(130) from None
+    failures = failure_lines(state, "lookups run --resume")
     if state.status == "failed":
         console.print(f"[red]campaign failed:[/] {state.error}")
+        for line in failures:
+            console.print(line, markup=False, highlight=False)
         raise typer.Exit(1)
 
     console.print()
     for line in headline_lines(campaign_headline(store, campaign_id)):
         console.print(line, markup=False, highlight=False)
+    if state.status == "completed_with_failures":
+        console.print("[yellow]completed with failures:[/] the results of the failed items are missing")
+        for line in failures:
+            console.print(line, markup=False, highlight=False)
     console.print(f"done. Report: lookups report {campaign_id} -o report.html")
     typer.echo(campaign_id)
+    if state.status == "completed_with_failures":
+        raise typer.Exit(EXIT_WITH_FAILURES)
 
 
 def _interval(ci) -> str:

@@ -1,8 +1,10 @@
-"""Run one work item: claim it, compute it, store its result, or record why it failed."""
+"""Run one work item: claim it, compute it, store its result, or record why it failed; a
+transient error is tried again (``run_item`` in one process, the task's retry in a worker)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Literal
 
@@ -18,6 +20,7 @@ from services.campaigns.progress import (
 )
 from services.runtime import Runtime
 from services.store import Store
+from services.transient import describe, is_transient, retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -28,27 +31,65 @@ def execute_item(
     store: Store,
     runtime: Runtime,
     item_id: int,
-    retryable: tuple[type[Exception], ...] = (),
     *,
     takeover: bool = False,
+    retry_transient: bool = True,
 ) -> Outcome:
-    """Errors in ``retryable`` hand the item back and propagate (the caller retries it);
-    any other error marks the item failed with its message, so the rest of the stage goes on.
-    ``takeover``: the item's previous holder is known to be lost (see ``claim``)."""
-    claimed = claim(store, item_id, takeover=takeover)
+    """Claim one item, compute it and store its result, or record why it failed.
+
+    A transient error (``services.transient``: the store or broker briefly away, a start-up race,
+    a backend still unavailable) hands the item back and propagates, so that the caller tries it
+    again later (``run_item`` here, the task's retry in a worker); with ``retry_transient=False``
+    (the last try) it fails the item like any other error. Any other error marks the item failed
+    with its message at once, and the rest of the stage goes on.
+    ``takeover``: the item's previous holder is known to be lost (see ``claim``).
+    """
+    claimed = claim(store, item_id, takeover=takeover)  # a transient error here changed nothing
     if claimed is None:
         return "skipped"
     stage, item = claimed
     try:
         write = stage.compute(runtime, store, item)
-    except retryable:
-        release(store, item_id)
-        raise
+        return "done" if finish(store, item_id, write) else "duplicate"
     except Exception as error:
+        transient = is_transient(error)
+        if transient and retry_transient:
+            log.warning("item %s (%s %s): %s; it will be tried again", item_id, stage.name, item.key,
+                        describe(error))
+            _hand_back(store, item_id)
+            raise
         log.exception("item %s (%s %s) failed", item_id, stage.name, item.key)
-        fail(store, item_id, f"{type(error).__name__}: {error}")
+        note = " (a transient error, still there at the last try)" if transient else ""
+        fail(store, item_id, describe(error) + note)
         return "failed"
-    return "done" if finish(store, item_id, write) else "duplicate"
+
+
+def _hand_back(store: Store, item_id: int) -> None:
+    """Release the item for its next try; if the store itself is away, the item stays running
+    and a retry takes it over (or ``reconcile`` makes it pending once it is stale)."""
+    try:
+        release(store, item_id)
+    except Exception:
+        log.exception("could not hand item %s back", item_id)
+
+
+def run_item(store: Store, runtime: Runtime, item_id: int) -> Outcome:
+    """``execute_item`` in a process that owns the campaign, tried again after a transient error
+    up to ``item_max_attempts`` times with doubling waits; the last try fails the item."""
+    settings = runtime.settings
+    for attempt in range(1, settings.item_max_attempts + 1):
+        last = attempt == settings.item_max_attempts
+        try:
+            # After a failed try this process still owns the item, even if handing it back failed.
+            return execute_item(store, runtime, item_id, takeover=attempt > 1, retry_transient=not last)
+        except Exception as error:
+            if last or not is_transient(error):
+                raise
+            delay = retry_delay(attempt, settings.item_retry_initial_s, settings.item_retry_max_s)
+            log.warning("item %s: try %d of %d failed (%s); next try in %.1f s", item_id, attempt,
+                        settings.item_max_attempts, describe(error), delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - item_max_attempts >= 1
 
 
 def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=None) -> CampaignProgress:
@@ -56,7 +97,7 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     reconcile(store, timedelta(0), campaign_id)  # this process owns the campaign: restart leftovers
     while pending := advance(store, campaign_id):
         for item_id in pending:
-            outcome = execute_item(store, runtime, item_id)
+            outcome = run_item(store, runtime, item_id)
             if on_item is not None:
                 on_item(item_id, outcome)
     return progress(store, campaign_id)

@@ -4,8 +4,21 @@ The store is the source of truth; a queue only carries item ids. So a campaign s
 loss of any worker or of the broker: ``reconcile`` finds items whose message was lost (queued or
 running for too long) and makes them pending again, and finishing an item twice writes nothing.
 
-Item states: pending -> queued -> running -> done | failed.
-Campaign states: pending -> running -> completed | failed | cancelled (resumable).
+Item states: pending -> queued -> running -> done | failed. A transient error (see
+``services.transient``) hands a running item back to queued for another try; only the last
+allowed try, or any other error, marks it failed.
+
+Campaign states: pending -> running -> completed | completed_with_failures | failed | cancelled.
+
+- ``completed``: every stage ran and no item is failed (a failed agent round that its head's
+  ``final`` accounted for does not count: see ``Stage.absorbed``).
+- ``completed_with_failures``: every stage ran, but some items failed and their results are
+  missing (a head without its explanation, say); the stage went on without them.
+- ``failed``: every item of one stage failed, so the campaign could not go on.
+- ``cancelled``: stopped by a user.
+
+Every state but ``completed`` can be resumed (``resume``): failed items are tried again and
+their results flow through the later stages.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import uuid
 from datetime import timedelta
 from typing import cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import CursorResult, func, select, update
 
 from contract import InvalidInputError
@@ -29,7 +42,9 @@ from services.store.models import (
 )
 
 ACTIVE = ("pending", "running")
+FINISHED = ("completed", "completed_with_failures")  # every stage ran
 TERMINAL_ITEM = ("done", "failed")
+SHOWN_FAILURES = 20  # failed items listed in a campaign's progress
 
 
 def create_campaign(store: Store, config: CampaignConfig, owner: str | None = None) -> str:
@@ -107,11 +122,14 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                     campaign.error = f"every item of stage {campaign.stage!r} failed: {error}"
                     return []
             following = _next_stage(campaign.stage)
+            if following is not None:
+                status = "running"
+            else:
+                status = "completed_with_failures" if open_failures(session, campaign_id) else "completed"
             current = Campaign.stage.is_(None) if campaign.stage is None else Campaign.stage == campaign.stage
             flipped = cast(CursorResult, session.execute(
                 update(Campaign).where(Campaign.id == campaign_id, current)
-                .values(stage=following.name if following else campaign.stage,
-                        status="running" if following else "completed")
+                .values(stage=following.name if following else campaign.stage, status=status)
                 .execution_options(synchronize_session=False))).rowcount
             if not flipped:
                 continue  # another process advanced it first; look again
@@ -119,9 +137,14 @@ def advance(store: Store, campaign_id: str) -> list[int]:
             if following is None:
                 _finalize(session, campaign_id)
                 return []
-            for key in following.plan(session, campaign):
-                session.add(WorkItem(campaign_id=campaign_id, stage=following.name, key=key,
-                                     queue=following.item_queue(key), status="pending"))
+            # A resumed campaign enters this stage again: its items already there stay (done, or
+            # pending to be tried again); only keys it lacks are added.
+            existing = set(session.scalars(select(WorkItem.key).where(
+                WorkItem.campaign_id == campaign_id, WorkItem.stage == following.name)))
+            for key in dict.fromkeys(following.plan(session, campaign)):
+                if key not in existing:
+                    session.add(WorkItem(campaign_id=campaign_id, stage=following.name, key=key,
+                                         queue=following.item_queue(key), status="pending"))
 
 
 def _plan_again(session, campaign: Campaign, stage: Stage) -> list[int] | None:
@@ -229,19 +252,53 @@ def cancel(store: Store, campaign_id: str) -> None:
             campaign.status = "cancelled"
 
 
+def open_failures(session, campaign_id: str) -> list[WorkItem]:
+    """The campaign's failed items whose results are missing, in stage order: every failed item
+    but those a stage already accounted for (``Stage.absorbed``)."""
+    failed = list(session.scalars(select(WorkItem).where(
+        WorkItem.campaign_id == campaign_id, WorkItem.status == "failed").order_by(WorkItem.id)))
+    settled: set[int] = set()
+    for stage in STAGES:
+        if stage.absorbed is not None and any(item.stage == stage.name for item in failed):
+            settled |= stage.absorbed(session, campaign_id)
+    order = {stage.name: index for index, stage in enumerate(STAGES)}
+    return sorted((item for item in failed if item.id not in settled), key=lambda item: (order[item.stage], item.id))
+
+
 def resume(store: Store, campaign_id: str) -> None:
-    """Continue a cancelled, failed or interrupted campaign; failed items of its current stage
-    are tried again."""
+    """Continue a cancelled, failed, interrupted or ``completed_with_failures`` campaign.
+
+    Queued and running items (their message or process was lost) and every failed item (but the
+    absorbed ones: see ``open_failures``) become pending. The campaign re-opens at the earliest
+    stage with such a failed item, or stays at its current stage if that is earlier. As it then
+    reaches each later stage again, ``advance`` adds only the keys the stage lacks (the heads a
+    retried explain item explained, say), items already done stay done, and a ``reads_all``
+    stage's item (test prompts, scores) runs again so the new results reach the summary.
+    """
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         if campaign.status == "completed":
             raise InvalidInputError(f"campaign {campaign_id} is completed; nothing to resume")
-        campaign.status, campaign.error = ("running" if campaign.stage else "pending"), None
+        retry = open_failures(session, campaign_id)
+        if campaign.status == "completed_with_failures" and not retry:
+            raise InvalidInputError(f"campaign {campaign_id} has no failed item left to retry")
+        names = [stage.name for stage in STAGES]
+        stage = campaign.stage
+        if retry and (stage is None or names.index(retry[0].stage) < names.index(stage)):
+            stage = retry[0].stage
+        reopened = stage != campaign.stage or campaign.status in FINISHED
+        campaign.stage, campaign.status, campaign.error = stage, ("running" if stage else "pending"), None
         session.execute(update(WorkItem).where(
-            WorkItem.campaign_id == campaign_id,
-            WorkItem.status.in_(("queued", "running")) | ((WorkItem.status == "failed")
-                                                          & (WorkItem.stage == campaign.stage)))
+            WorkItem.campaign_id == campaign_id, WorkItem.status.in_(("queued", "running")))
             .values(status="pending").execution_options(synchronize_session=False))
+        if retry:
+            session.execute(update(WorkItem).where(WorkItem.id.in_([item.id for item in retry]))
+                            .values(status="pending").execution_options(synchronize_session=False))
+        if reopened and stage is not None:
+            again = [s.name for s in STAGES[names.index(stage) + 1:] if s.reads_all]
+            session.execute(update(WorkItem).where(
+                WorkItem.campaign_id == campaign_id, WorkItem.stage.in_(again), WorkItem.status == "done")
+                .values(status="pending").execution_options(synchronize_session=False))
 
 
 class StageProgress(BaseModel):
@@ -253,13 +310,26 @@ class StageProgress(BaseModel):
     pending: int
 
 
+class ItemFailure(BaseModel):
+    id: int
+    stage: str
+    key: str
+    attempts: int
+    error: str | None
+
+
 class CampaignProgress(BaseModel):
     id: str
     name: str
-    status: str
+    status: str = Field(description="pending, running, completed, completed_with_failures (every stage "
+                                    "ran but some items failed: resume retries them), failed (every "
+                                    "item of a stage failed) or cancelled.")
     stage: str | None
     error: str | None
     stages: list[StageProgress]
+    failures: list[ItemFailure] = Field(
+        default=[], description=f"Failed items whose results are missing, the ones resume retries "
+                                f"(at most {SHOWN_FAILURES}; the stage counts give the totals).")
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -290,9 +360,11 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
                                           func.coalesce(func.sum(table.output_tokens), 0))
                                    .where(table.campaign_id == campaign_id)).one()
             tokens_in, tokens_out = tokens_in + a, tokens_out + b
+        failures = [ItemFailure(id=item.id, stage=item.stage, key=item.key, attempts=item.attempts,
+                                error=item.error) for item in open_failures(session, campaign_id)[:SHOWN_FAILURES]]
         return CampaignProgress(
             id=campaign.id, name=campaign.name, status=campaign.status, stage=campaign.stage,
-            error=campaign.error, stages=stages, input_tokens=tokens_in, output_tokens=tokens_out,
+            error=campaign.error, stages=stages, failures=failures, input_tokens=tokens_in, output_tokens=tokens_out,
             cost_usd=campaign_cost(session, campaign_id), eta_s=_eta(session, campaign),
         )
 

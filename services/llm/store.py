@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from contract import CallRecord, Completion
@@ -109,9 +110,14 @@ class LLMStore:
                               output_tokens=row.output_tokens, top_logprobs=row.top_logprobs)
 
     def put(self, key: str, completion: Completion) -> None:
+        """Cache an answer. Another process asking the same request at the same moment may
+        cache it first (two campaign items sending one prompt): its row stays, and that is no error."""
         with self._write_lock, Session(self.engine) as session:
             session.merge(CachedResponse(key=key, created_at=datetime.now(), **completion.model_dump()))
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
 
     def record(self, call: CallRecord) -> None:
         with self._write_lock, Session(self.engine) as session:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from services.campaigns.progress import SHOWN_FAILURES
 from services.campaigns.results import CampaignResults, NeuronResult, campaign_results
 from services.report.plots import attribution_heatmap, score_distribution
 from services.settings import get_settings
@@ -86,7 +87,7 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
     model = results.provenance.get("model", {})
     train = results.provenance.get("corpus_train", {})
     return environment.get_template("report.html.j2").render(
-        r=results, fmt=_fmt, top_contexts=TOP_CONTEXTS, summaries=summaries,
+        r=results, fmt=_fmt, top_contexts=TOP_CONTEXTS, summaries=summaries, shown_failures=SHOWN_FAILURES,
         model=f"{model.get('name', results.config['model'])} ({model.get('architecture', '?')}, "
               f"{model.get('n_layers', '?')} layers × {model.get('n_heads', '?')} heads, {model.get('dtype', '?')})",
         corpus=f"{train.get('n_documents', '?')} train documents, "

@@ -36,7 +36,8 @@ class Campaign(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending/running/completed/failed/cancelled
+    # pending/running/completed/completed_with_failures/failed/cancelled (services.campaigns.progress)
+    status: Mapped[str] = mapped_column(String(32), index=True)
     stage: Mapped[str | None] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)
     provenance: Mapped[dict] = mapped_column(JSON, default=dict)  # model, corpus splits, templates, backends

@@ -46,6 +46,13 @@ class Stage:
     queue_of: Callable[[str], Queue] | None = None
     # Campaign-wide figures this stage adds to the summary once the campaign completes.
     summarize: Callable[[Session, str], None] | None = None
+    # Its one item reads every result of the stages before it at once: when ``resume`` re-opens
+    # an earlier stage (to retry failed items), this item runs again, so later results reach it.
+    reads_all: bool = False
+    # Ids of the campaign's failed items of this stage whose failure the stage already accounted
+    # for (the agent's ``final`` ends a head's loop on a failure): they neither make a campaign
+    # ``completed_with_failures`` nor are retried by ``resume``.
+    absorbed: Callable[[Session, str], set[int]] | None = None
 
     def item_queue(self, key: str) -> Queue:
         return self.queue_of(key) if self.queue_of else self.queue
@@ -57,10 +64,11 @@ STAGES: list[Stage] = [
     Stage("truncate", "gpu", truncate.plan, truncate.compute),  # step 3
     Stage("attribute", "gpu", attribute.plan, attribute.compute),  # step 4
     Stage("explain", "llm", explain.plan, explain.compute),  # step 5
-    Stage("agent", "llm", agent.plan, agent.compute, repeats=True, queue_of=agent.queue_of),  # step 5, closed loop
-    Stage("test_prompts", "gpu", test_prompts.plan, test_prompts.compute),  # step 6
+    Stage("agent", "llm", agent.plan, agent.compute, repeats=True, queue_of=agent.queue_of,
+          absorbed=agent.absorbed),  # step 5, closed loop
+    Stage("test_prompts", "gpu", test_prompts.plan, test_prompts.compute, reads_all=True),  # step 6
     Stage("classify", "llm", classify.plan, classify.compute),  # step 7
-    Stage("score", "llm", score.plan, score.compute),  # step 8
+    Stage("score", "llm", score.plan, score.compute, reads_all=True),  # step 8
     Stage("ablate", "gpu", ablate.plan, ablate.compute, summarize=ablate.summarize),  # step 9
 ]
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

@@ -3,7 +3,7 @@ and the shuffled control, its campaign summary and the paired difference between
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from contract import HeadClassification, HeadScore
@@ -58,6 +58,8 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
                "scorers": by_scorer}
 
     def write(session: Session) -> None:
+        # A resumed campaign scores again once its retried items are in: the new scores replace the old.
+        session.execute(delete(ScoreRow).where(ScoreRow.campaign_id == item.campaign_id))
         session.add_all(ScoreRow(campaign_id=item.campaign_id, head_id=head_id, scorer=scorer,
                                  control=control, score=score.score, payload=score.model_dump(mode="json"))
                         for (head_id, scorer, control), score in scores.items())

@@ -183,11 +183,12 @@ def test_stack_up_without_api_tokens_starts_nothing(env, processes, tmp_path):
     assert not (tmp_path / "stack").exists()
 
 
-def start_workers(processes, gpu_name: str = "gpu") -> None:
+def start_workers(processes, gpu_name: str = "gpu", llm_concurrency: int = 2) -> None:
     processes.start("orchestrate", name="orchestrator")
     processes.start("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", f"{gpu_name}@%h",
                     name=gpu_name)
-    processes.start("worker", "--queues", "llm", "--concurrency", "2", "--hostname", "llm@%h", name="llm")
+    processes.start("worker", "--queues", "llm", "--concurrency", str(llm_concurrency), "--hostname", "llm@%h",
+                    name="llm")
 
 
 def test_a_gpu_worker_killed_mid_task_is_replaced_and_every_result_is_stored_once(
@@ -286,3 +287,68 @@ def test_the_agent_loop_runs_on_the_stack_and_survives_a_killed_gpu_worker(
     assert all(p["measurements"] and p["evaluation"] for _, _, p in rounds)
     assert {k.rsplit("/", 1)[-1]: q for k, q in queues.items()} == {"propose": "llm", "measure": "gpu",
                                                                      "final": "llm"}
+
+
+# Six neurons of the tiny model: six heads worth explaining, so six explain items at once.
+SIX_NEURONS = ["3:5", "3:17", "2:5", "2:17", "3:40", "2:40"]
+
+
+def assert_every_head_explained(store: Store, campaign_id: str) -> None:
+    with store.session() as session:
+        heads = set(session.scalars(select(HeadRow.id).where(HeadRow.campaign_id == campaign_id)))
+        explained = list(session.scalars(select(ExplanationRow.head_id).where(
+            ExplanationRow.campaign_id == campaign_id)))
+    assert len(heads) >= 3 and sorted(explained) == sorted(heads)
+
+
+def test_a_fresh_stack_with_several_llm_processes_explains_every_head(
+        env, store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
+    """The crash run's set-up: an llm worker with four pool processes and no LLM cache yet, so
+    the explain items open (and create) the cache in several processes at once. Once, two of
+    them collided creating its tables and a head was left unexplained in a 'completed'
+    campaign; now every head has its explanation and the campaign is completed."""
+    cache = Path(env["LOOKUPS_LLM_DB_URL"].removeprefix("sqlite:///"))
+    assert not cache.exists()
+    start_workers(processes, llm_concurrency=4)
+    config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-fresh")
+    campaign_id = create_campaign(store, config.model_copy(update={"neurons": SIX_NEURONS}))
+
+    state = wait_completed(store, campaign_id, processes)
+    assert all(s.failed == 0 and s.done == s.total for s in state.stages) and state.failures == []
+    assert_every_head_explained(store, campaign_id)
+    assert cache.exists()
+
+
+def test_llm_items_wait_out_a_locked_llm_cache(env, store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
+    """The LLM cache's database stays locked by another process (an exclusive transaction)
+    while the explain items start: each try gives up after SQLite's 5 s busy wait with
+    'database is locked', a transient error, so the task is retried by Celery instead of the
+    item failing. Once the lock is gone every item gets through."""
+    import sqlite3
+
+    env["LOOKUPS_ITEM_RETRY_INITIAL_S"] = "0.5"
+    cache = Path(env["LOOKUPS_LLM_DB_URL"].removeprefix("sqlite:///"))
+    holder = sqlite3.connect(cache, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        start_workers(processes, llm_concurrency=3)
+        config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-locked")
+        campaign_id = create_campaign(store, config)
+
+        def retried() -> bool:
+            with store.session() as session:
+                most = session.scalar(select(func.max(WorkItem.attempts)).where(
+                    WorkItem.campaign_id == campaign_id, WorkItem.stage == "explain"))
+            return (most or 0) >= 2
+
+        wait_until(retried, 150, "an explain item's second try", processes)
+        with store.session() as session:
+            assert not session.scalar(select(func.count()).select_from(WorkItem).where(
+                WorkItem.campaign_id == campaign_id, WorkItem.status == "failed"))
+    finally:
+        holder.rollback()
+        holder.close()
+
+    state = wait_completed(store, campaign_id, processes)
+    assert_every_result_once(store, campaign_id, state)
+    assert "database is locked" in processes.log("llm")
