@@ -68,15 +68,16 @@ def neuron_token(model: SubjectModel, neuron: NeuronRef) -> tuple[int, str]:
 
 def token_probability_drops(
     model: SubjectModel,
-    head: HeadRef,
+    heads: Sequence[HeadRef],
     token_id: int,
     prompts: Sequence[Sequence[int]],
     *,
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     max_batch: int = DEFAULT_MAX_BATCH,
-) -> tuple[Float[Tensor, " prompt"], Float[Tensor, " prompt"]]:
-    """Probability of ``token_id`` at the last token of each ``[BOS] + prompt``: clean and with
-    ``head`` ablated. Two full forward passes per batch (the logits are needed)."""
+) -> tuple[Float[Tensor, " prompt"], dict[HeadRef, Float[Tensor, " prompt"]]]:
+    """Probability of ``token_id`` at the last token of each ``[BOS] + prompt``: clean, and per
+    head with that head ablated. One clean pass per batch serves every head (full passes: the
+    logits are needed)."""
     import torch
 
     if not prompts:
@@ -84,21 +85,25 @@ def token_probability_drops(
     bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
     sequences = [[bos, *p] for p in prompts]
     clean = torch.empty(len(sequences))
-    ablated = torch.empty(len(sequences))
-
-    def zero_head(z, hook):
-        z[:, :, head.head] = 0.0
-        return z
+    ablated = {head: torch.empty(len(sequences)) for head in heads}
 
     for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
         tokens, lengths = pad_right((sequences[i] for i in batch), pad, model.device)
         rows, last = torch.arange(len(batch), device=model.device), lengths - 1
-        with torch.inference_mode():
-            ablation: Hooks = [(f"blocks.{head.layer}.attn.hook_z", zero_head)]
-            for target, hooks in ((clean, []), (ablated, ablation)):
+        where = torch.tensor(batch)
+
+        def probabilities(hooks: Hooks) -> Tensor:
+            with torch.inference_mode():
                 logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
-                probs = logits[rows, last].float().softmax(dim=-1)[:, token_id]
-                target[torch.tensor(batch)] = probs.cpu()
+            return logits[rows, last].float().softmax(dim=-1)[:, token_id].cpu()
+
+        clean[where] = probabilities([])
+        for head in heads:
+            def zero_head(z, hook, head=head):
+                z[:, :, head.head] = 0.0
+                return z
+
+            ablated[head][where] = probabilities([(f"blocks.{head.layer}.attn.hook_z", zero_head)])
     return clean, ablated
 
 
@@ -162,27 +167,30 @@ def ks_test(active: Sequence[float], inactive: Sequence[float]) -> KSResult | No
     )
 
 
-def ablate_head(
-    model: SubjectModel, attribution: NeuronAttribution, head: HeadRef
-) -> HeadAblation:
-    """Ablate ``head`` on the neuron's attributed prompts; label each by the head's activity."""
+def ablate_heads(
+    model: SubjectModel, attribution: NeuronAttribution, heads: Sequence[HeadRef]
+) -> list[HeadAblation]:
+    """Ablate each head on the neuron's attributed prompts (one clean pass shared by all);
+    label each prompt by that head's activity."""
     neuron = attribution.neuron
-    check_head(model, neuron, head)
+    for head in heads:
+        check_head(model, neuron, head)
     if not attribution.prompts:
         raise InvalidInputError(f"neuron {neuron}: no prompts to ablate on")
     token_id, token = neuron_token(model, neuron)
-    clean, ablated = token_probability_drops(model, head, token_id, [p.tokens for p in attribution.prompts])
-    records = [
-        AblatedPrompt(
-            text=p.text, active=head in p.active, p_clean=float(c), p_ablated=float(a), drop=float(c - a)
-        )
-        for p, c, a in zip(attribution.prompts, clean, ablated)
-    ]
-    ks = ks_test([r.drop for r in records if r.active], [r.drop for r in records if not r.active])
-    return HeadAblation(
-        neuron=neuron, head=head, token=token, token_id=token_id,
-        definition=attribution.definition, prompts=records, ks=ks,
-    )
+    clean, ablated = token_probability_drops(model, heads, token_id, [p.tokens for p in attribution.prompts])
+    found = []
+    for head in heads:
+        records = [
+            AblatedPrompt(text=p.text, active=head in p.active, p_clean=float(c), p_ablated=float(a),
+                          drop=float(c - a))
+            for p, c, a in zip(attribution.prompts, clean, ablated[head])
+        ]
+        found.append(HeadAblation(
+            neuron=neuron, head=head, token=token, token_id=token_id, definition=attribution.definition,
+            prompts=records,
+            ks=ks_test([r.drop for r in records if r.active], [r.drop for r in records if not r.active])))
+    return found
 
 
 def pooled_ks(ablations: Sequence[HeadAblation]) -> KSResult | None:

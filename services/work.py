@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError
-from services.ablation import HeadAblation, ablate_head
+from services.ablation import HeadAblation, ablate_heads
 from services.attribution import (
     ACTIVE_STDS,
     WORTH_HIGH,
@@ -131,7 +131,12 @@ class AttributeWork(_Work):
 class AblateWork(_Work):
     model: ModelName = "smollm2-135m"
     attribution: NeuronAttribution = Field(description="An attribute result: its prompts and activity labels.")
-    head: HeadStr
+    heads: list[HeadStr] = Field(min_length=1, max_length=10_000, description="Heads to ablate, one at a "
+                                 "time; one clean pass serves them all.")
+
+
+class AblateResult(BaseModel):
+    ablations: list[HeadAblation] = Field(description="One per head, in the request's order.")
 
 
 class ExplainWork(_Work):
@@ -205,10 +210,10 @@ def attribute(runtime: Runtime, work: AttributeWork) -> NeuronAttribution:
     return found.model_copy(update={"reads": reads})
 
 
-def ablate(runtime: Runtime, work: AblateWork) -> HeadAblation:
+def ablate(runtime: Runtime, work: AblateWork) -> AblateResult:
     model = runtime.model(work.model)
     check_neurons(model, [work.attribution.neuron])
-    return ablate_head(model, work.attribution, HeadRef.parse(work.head))
+    return AblateResult(ablations=ablate_heads(model, work.attribution, [HeadRef.parse(h) for h in work.heads]))
 
 
 def explain_head(runtime: Runtime, work: ExplainWork) -> Explanation:
@@ -243,8 +248,8 @@ WORK_KINDS: dict[str, WorkKind] = {kind.name: kind for kind in (
              "The shortest prompts of a scan's top documents that keep the activation."),
     WorkKind("attribute", "gpu", AttributeWork, NeuronAttribution, attribute,
              "Head attribution of one neuron on given prompts; active heads; heads worth explaining."),
-    WorkKind("ablate", "gpu", AblateWork, HeadAblation, ablate,
-             "Zero one head: the drop of the neuron token's probability, active vs inactive prompts."),
+    WorkKind("ablate", "gpu", AblateWork, AblateResult, ablate,
+             "Zero each head in turn: the drop of the neuron token's probability, active vs inactive prompts."),
     WorkKind("explain", "llm", ExplainWork, Explanation, explain_head,
              "One LLM explanation of a head from its active and inactive examples."),
     WorkKind("classify", "llm", ClassifyWork, HeadClassification, classify_prompts,

@@ -14,6 +14,7 @@ from rich.table import Table
 from api.cli._common import print_json, validated
 from contract import InvalidInputError
 from services import work
+from services.ablation import HeadAblation
 from services.attribution import HeadRef, NeuronAttribution, check_head
 from services.runtime import Runtime
 from services.scan import check_neurons
@@ -114,7 +115,8 @@ def attribute(
 
 def ablate(
     neuron: NeuronOpt,
-    head: Annotated[str, typer.Option("--head", help="LAYER.HEAD, below the neuron's layer, e.g. 20.3.")],
+    heads: Annotated[list[str], typer.Option("--head", help="LAYER.HEAD, below the neuron's layer, e.g. 20.3; "
+                                             "repeat for several (one clean pass serves them all).")],
     prompts_file: PromptsOpt,
     model: ModelOpt = "smollm2-135m",
     definition: DefinitionOpt = None,
@@ -123,14 +125,21 @@ def ablate(
     """Zero one head's output; compare the drop in the neuron token's probability on prompts
     where the head is active vs inactive (two-sample KS test)."""
 
-    ref, head_ref, runtime = parse_neuron(neuron), HeadRef.parse(head), Runtime()
+    ref, head_refs, runtime = parse_neuron(neuron), [HeadRef.parse(h) for h in heads], Runtime()
     check_neurons(runtime.model(model), [ref])
-    check_head(runtime.model(model), ref, head_ref)  # before the attribution, which takes a while
+    for head_ref in head_refs:  # before the attribution, which takes a while
+        check_head(runtime.model(model), ref, head_ref)
     attribution = _attribution(runtime, model, ref, prompts_file, definition)
-    result = work.ablate(runtime, AblateWork(model=model, attribution=attribution, head=str(head_ref)))
+    ablations = work.ablate(runtime, AblateWork(model=model, attribution=attribution,
+                                                heads=[str(h) for h in head_refs])).ablations
     if as_json:
-        print_json(result)
+        print_json(ablations[0] if len(ablations) == 1 else ablations)
         return
+    for result in ablations:
+        _show_ablation(result)
+
+
+def _show_ablation(result: HeadAblation) -> None:
     table = Table(title=f"neuron {result.neuron} ({result.token!r}), head {result.head} ablated")
     for column in ("prompt", "active", "p clean", "p ablated", "drop"):
         table.add_column(column, justify="left" if column == "prompt" else "right")

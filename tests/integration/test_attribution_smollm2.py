@@ -45,11 +45,11 @@ def test_attribution_and_ablation_end_to_end(smollm2, prompts):
     assert all(p.active for p in result.prompts)  # 243 candidates: a few stand out on each prompt
     head = result.prompts[0].active[0]
     token_id = neuron_token(smollm2, NEURON)[0]
-    clean, ablated = token_probability_drops(smollm2, head, token_id, prompts)
-    assert clean.shape == ablated.shape == (3,)
-    assert torch.all((clean > 0) & (clean < 1)) and not torch.equal(clean, ablated)
     # A head sharing the same KV head (query heads 3k..3k+2 share KV head k): zeroing hook_v
     # would give both ablations the same effect; zeroing hook_z keeps them apart.
     sibling = HeadRef(layer=head.layer, head=head.head // 3 * 3 + (head.head + 1) % 3)
-    _, sibling_ablated = token_probability_drops(smollm2, sibling, token_id, prompts)
+    clean, by_head = token_probability_drops(smollm2, [head, sibling], token_id, prompts)
+    ablated, sibling_ablated = by_head[head], by_head[sibling]
+    assert clean.shape == ablated.shape == (3,)
+    assert torch.all((clean > 0) & (clean < 1)) and not torch.equal(clean, ablated)
     assert not torch.allclose(ablated, sibling_ablated)

@@ -5,7 +5,7 @@ import torch
 
 from contract import InvalidInputError
 from services.ablation import (
-    ablate_head,
+    ablate_heads,
     activation_drops,
     ks_test,
     neuron_token,
@@ -45,13 +45,24 @@ def probability_without_head_output(model, prompt, head, token_id):
 def test_zeroing_z_removes_exactly_that_heads_output(tiny_model, prompts, head):
     """Also for grouped KV heads (tiny Llama: 4 query heads on 2 KV heads) only head h goes."""
     token_id = 42
-    clean, ablated = token_probability_drops(tiny_model, head, token_id, prompts, max_batch=4)
+    clean, by_head = token_probability_drops(tiny_model, [head], token_id, prompts, max_batch=4)
+    ablated = by_head[head]
     assert clean.shape == ablated.shape == (len(prompts),)
     for row, prompt in enumerate(prompts):
         expected_clean, expected_ablated = probability_without_head_output(tiny_model, prompt, head, token_id)
         assert clean[row].item() == pytest.approx(expected_clean, rel=1e-4)
         assert ablated[row].item() == pytest.approx(expected_ablated, rel=1e-4)
     assert not torch.allclose(clean, ablated)
+
+
+def test_heads_ablated_together_match_each_ablated_alone(tiny_model, prompts):
+    """One clean pass serves several heads; each head's ablated pass is its own."""
+    heads = [HeadRef(layer=0, head=1), HeadRef(layer=2, head=2), HeadRef(layer=1, head=0)]
+    clean, together = token_probability_drops(tiny_model, heads, 42, prompts, max_batch=3)
+    for head in heads:
+        alone_clean, alone = token_probability_drops(tiny_model, [head], 42, prompts)
+        assert torch.allclose(clean, alone_clean) and torch.allclose(together[head], alone[head])
+    assert not torch.allclose(together[heads[0]], together[heads[1]])
 
 
 def test_ablating_a_head_that_writes_the_token_lowers_its_probability(tiny_gpt2, prompts):
@@ -64,15 +75,15 @@ def test_ablating_a_head_that_writes_the_token_lowers_its_probability(tiny_gpt2,
             _, cache = bridge.run_with_cache(torch.tensor([[tiny_gpt2.tokenizer.bos_token_id, *prompt]]))
         direct = cache["blocks.3.attn.hook_z"][0, -1, 0] @ bridge.W_O[3, 0] @ bridge.W_U
         token_id = int(direct.argmax())
-        clean, ablated = token_probability_drops(tiny_gpt2, head, token_id, [prompt])
-        assert clean[0] - ablated[0] > 0
+        clean, ablated = token_probability_drops(tiny_gpt2, [head], token_id, [prompt])
+        assert clean[0] - ablated[head][0] > 0
 
 
 def test_ablate_head_labels_prompts_and_runs_the_ks_test(tiny_gpt2, prompts):
     neuron = NeuronRef(layer=3, index=5)
     attribution = attribute_neuron(tiny_gpt2, neuron, [Prompt(text=str(i), tokens=p) for i, p in enumerate(prompts)])
     head = next(h for p in attribution.prompts for h in p.active)  # active on at least one prompt
-    result = ablate_head(tiny_gpt2, attribution, head)
+    (result,) = ablate_heads(tiny_gpt2, attribution, [head])
     assert result.token_id == neuron_token(tiny_gpt2, neuron)[0]
     assert result.token_id == int((tiny_gpt2.bridge.W_out[3][5] @ tiny_gpt2.bridge.W_U).argmax())
     assert result.definition == "paper"
@@ -123,8 +134,8 @@ def test_bad_heads_and_empty_prompts_are_refused(tiny_gpt2, prompts):
     neuron = NeuronRef(layer=2, index=5)
     attribution = attribute_neuron(tiny_gpt2, neuron, [Prompt(text="x", tokens=prompts[0])])
     with pytest.raises(InvalidInputError, match="heads must sit below"):
-        ablate_head(tiny_gpt2, attribution, HeadRef(layer=2, head=0))
+        ablate_heads(tiny_gpt2, attribution, [HeadRef(layer=2, head=0)])
     with pytest.raises(InvalidInputError, match="head index 9 out of range 0..3"):
-        ablate_head(tiny_gpt2, attribution, HeadRef(layer=1, head=9))
+        ablate_heads(tiny_gpt2, attribution, [HeadRef(layer=1, head=9)])
     with pytest.raises(InvalidInputError, match="at least one prompt"):
-        token_probability_drops(tiny_gpt2, HeadRef(layer=1, head=0), 3, [])
+        token_probability_drops(tiny_gpt2, [HeadRef(layer=1, head=0)], 3, [])

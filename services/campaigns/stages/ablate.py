@@ -8,28 +8,45 @@ from sqlalchemy.orm import Session
 
 from services.ablation import HeadAblation, pooled_ks
 from services.campaigns.config import CampaignConfig
-from services.campaigns.records import StageItem, Writer, campaign_heads, head_by_key, neuron_attribution
+from services.campaigns.records import (
+    StageItem,
+    Writer,
+    campaign_heads,
+    head_by_key,
+    neuron_attribution,
+    neuron_key,
+)
 from services.runtime import Runtime
+from services.schemas import NeuronRef
 from services.store import Store
 from services.store.models import AblationRow, Campaign
 from services.work import AblateWork, ablate
 
 
 def plan(session: Session, campaign: Campaign) -> list[str]:
+    """One item per neuron with explained heads: its heads share one clean forward pass."""
     if not CampaignConfig.model_validate(campaign.config).ablation:
         return []
-    return [h.key for h in campaign_heads(session, campaign.id)]
+    return sorted({neuron_key(h.layer, h.neuron) for h in campaign_heads(session, campaign.id)})
 
 
 def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     with store.session() as session:
-        head = head_by_key(session, item.campaign_id, item.key)
-        attribution = neuron_attribution(session, item.campaign_id, head.layer, head.neuron)
-    result = ablate(runtime, AblateWork(model=item.config.model, attribution=attribution,
-                                        head=f"{head.head_layer}.{head.head}"))
+        if "/" in item.key:  # an item planned per head, by a version before per-neuron items
+            heads = [head_by_key(session, item.campaign_id, item.key)]
+        else:
+            ref = NeuronRef.parse(item.key)
+            heads = [h for h in campaign_heads(session, item.campaign_id)
+                     if (h.layer, h.neuron) == (ref.layer, ref.index)]
+        attribution = neuron_attribution(session, item.campaign_id, heads[0].layer, heads[0].neuron)
+        head_ids = [h.id for h in heads]
+        names = [f"{h.head_layer}.{h.head}" for h in heads]
+    result = ablate(runtime, AblateWork(model=item.config.model, attribution=attribution, heads=names))
 
     def write(session: Session) -> None:
-        session.add(AblationRow(campaign_id=item.campaign_id, head_id=head.id, payload=result.model_dump(mode="json")))
+        session.add_all(AblationRow(campaign_id=item.campaign_id, head_id=head_id,
+                                    payload=found.model_dump(mode="json"))
+                        for head_id, found in zip(head_ids, result.ablations))
 
     return write
 

@@ -118,7 +118,7 @@ def assert_every_result_once(store: Store, campaign_id: str, state: CampaignProg
     assert rows(HeldOutRow) == heads and done["test_prompts"] == 1
     assert rows(ClassificationRow) == done["classify"] >= 1
     assert rows(ScoreRow) == heads + rows(ClassificationRow, ClassificationRow.control.is_(True))
-    assert rows(AblationRow) == done["ablate"] == heads
+    assert rows(AblationRow) == heads and done["ablate"] == 2  # one item per neuron
     with store.session() as session:
         campaign = session.get(Campaign, campaign_id)
         assert "explanations" in campaign.summary and "ablation" in campaign.summary

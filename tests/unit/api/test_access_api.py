@@ -28,7 +28,7 @@ def job_bodies(corpus: str, model: str, backend: str) -> dict[str, dict]:
         "scan": {"corpus": corpus, "model": model, "neurons": ["3:5"]},
         "truncate": {"corpus": corpus, "model": model, "contexts": [{"neuron": {"layer": 3, "index": 5}, "hits": []}]},
         "attribute": {"model": model, "neuron": "3:5", "prompts": ["a b"]},
-        "ablate": {"model": model, "attribution": ATTRIBUTION, "head": "1.2"},
+        "ablate": {"model": model, "attribution": ATTRIBUTION, "heads": ["1.2"]},
         "explain": {"backend": backend, **EXPLAIN},
         "classify": {"backend": backend, "request": {"explanation": "e", "prompts": [{"text": "a"}]}},
     }
