@@ -3,6 +3,10 @@
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-10
+
+SQLite does not enforce a VARCHAR's length, so there is nothing to change there; and changing a
+column type in SQLite means recreating the table, whose DROP would cascade-delete every row
+that references a campaign (the store runs with foreign keys on).
 """
 
 import sqlalchemy as sa
@@ -15,13 +19,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('campaigns', schema=None) as batch_op:
-        batch_op.alter_column('status', existing_type=sa.String(length=16), type_=sa.String(length=32),
-                              existing_nullable=False)
+    if op.get_bind().dialect.name == 'sqlite':
+        return
+    op.alter_column('campaigns', 'status', existing_type=sa.String(length=16), type_=sa.String(length=32),
+                    existing_nullable=False)
 
 
 def downgrade() -> None:
     op.execute("UPDATE campaigns SET status = 'completed' WHERE status = 'completed_with_failures'")
-    with op.batch_alter_table('campaigns', schema=None) as batch_op:
-        batch_op.alter_column('status', existing_type=sa.String(length=32), type_=sa.String(length=16),
-                              existing_nullable=False)
+    if op.get_bind().dialect.name == 'sqlite':
+        return
+    op.alter_column('campaigns', 'status', existing_type=sa.String(length=32), type_=sa.String(length=16),
+                    existing_nullable=False)
