@@ -160,3 +160,29 @@ def test_campaigns_and_jobs_of_a_0004_store_have_no_owner_and_only_admins_see_th
             assert client.get("/v1/campaigns", headers=headers).json()["count"] == count
             assert client.get("/v1/jobs/j", headers=headers).status_code == status
     store.dispose()
+
+
+def test_a_0005_store_takes_completed_with_failures_and_keeps_its_rows(any_store_url):
+    """0006 widens campaigns.status for 'completed_with_failures' (23 characters; PostgreSQL
+    enforced 16). Nothing that references a campaign is lost on the way: on SQLite a table
+    rebuild would cascade-delete it, so there the migration changes nothing."""
+    from services.store import Store
+
+    migrate_to(any_store_url, "0005")
+    old = Store(any_store_url, migrate=False)
+    with old.engine.begin() as connection:
+        connection.execute(text("INSERT INTO campaigns (id, name, status, config, provenance, created_at, "
+                                "updated_at) VALUES ('c', 'n', 'completed', '{}', '{}', '2026-01-01', '2026-01-01')"))
+        connection.execute(text("INSERT INTO heads (id, campaign_id, layer, neuron, head_layer, head, "
+                                "active_fraction) VALUES (1, 'c', 3, 5, 1, 2, 0.5)"))
+        connection.execute(text("INSERT INTO work_items (campaign_id, stage, key, queue, status, attempts) "
+                                "VALUES ('c', 'explain', '3:5/1.2', 'llm', 'failed', 1)"))
+    old.dispose()
+
+    store = Store(any_store_url)  # upgrades to head
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE campaigns SET status = 'completed_with_failures'"))
+        assert connection.execute(text("SELECT status FROM campaigns")).all() == [("completed_with_failures",)]
+        assert connection.execute(text("SELECT count(*) FROM heads")).scalar() == 1
+        assert connection.execute(text("SELECT count(*) FROM work_items")).scalar() == 1
+    store.dispose()
