@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app = FastAPI(title="lookups", version="1", lifespan=lifespan,
                   description="Automated interpretability of attention-MLP context look-ups: "
                               "campaigns, single jobs and reports.",
-                  responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
+                  responses={400: {"model": ErrorPublic}, 401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
                              413: {"model": ErrorPublic}, 422: {"model": ErrorPublic}})
     app.state.settings = settings
     app.state.store = store or Store(settings.results_url)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import CampaignProgress
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# The store keeps naive UTC times; the API sends them with their zone ("...Z"), since an
+# OpenAPI date-time (RFC 3339) needs one.
+UTCDateTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class CampaignCreate(CampaignConfig):
@@ -26,7 +36,7 @@ class CampaignBrief(BaseModel):
     name: str
     status: str
     stage: str | None
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class CampaignsPublic(BaseModel):
@@ -35,7 +45,7 @@ class CampaignsPublic(BaseModel):
 
 
 class CampaignPublic(CampaignProgress):
-    created_at: datetime
+    created_at: UTCDateTime
     config: CampaignConfig
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
@@ -43,6 +44,20 @@ from workers.dispatch import dispatch
 log = logging.getLogger(__name__)
 NOT_FOUND = {404: {"model": ErrorPublic, "description": "No campaign with this id that this principal may see."}}
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], dependencies=[Depends(require_token)])
+# OpenAPI links: the operations that take the accepted campaign's id (clients and schemathesis's
+# stateful tests follow them).
+ACCEPTED = {202: {"links": {
+    name: {"operationId": operation, "parameters": {"campaign_id": "$response.body#/id"}}
+    for name, operation in [("GetCampaign", "get_campaign"), ("GetCampaignResults", "get_campaign_results"),
+                            ("GetCampaignReport", "get_campaign_report"), ("CancelCampaign", "cancel_campaign"),
+                            ("ResumeCampaign", "resume_campaign")]}}}
+# The report is HTML and its errors are JSON; FastAPI documents every response of an HTML route
+# as text/html unless the media type is given.
+REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The HTML report."},
+    **{code: {"description": NOT_FOUND[404]["description"] if code == 404 else HTTPStatus(code).phrase,
+              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}}
+       for code in (400, 401, 403, 404, 413, 422)}}
 Status = Literal["pending", "running", "completed", "completed_with_failures", "failed", "cancelled"]
 
 
@@ -68,7 +83,7 @@ def _dispatch(store: Store, settings: Settings, campaign_id: str) -> bool:
         return False
 
 
-@router.post("", operation_id="submit_campaign", status_code=202, responses=RATE_LIMITED)
+@router.post("", operation_id="submit_campaign", status_code=202, responses={**ACCEPTED, **RATE_LIMITED})
 def submit_campaign(body: CampaignCreate, store: StoreDep, settings: SettingsDep, limiter: LimiterDep,
                     principal: PrincipalDep, response: Response) -> CampaignAccepted:
     """Store the campaign and enqueue its first stage. Its corpus, model and backends must be
@@ -152,7 +167,7 @@ def get_results(
 
 
 @router.get("/{campaign_id}/report", operation_id="get_campaign_report", response_class=HTMLResponse,
-            responses={**NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "The HTML report."}})
+            responses=REPORT_RESPONSES)
 def get_report(
     campaign_id: str, store: StoreDep, principal: PrincipalDep,
     baseline: Annotated[str | None, Query(max_length=64, description="Random-neuron baseline campaign id.")] = None,

@@ -3,7 +3,6 @@ run by a worker. The routes are made from the table of work kinds, one per kind.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
@@ -22,13 +21,15 @@ from api.deps import (
     refuse,
     require_token,
 )
-from api.schemas import ErrorPublic
+from api.schemas import ErrorPublic, UTCDateTime
 from services.jobs import create_job
 from services.store.models import JobRow
 from services.work import WORK_KINDS, WorkKind
 from workers.jobs import enqueue_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+# OpenAPI link: the accepted job's id is what GET /v1/jobs/{job_id} takes.
+ACCEPTED = {202: {"links": {"GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}}}}}
 
 
 class JobAccepted(BaseModel):
@@ -43,8 +44,8 @@ class JobPublic(BaseModel):
     request: dict[str, Any]
     result: dict[str, Any] | None = None
     error: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 def _submit_route(kind: WorkKind):
@@ -64,7 +65,8 @@ def _submit_route(kind: WorkKind):
 
 for _kind in WORK_KINDS.values():
     router.add_api_route(f"/{_kind.name}", _submit_route(_kind), methods=["POST"], status_code=202,
-                         operation_id=f"submit_{_kind.name}_job", summary=_kind.summary, responses=RATE_LIMITED,
+                         operation_id=f"submit_{_kind.name}_job", summary=_kind.summary,
+                         responses={**ACCEPTED, **RATE_LIMITED},
                          description=f"{_kind.summary} Runs on the {_kind.queue} queue; the job's result "
                          f"is a {_kind.result.__name__}.")
 
