@@ -34,12 +34,13 @@ def submit(
     context_length: local.ContextOpt = None, test_prompts_per_head: local.TestPromptsOpt = None,
     worth_range: local.WorthOpt = None, explainer: local.ExplainerOpt = None,
     classifier: local.ClassifierOpt = None, strategy: local.StrategyOpt = None,
-    scorer: local.ScorersOpt = None, budget: local.BudgetOpt = None, ablation: local.AblationOpt = None,
+    scorer: local.ScorersOpt = None, budget: local.BudgetOpt = None, price: local.PriceOpt = None,
+    ablation: local.AblationOpt = None,
 ) -> None:
     """Submit a campaign (same config file and flags as ``lookups run``); prints its id."""
     chosen = local._config(config, name, model, corpus, neurons, layers, per_layer, random, seed,
                            max_train_docs, max_test_docs, context_length, test_prompts_per_head,
-                           worth_range, explainer, classifier, strategy, scorer, budget, ablation)
+                           worth_range, explainer, classifier, strategy, scorer, budget, ablation, price)
     accepted = _client().submit(chosen)
     if not accepted.dispatched:
         Console(stderr=True).print("the broker is unreachable now; the campaign is stored and will start later")

@@ -12,7 +12,7 @@ from rich.table import Table
 from api.cli._common import print_json
 from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig, load_config, parse_config
-from services.campaigns.estimate import estimate_campaign
+from services.campaigns.estimate import CampaignEstimate, estimate_campaign
 from services.campaigns.execute import run_in_process
 from services.campaigns.progress import (
     SHOWN_FAILURES,
@@ -51,6 +51,7 @@ ClassifierOpt = Annotated[str | None, typer.Option(help="Judge backend spec (def
 StrategyOpt = Annotated[str | None, typer.Option("--explainer-strategy", help="Explainer strategy (default oneshot; lookups explainers).")]
 ScorersOpt = Annotated[list[str] | None, typer.Option("--scorer", help="Scorer, repeatable; the first is the headline (default zero-shot; lookups scorers).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop LLM calls beyond this many USD.")]
+PriceOpt = Annotated[list[str] | None, typer.Option("--price", help="MODEL=IN,OUT: USD per million input and output tokens of a model the price table lacks (repeatable); a budget needs one for every remote model.")]
 AblationOpt = Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Run the ablation check (default on).")]
 
 
@@ -60,6 +61,8 @@ def build_config(config: Path | None, **flags):
     overrides = {key: value for key, value in flags.items() if value is not None}
     if "neurons" in overrides:
         overrides["neurons"] = [n.strip() for n in overrides["neurons"].split(",") if n.strip()]
+    if "llm_prices" in overrides:
+        overrides["llm_prices"] = parse_prices(overrides["llm_prices"])
     if "worth_range" in overrides:
         parts = overrides["worth_range"].split(",")
         if len(parts) != 2:
@@ -72,16 +75,31 @@ def build_config(config: Path | None, **flags):
     return parse_config(overrides, source="flags")
 
 
+def parse_prices(given: list[str]) -> dict[str, tuple[float, float]]:
+    """``MODEL=IN,OUT`` flags as a price table (USD per million input, output tokens)."""
+    prices = {}
+    for entry in given:
+        model, _, pair = entry.rpartition("=")
+        try:
+            price_in, price_out = (float(part) for part in pair.split(","))
+        except ValueError:
+            raise InvalidInputError(f"--price {entry!r}: expected MODEL=IN,OUT, e.g. gpt-4o=2.5,10") from None
+        if not model or price_in < 0 or price_out < 0:
+            raise InvalidInputError(f"--price {entry!r}: expected MODEL=IN,OUT with prices >= 0")
+        prices[model] = (price_in, price_out)
+    return prices
+
+
 def _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
             max_test_docs, context_length, test_prompts_per_head, worth_range, explainer, classifier,
-            strategy, scorers, budget, ablation):
+            strategy, scorers, budget, ablation, prices=None):
     return build_config(
         config, name=name, model=model, corpus=corpus, neurons=neurons, layers=layers or None,
         per_layer=per_layer, baseline="random" if random else None, seed=seed,
         max_train_docs=max_train_docs, max_test_docs=max_test_docs, context_length=context_length,
         test_prompts_per_head=test_prompts_per_head, worth_range=worth_range, explainer=explainer,
         classifier=classifier, explainer_strategy=strategy, scorers=scorers or None,
-        budget_usd=budget, ablation=ablation)
+        budget_usd=budget, ablation=ablation, llm_prices=prices or None)
 
 
 def progress_table(state) -> Table:
@@ -96,6 +114,16 @@ def progress_table(state) -> Table:
                      f"cost ${state.cost_usd:.4f}{eta}")
     table.caption_justify = "left"
     return table
+
+
+def estimate_line(found: CampaignEstimate) -> str:
+    """What the LLM side will cost at most, said before anything runs."""
+    tokens_in = found.explain.input_tokens + found.classify.input_tokens
+    tokens_out = found.explain.max_output_tokens + found.classify.max_output_tokens
+    cached = found.explain.cached_calls + found.classify.cached_calls
+    assuming = "" if found.exact else f" (assuming {'; '.join(found.assumptions)})"
+    return (f"estimate: {found.calls} LLM calls ({cached} cached), about {tokens_in} input tokens, at most "
+            f"{tokens_out} output tokens, at most ${found.usd:.4f}{assuming}")
 
 
 def failure_lines(state, resume: str) -> list[str]:
@@ -117,7 +145,7 @@ def run(
     test_prompts_per_head: TestPromptsOpt = None, worth_range: WorthOpt = None,
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
     strategy: StrategyOpt = None, scorer: ScorersOpt = None, budget: BudgetOpt = None,
-    ablation: AblationOpt = None,
+    price: PriceOpt = None, ablation: AblationOpt = None,
     resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel; or retry the failed items of one completed with failures).")] = None,
 ) -> None:
     """Run a whole campaign in this process (no Redis), with live progress; Ctrl-C stops it
@@ -128,11 +156,13 @@ def run(
 
     settings = get_settings()
     store = Store(settings.results_url)
+    runtime = Runtime(settings)
     if resume_id is None:
-        campaign_id = create_campaign(store, _config(
-            config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
-            max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
-            classifier, strategy, scorer, budget, ablation))
+        chosen = _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
+                         max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
+                         classifier, strategy, scorer, budget, ablation, price)
+        console.print(estimate_line(estimate_campaign(chosen, runtime)), highlight=False)
+        campaign_id = create_campaign(store, chosen)
     else:
         campaign_id = resolve_campaign_id(store, resume_id)
         with store.session() as session:
@@ -140,7 +170,6 @@ def run(
         if status not in ("pending", "running", "completed"):
             resume(store, campaign_id)
     console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
-    runtime = Runtime(settings)
     try:
         with Live(progress_table(progress(store, campaign_id)), console=console,
                   refresh_per_second=4) as live:
@@ -221,7 +250,7 @@ def estimate(
     model: ModelOpt = None, corpus: CorpusOpt = None, neurons: NeuronsOpt = None,
     layers: LayersOpt = None, per_layer: PerLayerOpt = None, test_prompts_per_head: TestPromptsOpt = None,
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
-    strategy: StrategyOpt = None, scorer: ScorersOpt = None,
+    strategy: StrategyOpt = None, scorer: ScorersOpt = None, price: PriceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """LLM calls, tokens and worst-case cost of a campaign, before running it."""
@@ -236,7 +265,8 @@ def estimate(
         chosen = build_config(config, model=model, corpus=corpus or "unused", neurons=neurons,
                               layers=layers or None, per_layer=per_layer,
                               test_prompts_per_head=test_prompts_per_head, explainer=explainer,
-                              classifier=classifier, explainer_strategy=strategy, scorers=scorer or None)
+                              classifier=classifier, explainer_strategy=strategy, scorers=scorer or None,
+                              llm_prices=price or None)
     result = estimate_campaign(chosen, Runtime(settings), heads_per_neuron, store, campaign)
     if as_json:
         print_json(result)

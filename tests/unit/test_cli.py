@@ -86,3 +86,14 @@ def test_version_flag():
 
     done = lookups("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"lookups {version('lookups')}"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "explainer model 'mystery' has no price"),
+    (["--price", "mystery=cheap"], "--price 'mystery=cheap': expected MODEL=IN,OUT"),
+])
+def test_a_budget_on_an_unpriced_model_is_refused_before_anything_runs(small_corpus, tmp_path, extra, message):
+    done = lookups("run", "--corpus", small_corpus, "--explainer", "openai-compatible:http://127.0.0.1:9/v1:mystery",
+                   "--budget", "1", *extra, cwd=tmp_path)
+    assert done.returncode == 2 and message in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+    assert "in store" not in done.stdout + done.stderr  # refused before a campaign was created
