@@ -98,6 +98,7 @@ def test_the_declared_links_lead_from_each_submission_to_what_reads_it():
                                                                      for kind in WORK_KINDS}
 
 
+@pytest.mark.slow  # schemathesis scenarios along the links: about 20 s
 @pytest.mark.timeout(120)
 def test_scenarios_along_the_links_get_no_server_errors_and_conform_to_the_schema():
     ANSWERED.clear()
