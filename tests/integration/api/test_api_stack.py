@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,11 +29,14 @@ def wait_until(condition, timeout: float, what: str, processes, names: list[str]
 
 
 @pytest.fixture
-def api(processes, stack_env):
-    """The API and one worker on both queues, like a one-machine deployment."""
+def api(processes, stack_env, tiny_gpt2_dir, corpus_path):
+    """The API and one worker on both queues, like a one-machine deployment whose operator lets
+    API users read the shared corpus and the tiny model (no local path is allowed otherwise)."""
     port = free_port()
     stack_env.update({"LOOKUPS_API_TOKENS": json.dumps([TOKEN]), "LOOKUPS_API_URL": f"http://127.0.0.1:{port}",
-                      "LOOKUPS_API_TOKEN": TOKEN, "LOOKUPS_ORCHESTRATE_INTERVAL_S": "2"})
+                      "LOOKUPS_API_TOKEN": TOKEN, "LOOKUPS_ORCHESTRATE_INTERVAL_S": "2",
+                      "LOOKUPS_CORPUS_ROOTS": json.dumps([str(corpus_path.parent.resolve())]),
+                      "LOOKUPS_MODEL_ROOTS": json.dumps([str(Path(tiny_gpt2_dir).parent.resolve())])})
     processes.start("api", "--host", "127.0.0.1", "--port", str(port), name="api")
     processes.start("worker", "--queues", "gpu,llm", "--concurrency", "1", name="worker")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"},
