@@ -39,7 +39,8 @@ def _check_shapes_at_runtime() -> None:
     for name in ("Float", "Int", "Bool"):
         setattr(builtins, name, getattr(jaxtyping, name))
     builtins.Tensor = torch.Tensor
-    jaxtyping.install_import_hook(["services"], "beartype.beartype")
+    # The PEP 484 numeric tower, as mypy has it: an int is a float (beartype's default refuses it).
+    jaxtyping.install_import_hook(["services"], "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
 
 
 _check_shapes_at_runtime()
