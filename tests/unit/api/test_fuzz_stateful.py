@@ -60,8 +60,6 @@ def map_body(context, body):
     return {**body, **{field: value for field, value in ALLOWED.items() if field in body}}
 
 
-
-
 def _no_phantom_resources() -> None:
     """Schemathesis infers resources from field names, and takes ``test_from_id`` (the document
     id where the test split starts) for a reference to a "TestFrom" that nothing produces; an
@@ -72,6 +70,7 @@ def _no_phantom_resources() -> None:
 
 
 _no_phantom_resources()
+
 ANSWERED: Counter[tuple[str, int]] = Counter()  # (operationId, status) of every call made
 
 
