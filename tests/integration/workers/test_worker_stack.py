@@ -8,6 +8,7 @@ and the 429s are scripted. (No ``__init__.py`` here: it would shadow the ``worke
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -154,7 +155,10 @@ def test_stack_up_runs_a_campaign_end_to_end_with_the_local_llm(
         env, store, processes, tiny_gpt2_dir, corpus_path, tmp_path):
     broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: stack up starts Redis
     port = free_port()
-    env.update(LOOKUPS_BROKER_URL=broker, LOOKUPS_API_TOKENS='["stack-secret"]')
+    env.update(LOOKUPS_BROKER_URL=broker, LOOKUPS_API_TOKENS='["stack-secret"]',
+               # the operator lets API users read the shared corpus and the tiny model
+               LOOKUPS_CORPUS_ROOTS=json.dumps([str(corpus_path.parent.resolve())]),
+               LOOKUPS_MODEL_ROOTS=json.dumps([str(Path(tiny_gpt2_dir).parent.resolve())]))
     stack = processes.start("stack", "up", "--llm-concurrency", "1", "--port", str(port),
                             "--state-dir", str(tmp_path / "stack"), name="stack")
     campaign_id = submit_over_http(port, "stack-secret", tiny_campaign(tiny_gpt2_dir, corpus_path),
