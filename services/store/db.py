@@ -6,9 +6,9 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,6 +74,30 @@ def alembic_config(migrations: Path, connection: Connection) -> Config:
     config.set_main_option("script_location", str(migrations))
     config.attributes["connection"] = connection
     return config
+
+
+def run_env(metadata: MetaData, **options: Any) -> None:
+    """The body of an Alembic ``env.py``: migrate on the connection ``upgrade`` handed over, or on
+    ``sqlalchemy.url`` when run from the alembic command line. ``options`` go to
+    ``context.configure`` (a store's own version table, which tables it sees)."""
+    from alembic import context
+    from sqlalchemy import engine_from_config, pool
+
+    def run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=connection.dialect.name == "sqlite", **options)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = engine_from_config(config.get_section(config.config_ini_section, {}),
+                                prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with engine.connect() as fresh:
+        run(fresh)
 
 
 def upgrade(engine: Engine) -> None:
