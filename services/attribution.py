@@ -7,7 +7,12 @@ last position::
     attr_h = (z_h @ W_O^h) / scale_L · d
 
 where ``scale_L`` is layer L's ln2 scale at that position (the LN weight is folded into ``W_in``,
-so the scale is all that is left of the normalisation) and ``d`` is the neuron's input direction:
+so the scale is all that is left of the normalisation) and ``d`` is the neuron's input direction.
+Blocks that normalise the attention output before the residual add (Gemma's post-attention
+RMSNorm) pass each head's result through that norm first, linearised the same way: divided by
+its measured scale, times its weight. Either way a head's score is linear in ``z_h``, and the
+heads' shares of the neuron's input plus the other terms reproduce the measured input
+(``head_contributions``). The direction ``d``:
 
 - ``"paper"``: ``d = W_in[L][:, i]`` (the paper's definition; only for non-gated MLPs).
 - ``"linearised"``: ``d`` = gradient of ``hook_post[i]`` with respect to the MLP's normalised
@@ -27,6 +32,7 @@ that are always or never active leave nothing to explain.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
@@ -54,6 +60,17 @@ def default_definition(model: SubjectModel) -> Definition:
 def check_attribution_input(
     model: SubjectModel, neuron: NeuronRef, prompts: Sequence[Sequence[int]], definition: Definition
 ) -> None:
+    check_prompts(model, neuron, prompts)
+    if definition not in ("paper", "linearised"):
+        raise InvalidInputError(f"definition must be 'paper' or 'linearised', got {definition!r}")
+    if definition == "paper" and model.info.gated_mlp:
+        raise InvalidInputError(
+            f"definition 'paper' needs a single W_in direction; model {model.info.name!r} has a "
+            "gated MLP: use 'linearised'"
+        )
+
+
+def check_prompts(model: SubjectModel, neuron: NeuronRef, prompts: Sequence[Sequence[int]]) -> None:
     check_neurons(model, [neuron])
     if neuron.layer < 1:
         raise InvalidInputError(
@@ -64,13 +81,6 @@ def check_attribution_input(
         raise InvalidInputError(f"neuron {neuron}: give at least one prompt to attribute")
     if any(len(p) == 0 for p in prompts):
         raise InvalidInputError(f"neuron {neuron}: every prompt needs at least one token")
-    if definition not in ("paper", "linearised"):
-        raise InvalidInputError(f"definition must be 'paper' or 'linearised', got {definition!r}")
-    if definition == "paper" and model.info.gated_mlp:
-        raise InvalidInputError(
-            f"definition 'paper' needs a single W_in direction; model {model.info.name!r} has a "
-            "gated MLP: use 'linearised'"
-        )
 
 
 def _activation_and_slope(model: SubjectModel, pre: Float[Tensor, " batch"]):
@@ -89,6 +99,105 @@ def _activation_and_slope(model: SubjectModel, pre: Float[Tensor, " batch"]):
     return value.detach(), slope
 
 
+@dataclass
+class HeadContributions:
+    """Each head's share of the neuron's MLP inputs at the last position, and the inputs as
+    measured (``hook_pre``, then for gated MLPs ``hook_pre_linear``; see ``input_directions``)."""
+
+    heads: Float[Tensor, "prompt layer head input"]
+    measured: Float[Tensor, "prompt input"]
+
+
+def input_directions(model: SubjectModel, neuron: NeuronRef) -> Float[Tensor, "d_model input"]:
+    """The weights the neuron reads its normalised MLP input with. Input 0 gives ``hook_pre``, the
+    pre-activation the nonlinearity acts on: ``W_gate[:, i]`` for a gated MLP (SwiGLU, GeGLU),
+    ``W_in[:, i]`` otherwise; a gated MLP's input 1 is its linear partner ``W_in[:, i]``
+    (``hook_pre_linear``)."""
+    import torch
+
+    mlp = model.bridge.blocks[neuron.layer].mlp
+    weights = [mlp.W_gate, mlp.W_in] if model.info.gated_mlp else [mlp.W_in]
+    return torch.stack([w[:, neuron.index].detach() for w in weights], dim=1)
+
+
+def post_attention_norm(block):
+    """The RMSNorm some blocks apply to the attention output before adding it to the residual
+    stream (Gemma 2/3: ``post_attention_layernorm``, ``ln1_post``), or None. Its weight is not
+    folded (its scale depends on all heads together), so attribution divides by its measured
+    scale and multiplies by its weight, as it does for ln2."""
+    return block.ln1_post if hasattr(block, "ln1_post") else None
+
+
+def _head_readout(block, directions: Float[Tensor, "d_model input"]) -> Float[Tensor, "head d_head input"]:
+    """``W_O^h`` (times the post-attention norm's weight, where there is one) onto the directions."""
+    w_o = block.attn.W_O.detach()
+    norm = post_attention_norm(block)
+    if norm is not None:
+        w_o = w_o * ((1.0 + norm.weight) if norm.uses_weight_offset else norm.weight).detach()
+    return w_o @ directions
+
+
+def head_contributions(
+    model: SubjectModel,
+    neuron: NeuronRef,
+    prompts: Sequence[Sequence[int]],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> HeadContributions:
+    """For every head in layers ``< neuron.layer``, at the last token of each ``[BOS] + prompts[p]``:
+    its result ``z_h W_O^h`` (through the post-attention norm where the block has one), divided by
+    layer L's ln2 scale, read with ``input_directions``. The norms' scales are frozen at their
+    measured values, so this is linear: the heads' shares plus the other writers' (embedding, MLP
+    outputs, layer L's heads, biases) add up to the measured inputs exactly."""
+    import torch
+
+    check_prompts(model, neuron, prompts)
+    bridge, layer = model.bridge, neuron.layer
+    device, cfg = model.device, bridge.cfg
+    blocks = [bridge.blocks[hl] for hl in range(layer)]
+    readout = torch.stack([_head_readout(block, input_directions(model, neuron)) for block in blocks])
+    post_norms = [hl for hl, block in enumerate(blocks) if post_attention_norm(block) is not None]
+    input_hooks = ["hook_pre", "hook_pre_linear"][: readout.shape[-1]]
+
+    bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
+    sequences = [[bos, *p] for p in prompts]
+    heads = torch.empty((len(sequences), layer, cfg.n_heads, readout.shape[-1]))
+    measured = torch.empty((len(sequences), readout.shape[-1]))
+    for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
+        tokens, lengths = pad_right((sequences[i] for i in batch), pad, device)
+        rows, last = torch.arange(len(batch), device=device), lengths - 1
+        z = torch.empty((len(batch), layer, cfg.n_heads, cfg.d_head), dtype=readout.dtype, device=device)
+        post_scale = torch.ones((len(batch), layer), dtype=readout.dtype, device=device)
+        kept: dict[str, Tensor] = {}
+
+        def keep_z(source, hook):
+            z[:, int(hook.name.split(".")[1])] = source[rows, last]
+
+        def keep_post_scale(source, hook):
+            post_scale[:, int(hook.name.split(".")[1])] = source[rows, last, 0]
+
+        def keep_scale(source, hook):
+            kept["scale"] = source[rows, last, 0]
+
+        def keep_input(source, hook):
+            kept[hook.name.rsplit(".", 1)[-1]] = source[rows, last, neuron.index]
+
+        hooks: Hooks = [(f"blocks.{hl}.attn.hook_z", keep_z) for hl in range(layer)]
+        hooks += [(f"blocks.{hl}.ln1_post.hook_scale", keep_post_scale) for hl in post_norms]
+        hooks.append((f"blocks.{layer}.ln2.hook_scale", keep_scale))
+        hooks += [(f"blocks.{layer}.mlp.{name}", keep_input) for name in input_hooks]
+        with torch.inference_mode():
+            bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layer + 1, return_type=None)
+
+        shares = torch.einsum("blhd,lhdk->blhk", z, readout)
+        shares = shares / (kept["scale"][:, None] * post_scale)[:, :, None, None]
+        where = torch.tensor(batch)
+        heads[where] = shares.float().cpu()
+        measured[where] = torch.stack([kept[name] for name in input_hooks], dim=1).float().cpu()
+    return HeadContributions(heads=heads, measured=measured)
+
+
 def head_attributions(
     model: SubjectModel,
     neuron: NeuronRef,
@@ -100,59 +209,18 @@ def head_attributions(
 ) -> Float[Tensor, "prompt layer head"]:
     """``attr[p, l, h]`` for every head in layers ``< neuron.layer``, at the last token of each
     ``[BOS] + prompts[p]`` (prompt token ids without BOS, as in ``TruncatedPrompt.tokens``)."""
-    import torch
-
     definition = definition or default_definition(model)
     check_attribution_input(model, neuron, prompts, definition)
-    bridge, layer, index = model.bridge, neuron.layer, neuron.index
-    device = model.device
-    cfg = bridge.cfg
-    # Per-block weights: the bridge's stacked ``W_O``/``W_in`` copy every layer on each access.
-    w_o = torch.stack([bridge.blocks[hl].attn.W_O.detach() for hl in range(layer)])  # (hl, h, d_head, d_model)
-    mlp = bridge.blocks[layer].mlp
-    w_in = mlp.W_in[:, index].detach()  # (d_model,)
-    w_gate = mlp.W_gate[:, index].detach() if model.info.gated_mlp else None
-    paper_readout = torch.einsum("lhdm,m->lhd", w_o, w_in)  # W_O^h projected on W_in[:, i]
-
-    bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
-    sequences = [[bos, *p] for p in prompts]
-    out = torch.empty((len(sequences), layer, cfg.n_heads), dtype=torch.float32)
-    for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
-        tokens, lengths = pad_right((sequences[i] for i in batch), pad, device)
-        rows, last = torch.arange(len(batch), device=device), lengths - 1
-        z = torch.empty((len(batch), layer, cfg.n_heads, cfg.d_head), dtype=w_o.dtype, device=device)
-        kept: dict[str, Tensor] = {}
-
-        def keep_z(source, hook):
-            z[:, int(hook.name.split(".")[1])] = source[rows, last]
-
-        def keep_last(source, hook):
-            kept[hook.name.rsplit(".", 1)[-1]] = source[rows, last]
-
-        def keep_neuron(source, hook):
-            kept[hook.name.rsplit(".", 1)[-1]] = source[rows, last, index]
-
-        hooks: Hooks = [(f"blocks.{hl}.attn.hook_z", keep_z) for hl in range(layer)]
-        hooks.append((f"blocks.{layer}.ln2.hook_scale", keep_last))
-        if definition == "linearised":
-            hooks.append((f"blocks.{layer}.mlp.hook_pre", keep_neuron))
-            if w_gate is not None:
-                hooks.append((f"blocks.{layer}.mlp.hook_pre_linear", keep_neuron))
-        with torch.inference_mode():
-            bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layer + 1, return_type=None)
-
-        scale = kept["hook_scale"].reshape(len(batch), 1, 1)
-        if definition == "paper":
-            scores = torch.einsum("blhd,lhd->blh", z, paper_readout)
-        else:
-            value, slope = _activation_and_slope(model, kept["hook_pre"])
-            if w_gate is None:  # d(act(x·w_in))/dx = act'(pre) w_in
-                scores = torch.einsum("blhd,lhd,b->blh", z, paper_readout, slope)
-            else:  # d(act(x·w_gate) (x·w_in))/dx = act'(g) u w_gate + act(g) w_in
-                direction = (slope * kept["hook_pre_linear"])[:, None] * w_gate + value[:, None] * w_in
-                scores = torch.einsum("blhd,lhdm,bm->blh", z, w_o, direction)
-        out[torch.tensor(batch)] = (scores / scale).float().cpu()
-    return out
+    found = head_contributions(model, neuron, prompts, token_budget=token_budget, max_batch=max_batch)
+    pre = found.heads[..., 0]
+    if definition == "paper":
+        return pre
+    value, slope = _activation_and_slope(model, found.measured[:, 0])
+    if not model.info.gated_mlp:  # d act(x·w_in) = act'(pre) (dx·w_in)
+        return pre * slope[:, None, None]
+    # d(act(x·w_gate) (x·w_in)) = act'(g) u (dx·w_gate) + act(g) (dx·w_in)
+    linear = found.measured[:, 1]
+    return pre * (slope * linear)[:, None, None] + found.heads[..., 1] * value[:, None, None]
 
 
 ACTIVE_STDS = 2.0
