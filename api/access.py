@@ -105,16 +105,16 @@ def _local_path(path: str, roots: Sequence[Path], setting: str, what: str) -> st
 
 
 def check_corpus(spec: str, roots: Sequence[Path]) -> str | None:
-    """``hf:OWNER/NAME[:SPLIT]``, or an absolute file or folder under the corpus roots."""
+    """``hf:OWNER/NAME[:CONFIG][?OPTIONS]``, or an absolute file or folder under the corpus roots."""
     if spec.startswith("hf:"):
-        name = spec.removeprefix("hf:").partition(":")[0]
+        name = spec.removeprefix("hf:").partition("?")[0].partition(":")[0]
         if Path(name).is_absolute():  # a dataset folder, read by datasets.load_dataset
             return _local_path(name, roots, "LOOKUPS_CORPUS_ROOTS", "corpus")
         if not _is_hub_id(name):
             return f"{name!r} is not a Hugging Face dataset id (NAME or OWNER/NAME)"
         return None
     if not Path(spec).is_absolute():
-        return ("through the API a corpus is hf:OWNER/NAME[:SPLIT] or an absolute path under "
+        return ("through the API a corpus is hf:OWNER/NAME[:CONFIG][?OPTIONS] or an absolute path under "
                 "LOOKUPS_CORPUS_ROOTS")
     return _local_path(spec, roots, "LOOKUPS_CORPUS_ROOTS", "corpus")
 

@@ -1,4 +1,4 @@
-"""Built-in corpus sources: local files and folders, and Hugging Face datasets.
+"""Built-in corpus sources: local files and folders, and Hugging Face datasets, both streamed.
 
 Document ids are stable: an explicit ``id`` field wins, otherwise the id is derived from the
 file and the record's position, so the same file always yields the same ids.
@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from contract import CorpusError, Document, hookimpl
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt", ".parquet")
+HUB_OPTIONS = ("split", "revision", "text_column")
+# Before CONFIG, the part after the name was the split: such specs still read that split.
+LEGACY_SPLIT = re.compile(r"(train|test|validation)(\[[^\]]*\])?")
 
 
 def _suffix(path: Path) -> str | None:
     return next((s for s in LOCAL_SUFFIXES if path.name.endswith(s)), None)
 
 
-def _records_jsonl(path: Path) -> list[dict]:
+def _records_jsonl(path: Path) -> Iterator[dict]:
     opener = gzip.open if path.name.endswith(".gz") else open
-    records = []
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             for line_number, line in enumerate(handle, start=1):
@@ -33,37 +39,37 @@ def _records_jsonl(path: Path) -> list[dict]:
                     raise CorpusError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     raise CorpusError(f"{path}:{line_number}: each line needs a string field 'text'")
-                records.append(record)
+                yield record
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise CorpusError(f"cannot read corpus file {path}: {error}") from error
-    return records
 
 
-def _records_parquet(path: Path) -> list[dict]:
+def _records_parquet(path: Path) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path)
     except Exception as error:  # pyarrow raises several unrelated types for bad files
         raise CorpusError(f"cannot read parquet corpus {path}: {error}") from error
-    if "text" not in table.column_names:
-        raise CorpusError(f"{path}: parquet corpus needs a 'text' column, has {table.column_names}")
-    return table.select([c for c in ("id", "text") if c in table.column_names]).to_pylist()
+    names = table.schema_arrow.names
+    if "text" not in names:
+        raise CorpusError(f"{path}: parquet corpus needs a 'text' column, has {names}")
+    for batch in table.iter_batches(columns=[c for c in ("id", "text") if c in names]):
+        yield from batch.to_pylist()
 
 
-def documents_from_file(path: Path, id_prefix: str) -> list[Document]:
+def documents_from_file(path: Path, id_prefix: str) -> Iterator[Document]:
     suffix = _suffix(path)
     if suffix == ".txt":
         try:
-            return [Document(id=id_prefix, text=path.read_text(encoding="utf-8"))]
+            yield Document(id=id_prefix, text=path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as error:
             raise CorpusError(f"cannot read corpus file {path}: {error}") from error
+        return
     records = _records_parquet(path) if suffix == ".parquet" else _records_jsonl(path)
-    return [
-        Document(id=str(record["id"]) if record.get("id") is not None else f"{id_prefix}-{i:05d}",
-                 text=record["text"])
-        for i, record in enumerate(records)
-    ]
+    for i, record in enumerate(records):
+        yield Document(id=str(record["id"]) if record.get("id") is not None else f"{id_prefix}-{i:05d}",
+                       text=record["text"])
 
 
 class LocalFiles:
@@ -75,28 +81,57 @@ class LocalFiles:
     def can_load(self, spec: str) -> bool:
         return Path(spec).exists()
 
-    def load(self, spec: str) -> list[Document]:
+    def load(self, spec: str) -> Iterator[Document]:
         root = Path(spec)
         if root.is_file():
-            if _suffix(root) is None:
+            suffix = _suffix(root)
+            if suffix is None:
                 raise CorpusError(f"{root}: unsupported corpus file; use one of {LOCAL_SUFFIXES}")
-            stem = root.name[: -len(_suffix(root))]
-            documents = documents_from_file(root, stem)
+            files = [(root, root.name[: -len(suffix)])]
         else:
-            files = sorted(p for p in root.rglob("*") if p.is_file() and _suffix(p))
-            if not files:
+            paths = sorted(p for p in root.rglob("*") if p.is_file() and _suffix(p))
+            if not paths:
                 raise CorpusError(f"folder {root} holds no {', '.join(LOCAL_SUFFIXES)} files")
-            documents = []
-            for path in files:
-                relative = path.relative_to(root).as_posix()
-                documents.extend(documents_from_file(path, relative[: -len(_suffix(path))]))
-        return [doc for doc in documents if doc.text.strip()]
+            files = [(p, p.relative_to(root).as_posix()[: -len(_suffix(p) or "")]) for p in paths]
+        for path, prefix in files:
+            yield from (doc for doc in documents_from_file(path, prefix) if doc.text.strip())
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """``hf:NAME[:CONFIG][?split=S&revision=R&text_column=C]``, parsed."""
+
+    name: str
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    text_column: str = "text"
+
+
+def parse_hub_spec(spec: str) -> HubSpec:
+    body, _, query = spec.removeprefix("hf:").partition("?")
+    name, _, config = body.partition(":")
+    if not name:
+        raise CorpusError(f"{spec!r}: give a dataset name, hf:NAME[:CONFIG][?split=...]")
+    try:
+        given = parse_qs(query, keep_blank_values=True, strict_parsing=True) if query else {}
+    except ValueError as error:
+        raise CorpusError(f"{spec!r}: options must be KEY=VALUE joined by '&' ({error})") from error
+    for key, values in given.items():
+        if key not in HUB_OPTIONS:
+            raise CorpusError(f"{spec!r}: unknown option {key!r}; the options are {', '.join(HUB_OPTIONS)}")
+        if len(values) > 1 or not values[0]:
+            raise CorpusError(f"{spec!r}: option {key!r} needs exactly one non-empty value")
+    options = {key: values[0] for key, values in given.items()}
+    if config and "split" not in options and LEGACY_SPLIT.fullmatch(config):
+        options["split"], config = config, ""
+    return HubSpec(name=name, config=config or None, **options)
 
 
 class HuggingFaceDataset:
-    """``hf:NAME[:SPLIT]`` or a bare ``owner/name``: loaded with ``datasets.load_dataset``.
-
-    NAME may also be a local dataset folder, which is how this is tested offline.
+    """``hf:NAME[:CONFIG][?split=S&revision=R&text_column=C]`` or a bare ``owner/name``, streamed
+    with ``datasets.load_dataset(..., streaming=True)`` (split ``train``, column ``text`` unless
+    given). NAME may also be a local dataset folder, which is how this is tested offline.
     """
 
     name = "huggingface"
@@ -106,26 +141,27 @@ class HuggingFaceDataset:
             return True
         return "/" in spec and not Path(spec).exists() and _suffix(Path(spec)) is None
 
-    def load(self, spec: str) -> list[Document]:
+    def load(self, spec: str) -> Iterator[Document]:
         import datasets
 
-        name, _, split = spec.removeprefix("hf:").partition(":")
+        hub = parse_hub_spec(spec)
         try:
-            dataset = datasets.load_dataset(name, split=split or "train")
+            rows = datasets.load_dataset(hub.name, hub.config, split=hub.split, revision=hub.revision,
+                                         streaming=True)
         except Exception as error:  # datasets wraps hub, network and format errors alike
             raise CorpusError(
-                f"cannot load Hugging Face dataset {name!r} (split {split or 'train'!r}): {error}. "
+                f"cannot load Hugging Face dataset {hub.name!r} (config {hub.config!r}, split {hub.split!r}, "
+                f"revision {hub.revision or 'latest'!r}): {error}. "
                 "Offline, give a local .jsonl/.txt/.parquet file or folder instead."
             ) from error
-        if "text" not in dataset.column_names:
-            raise CorpusError(f"dataset {name!r} has no 'text' column ({dataset.column_names})")
-        short = name.rstrip("/").rsplit("/", 1)[-1]
-        has_ids = "id" in dataset.column_names
-        return [
-            Document(id=str(row["id"]) if has_ids else f"{short}-{i:06d}", text=row["text"])
-            for i, row in enumerate(dataset)
-            if row["text"] and row["text"].strip()
-        ]
+        short = hub.name.rstrip("/").rsplit("/", 1)[-1]
+        for i, row in enumerate(rows):
+            if hub.text_column not in row:
+                raise CorpusError(f"dataset {hub.name!r} has no {hub.text_column!r} column ({sorted(row)}); "
+                                  "name its text column with ?text_column=")
+            text = row[hub.text_column]
+            if isinstance(text, str) and text.strip():
+                yield Document(id=str(row["id"]) if row.get("id") is not None else f"{short}-{i:06d}", text=text)
 
 
 @hookimpl

@@ -18,12 +18,13 @@ from sqlalchemy.orm import Session
 
 from contract import HeadScore, InvalidInputError
 from services.ablation import HeadAblation
+from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import get_campaign
+from services.campaigns.stages.scan import train_hits
 from services.schemas import TruncatedPrompt
 from services.store import Store
 from services.store.models import (
     AblationRow,
-    ContextRow,
     ExplanationRow,
     HeadRow,
     NeuronRow,
@@ -56,9 +57,12 @@ def _neurons(session: Session, campaign_id: str) -> Iterator[Row]:
 
 
 def _contexts(session: Session, campaign_id: str) -> Iterator[Row]:
-    for c in session.scalars(select(ContextRow).where(ContextRow.campaign_id == campaign_id).order_by(ContextRow.id)):
-        yield {"campaign_id": campaign_id, "split": c.split, "layer": c.layer, "neuron": c.neuron, "rank": c.rank,
-               "doc_id": c.doc_id, "position": c.position, "activation": c.activation}
+    """Each neuron's top K training documents (a sharded scan's shards merged)."""
+    top_k = CampaignConfig.model_validate(get_campaign(session, campaign_id).config).top_k
+    for n in session.scalars(select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)):
+        for rank, hit in enumerate(train_hits(session, campaign_id, n.layer, n.neuron, top_k)):
+            yield {"campaign_id": campaign_id, "split": "train", "layer": n.layer, "neuron": n.neuron, "rank": rank,
+                   "doc_id": hit.doc_id, "position": hit.position, "activation": hit.activation}
 
 
 def _prompts(session: Session, campaign_id: str) -> Iterator[Row]:

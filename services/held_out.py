@@ -8,7 +8,7 @@ report can say why it was skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from contract import Document, InvalidInputError
 from services.ablation import activation_drops
 from services.attribution import Definition, HeadRef, NeuronAttribution, attribute_neuron
-from services.scan import scan_corpus
+from services.scan import ScanReport, scan_corpus
 from services.schemas import NeuronRef, TruncatedPrompt
 from services.truncate import truncate_contexts
 
@@ -66,23 +66,31 @@ def label_test_prompts(
 def held_out_test_prompts(
     model: SubjectModel,
     attributions: Sequence[NeuronAttribution],
-    test_documents: Sequence[Document],
+    test_documents: Iterable[Document],
     *,
+    fetch: Callable[[Collection[str]], Sequence[Document]],
     per_head: int = 10,
     top_k: int = 30,
     context_length: int = 1024,
+    total: int | None = None,
+    report: ScanReport | None = None,
 ) -> list[HeadTestSet]:
     """Scan and truncate the test split for every neuron with heads worth explaining, attribute
     its test prompts with the same definition and criterion, label them per head, and measure
-    each head's ablation effect on the neuron there."""
+    each head's ablation effect on the neuron there.
+
+    ``test_documents`` are streamed through the scan; ``fetch`` then gives the top documents by
+    id for truncation. ``total`` and ``report``: the scan's progress (``scan_corpus``)."""
     explained = [a for a in attributions if a.worth_explaining]
     if not explained:
         return []
     if per_head < 1:
         raise InvalidInputError(f"per_head must be at least 1, got {per_head}")
     neurons = [a.neuron for a in explained]
-    contexts = scan_corpus(model, neurons, test_documents, top_k=top_k, context_length=context_length)
-    contexts = truncate_contexts(model, contexts, test_documents, context_length=context_length)
+    contexts = scan_corpus(model, neurons, test_documents, top_k=top_k, context_length=context_length,
+                           total=total, report=report)
+    top_documents = fetch({hit.doc_id for context in contexts for hit in context.hits})
+    contexts = truncate_contexts(model, contexts, top_documents, context_length=context_length)
     sets: list[HeadTestSet] = []
     for attribution, context in zip(explained, contexts):
         heads = [a.head for a in attribution.worth_explaining]

@@ -1,4 +1,5 @@
-"""What a process keeps between pieces of work: loaded models, corpora and LLM backends.
+"""What a process keeps between pieces of work: loaded models and LLM backends (corpora are
+streamed; ``services.corpus`` keeps their ids per process).
 
 A GPU worker loads each subject model once per process (lazily, so nothing touches CUDA before
 Celery forks its children) and reuses it for every item of every campaign and job; the CLI
@@ -8,10 +9,7 @@ uses one for a single command.
 from __future__ import annotations
 
 import threading
-from functools import cache
 
-from contract import Document
-from services.corpus import Corpus, CorpusInfo, CorpusSelection, load_corpus, split_documents
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend
 from services.settings import Settings, get_settings
@@ -34,15 +32,6 @@ class Runtime:
                 self._models[name] = load_subject_model(name, settings=self.settings)
             return self._models[name]
 
-    def documents(self, selection: CorpusSelection) -> list[Document]:
-        return _selected(selection)
-
-    def corpus_info(self, selection: CorpusSelection) -> CorpusInfo:
-        """Provenance of the selected documents (spec, split, count, fingerprint)."""
-        documents = _selected(selection)
-        return CorpusInfo(spec=selection.corpus, split=selection.split, n_documents=len(documents),
-                          fingerprint=_corpus(selection.corpus).fingerprint(documents))
-
     def llm(self, spec: str, budget_usd: float | None, prices: dict[str, tuple[float, float]] | None = None):
         """An LLM client over a per-process backend (a local model loads once); ``prices`` add to
         the settings' price table (USD per million input, output tokens)."""
@@ -54,15 +43,3 @@ class Runtime:
         if prices:
             settings = settings.model_copy(update={"llm_prices": {**settings.llm_prices, **prices}})
         return LLMClient(self._backends[spec], settings=settings, budget_usd=budget_usd)
-
-
-@cache
-def _corpus(spec: str) -> Corpus:
-    return load_corpus(spec)
-
-
-@cache
-def _selected(selection: CorpusSelection) -> list[Document]:
-    documents = split_documents(_corpus(selection.corpus), selection.split,
-                                test_fraction=selection.test_fraction, test_from_id=selection.test_from_id)
-    return documents[: selection.max_docs] if selection.max_docs else documents

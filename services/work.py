@@ -29,7 +29,14 @@ from services.attribution import (
     default_definition,
 )
 from services.classify import classify
-from services.corpus import CorpusInfo, CorpusSelection
+from services.corpus import (
+    CorpusInfo,
+    CorpusSelection,
+    corpus_info,
+    fetch_documents,
+    selected_positions,
+    stream_selection,
+)
 from services.explain import Explanation, explain
 from services.head_reads import head_reads
 from services.llm.registry import get_scorer, get_strategy, get_template
@@ -174,16 +181,18 @@ def find_neurons(runtime: Runtime, work: NeuronsWork) -> NeuronsResult:
 def scan(runtime: Runtime, work: ScanWork) -> ScanResult:
     model = runtime.model(work.model)
     selection = CorpusSelection.model_validate(work.model_dump(include=set(CorpusSelection.model_fields)))
-    contexts = scan_corpus(model, [NeuronRef.parse(n) for n in work.neurons], runtime.documents(selection),
+    contexts = scan_corpus(model, [NeuronRef.parse(n) for n in work.neurons], stream_selection(selection),
                            top_k=work.top_k, context_length=work.context_length or runtime.settings.context_length,
-                           token_budget=work.batch_tokens, progress=runtime.progress)
-    return ScanResult(model=model.info.model_dump(), corpus=runtime.corpus_info(selection), contexts=contexts)
+                           token_budget=work.batch_tokens, total=len(selected_positions(selection)),
+                           progress=runtime.progress)
+    return ScanResult(model=model.info.model_dump(), corpus=corpus_info(selection), contexts=contexts)
 
 
 def truncate(runtime: Runtime, work: TruncateWork) -> TruncateResult:
     selection = CorpusSelection.model_validate(work.model_dump(include=set(CorpusSelection.model_fields)))
     return TruncateResult(contexts=truncate_contexts(
-        runtime.model(work.model), work.contexts, runtime.documents(selection),
+        runtime.model(work.model), work.contexts,
+        fetch_documents(selection, {hit.doc_id for context in work.contexts for hit in context.hits}),
         context_length=work.context_length or runtime.settings.context_length,
         keep_fraction=work.keep_fraction, max_prompt_tokens=work.max_prompt_tokens,
         prompts_per_neuron=work.prompts_per_neuron, token_budget=work.batch_tokens))

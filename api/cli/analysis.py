@@ -77,7 +77,7 @@ def neurons(
 
 
 def scan(
-    corpus: Annotated[str, typer.Option(help="A .jsonl[.gz]/.txt/.parquet file, a folder, or hf:NAME[:SPLIT].")],
+    corpus: Annotated[str, typer.Option(help="A .jsonl[.gz]/.txt/.parquet file, a folder, or hf:NAME[:CONFIG][?split=S&revision=R&text_column=C].")],
     model: ModelOpt = "smollm2-135m",
     neurons_spec: Annotated[str | None, typer.Option("--neurons", help="e.g. 27:1263,29:1135")] = None,
     neurons_file: Annotated[Path | None, typer.Option(help="JSON list of neurons.")] = None,

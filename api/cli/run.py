@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +36,7 @@ EXIT_WITH_FAILURES = 3  # `lookups run`: every stage ran, but some items failed
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Campaign config (.toml or .json); flags override it.")]
 NameOpt = Annotated[str | None, typer.Option(help="Campaign name.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Packaged name (default smollm2-135m), local checkpoint dir or hub name.")]
-CorpusOpt = Annotated[str | None, typer.Option(help="File, folder or hf:NAME[:SPLIT], e.g. ../shared/corpora/openwebtext-1k.jsonl.gz or hf:NeelNanda/pile-10k.")]
+CorpusOpt = Annotated[str | None, typer.Option(help="File, folder or hf:NAME[:CONFIG][?split=S&revision=R&text_column=C], e.g. ../shared/corpora/openwebtext-1k.jsonl.gz or hf:NeelNanda/pile-10k.")]
 NeuronsOpt = Annotated[str | None, typer.Option(help="Explicit neurons, e.g. 27:1263,25:290.")]
 LayersOpt = Annotated[list[int] | None, typer.Option(help="Layers (default: the model's last three).")]
 PerLayerOpt = Annotated[int | None, typer.Option(help="Neurons per layer (default 20).")]
@@ -102,18 +103,49 @@ def _config(config, name, model, corpus, neurons, layers, per_layer, random, see
         budget_usd=budget, ablation=ablation, llm_prices=prices or None)
 
 
+def work_cell(work) -> str:
+    """Progress inside a stage's long items: documents done, tokens/s, ETA."""
+    if work is None:
+        return ""
+    rate = f", {work.tokens_per_s:,.0f} tok/s" if work.tokens_per_s is not None else ""
+    eta = f", ETA {work.eta_s:.0f} s" if work.eta_s is not None and work.done < work.total else ""
+    return f"{work.done}/{work.total} {work.unit}{rate}{eta}"
+
+
 def progress_table(state) -> Table:
     table = Table(title=f"campaign {state.id} ({state.name}): {state.status}", title_justify="left")
-    for column in ("stage", "done", "total", "failed"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
+    for column in ("stage", "done", "total", "failed", "inside items"):
+        table.add_column(column, justify="left" if column in ("stage", "inside items") else "right")
     for stage in state.stages:
         marker = "▶ " if stage.stage == state.stage and state.status == "running" else "  "
-        table.add_row(marker + stage.stage, str(stage.done), str(stage.total), str(stage.failed))
+        table.add_row(marker + stage.stage, str(stage.done), str(stage.total), str(stage.failed),
+                      work_cell(stage.work))
     eta = f", ETA {state.eta_s:.0f} s" if state.eta_s is not None else ""
     table.caption = (f"tokens {state.input_tokens} in / {state.output_tokens} out, "
                      f"cost ${state.cost_usd:.4f}{eta}")
     table.caption_justify = "left"
     return table
+
+
+class LiveProgress:
+    """The progress table, read from the store again at most every ``every_s`` seconds: Live
+    redraws it several times a second, so it moves while a long item (a scan) runs."""
+
+    def __init__(self, store: Store, campaign_id: str, every_s: float = 1.0):
+        self.store, self.campaign_id, self.every_s = store, campaign_id, every_s
+        self._read_at = -every_s
+        self._table: Table | None = None
+
+    def __rich__(self) -> Table:
+        now = time.monotonic()
+        if self._table is None or now - self._read_at >= self.every_s:
+            self._read_at = now
+            try:
+                self._table = progress_table(progress(self.store, self.campaign_id))
+            except Exception:  # the store busy with a write (Live draws from its own thread)
+                if self._table is None:
+                    raise
+        return self._table
 
 
 def estimate_line(found: CampaignEstimate) -> str:
@@ -171,10 +203,9 @@ def run(
             resume(store, campaign_id)
     console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
     try:
-        with Live(progress_table(progress(store, campaign_id)), console=console,
-                  refresh_per_second=4) as live:
+        with Live(LiveProgress(store, campaign_id), console=console, refresh_per_second=4) as live:
             state = run_in_process(store, campaign_id, runtime,
-                                   on_item=lambda *_: live.update(progress_table(progress(store, campaign_id))))
+                                   on_item=lambda *_: live.refresh())
             live.update(progress_table(state))
     except KeyboardInterrupt:
         console.print(f"\ninterrupted; the store is consistent. Continue with: lookups run --resume {campaign_id}")

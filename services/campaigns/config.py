@@ -13,6 +13,7 @@ from contract import InvalidInputError
 from services.corpus import CorpusSelection
 from services.llm.cost import price_hint
 from services.llm.registry import get_scorer, get_strategy, unpriced_model
+from services.scan import SCAN_CHUNK_DOCS
 from services.schemas import NeuronRef
 from services.settings import get_settings
 
@@ -30,12 +31,17 @@ class CampaignConfig(BaseModel):
     baseline: Literal["next-token", "random"] = "next-token"
     seed: int = 0
 
-    corpus: str = Field(min_length=1, description="File, folder or hf:NAME[:SPLIT].")
+    corpus: str = Field(min_length=1,
+                        description="File, folder or hf:NAME[:CONFIG][?split=S&revision=R&text_column=C].")
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     test_from_id: str | None = None
     max_train_docs: int | None = Field(default=None, ge=1)
     max_test_docs: int | None = Field(default=None, ge=1)
     context_length: int = Field(default=1024, ge=2)
+    scan_shard_docs: int = Field(
+        default=8192, ge=SCAN_CHUNK_DOCS, multiple_of=SCAN_CHUNK_DOCS,
+        description=f"Train documents per scan item: a longer split is scanned in shards, one item each, "
+                    f"so several GPU workers share it; their top K merge exactly. A multiple of {SCAN_CHUNK_DOCS}.")
 
     top_k: int = Field(default=30, ge=1)
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0)

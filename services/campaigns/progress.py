@@ -32,6 +32,7 @@ from sqlalchemy import CursorResult, func, select, update
 
 from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig
+from services.campaigns.item_progress import ItemProgress
 from services.campaigns.records import LLM_TABLES, StageItem, Writer, campaign_cost
 from services.campaigns.stages import STAGE_BY_NAME, STAGES, Stage
 from services.store import Store
@@ -301,6 +302,19 @@ def resume(store: Store, campaign_id: str) -> None:
                 .values(status="pending").execution_options(synchronize_session=False))
 
 
+class StageWork(BaseModel):
+    """Progress inside a stage's long items (a scan's documents), summed over the items that
+    report it (``services.campaigns.item_progress``); items not started yet are not counted."""
+
+    unit: str
+    done: int
+    total: int
+    tokens: int
+    tokens_per_s: float | None = Field(description="Summed over the running items (several workers "
+                                                   "add up); once none runs, one item's mean.")
+    eta_s: float | None = Field(description="Seconds until the running items are done, at their rates.")
+
+
 class StageProgress(BaseModel):
     stage: str
     total: int
@@ -308,6 +322,7 @@ class StageProgress(BaseModel):
     failed: int
     running: int
     pending: int
+    work: StageWork | None = None
 
 
 class ItemFailure(BaseModel):
@@ -345,13 +360,18 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
         counts: dict[str, dict[str, int]] = {}
         for stage, status, count in rows:
             counts.setdefault(stage, {})[status] = count
+        reported: dict[str, list[tuple[str, ItemProgress]]] = {}
+        for stage, status, recorded in session.execute(select(WorkItem.stage, WorkItem.status, WorkItem.progress).where(
+                WorkItem.campaign_id == campaign_id, WorkItem.progress.is_not(None))):
+            reported.setdefault(stage, []).append((status, ItemProgress.model_validate(recorded)))
         stages = [
             StageProgress(stage=s.name, total=sum(counts.get(s.name, {}).values()),
                           done=counts.get(s.name, {}).get("done", 0),
                           failed=counts.get(s.name, {}).get("failed", 0),
                           running=counts.get(s.name, {}).get("running", 0),
                           pending=counts.get(s.name, {}).get("pending", 0)
-                          + counts.get(s.name, {}).get("queued", 0))
+                          + counts.get(s.name, {}).get("queued", 0),
+                          work=_stage_work(reported[s.name]) if s.name in reported else None)
             for s in STAGES
         ]
         tokens_in = tokens_out = 0
@@ -369,12 +389,40 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
         )
 
 
+def _stage_work(items: list[tuple[str, ItemProgress]]) -> StageWork:
+    running = [p for status, p in items if status == "running" and p.elapsed_s > 0]
+    if running:
+        rate: float | None = sum(p.tokens / p.elapsed_s for p in running)
+    else:
+        elapsed = sum(p.elapsed_s for _, p in items)
+        rate = sum(p.tokens for _, p in items) / elapsed if elapsed > 0 else None
+    left = [_left_s(p) for p in running]
+    return StageWork(unit=items[0][1].unit, done=sum(p.done for _, p in items), total=sum(p.total for _, p in items),
+                     tokens=sum(p.tokens for _, p in items), tokens_per_s=rate,
+                     eta_s=max(x for x in left if x is not None) if left and None not in left else None)
+
+
+def _left_s(progress: ItemProgress) -> float | None:
+    """Seconds a running item still needs at its rate so far."""
+    if progress.done == 0:
+        return None
+    return progress.elapsed_s * (progress.total - progress.done) / progress.done
+
+
 def _eta(session, campaign: Campaign) -> float | None:
-    """Mean duration of the current stage's finished items times the items left."""
+    """The current stage's items left times their mean duration (of the finished ones; else as
+    projected from the running ones' progress); a running item that reports its progress counts
+    for what it has left."""
     if campaign.status not in ACTIVE or campaign.stage is None:
         return None
-    items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at).where(
-        WorkItem.campaign_id == campaign.id, WorkItem.stage == campaign.stage)).all()
-    durations = [(f - s).total_seconds() for status, s, f in items if status == "done" and s and f]
-    left = sum(1 for status, _, _ in items if status not in TERMINAL_ITEM)
-    return sum(durations) / len(durations) * left if durations else None
+    items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at, WorkItem.progress)
+                            .where(WorkItem.campaign_id == campaign.id, WorkItem.stage == campaign.stage)).all()
+    durations = [(f - s).total_seconds() for status, s, f, _ in items if status == "done" and s and f]
+    running = [ItemProgress.model_validate(p) for status, _, _, p in items if status == "running" and p]
+    running_left = [_left_s(p) for p in running if p.done]
+    if not durations:
+        durations = [p.elapsed_s * p.total / p.done for p in running if p.done]
+    left = sum(1 for status, _, _, _ in items if status not in TERMINAL_ITEM) - len(running_left)
+    if not durations:
+        return None
+    return sum(durations) / len(durations) * left + sum(x for x in running_left if x is not None)

@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
+from sqlalchemy import select
 
+from services.campaigns.item_progress import ItemProgress
 from services.campaigns.progress import SHOWN_FAILURES
 from services.campaigns.results import CampaignResults, NeuronResult, campaign_results
 from services.report.plots import attribution_heatmap, score_distribution
 from services.settings import get_settings
 from services.store import Store
+from services.store.models import WorkItem
 from services.subject_model import PACKAGED_MODELS, dequantized_checkpoint
 
 TOP_CONTEXTS = 10
@@ -71,7 +74,26 @@ def _neuron(result: NeuronResult, tokenizer) -> ShownNeuron:
     return ShownNeuron(r=result, prompts=prompts, heatmap=heatmap)
 
 
-def render_results(results: CampaignResults, baseline: CampaignResults | None = None) -> str:
+def scan_throughput(store: Store, campaign_id: str) -> str | None:
+    """The scan's documents, tokens and tokens/s (per item, and over the wall-clock time its
+    items took together), from its items' recorded progress; None before a scan has any."""
+    with store.session() as session:
+        items = session.execute(select(WorkItem.started_at, WorkItem.finished_at, WorkItem.progress).where(
+            WorkItem.campaign_id == campaign_id, WorkItem.stage == "scan", WorkItem.status == "done",
+            WorkItem.progress.is_not(None))).all()
+    if not items:
+        return None
+    done = [ItemProgress.model_validate(p) for _, _, p in items]
+    tokens, busy = sum(p.tokens for p in done), sum(p.elapsed_s for p in done)
+    wall = (max(f for _, f, _ in items) - min(s for s, _, _ in items)).total_seconds()
+    overall = f", {tokens / wall:,.0f} tokens/s over its {wall:.1f} s wall clock" if wall > 0 else ""
+    per_item = f", {tokens / busy:,.0f} tokens/s per item" if busy > 0 else ""
+    return f"{sum(p.done for p in done)} documents, {tokens:,} tokens in {len(done)} item(s){per_item}{overall}"
+
+
+def render_results(results: CampaignResults, baseline: CampaignResults | None = None,
+                   scan: str | None = None) -> str:
+    """``scan``: the scan's throughput line (``scan_throughput``)."""
     import jinja2
 
     series = {"explanations": results.scores, "shuffled-explanation control": results.control_scores}
@@ -94,11 +116,11 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
                f"fingerprint {str(train.get('fingerprint', '?'))[:12]}",
         distribution=score_distribution(series) if any(series.values()) else None,
         neurons=[_neuron(n, tokenizer) for n in results.neurons],
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), scan=scan,
     )
 
 
 def render_report(store: Store, campaign_id: str, baseline_id: str | None = None) -> str:
     """The whole campaign (every neuron), with a random-neuron baseline campaign overlaid if given."""
     baseline = campaign_results(store, baseline_id) if baseline_id else None
-    return render_results(campaign_results(store, campaign_id), baseline)
+    return render_results(campaign_results(store, campaign_id), baseline, scan_throughput(store, campaign_id))

@@ -66,6 +66,8 @@ class WorkItem(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # A long item's progress inside it: services.campaigns.item_progress.ItemProgress.
+    progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class NeuronRow(Base):

@@ -4,7 +4,17 @@ import json
 import pytest
 
 from contract import CorpusError, Document, InvalidInputError
-from services.corpus import Corpus, load_corpus, split_documents
+from plugins.corpora import HubSpec, parse_hub_spec
+from services.corpus import (
+    Corpus,
+    CorpusSelection,
+    corpus_info,
+    fetch_documents,
+    load_corpus,
+    split_documents,
+    stream_corpus,
+    stream_selection,
+)
 
 
 def write_jsonl(path, records, compress=False):
@@ -116,3 +126,76 @@ def test_fingerprint_tracks_content():
     b.documents[1] = Document(id="d001", text="changed")
     assert a.fingerprint() != b.fingerprint()
     assert a.fingerprint(a.documents[:2]) != a.fingerprint()
+
+
+def test_streamed_selection_ranges_fetches_and_fingerprint_match_the_in_memory_corpus(corpus_path):
+    spec = str(corpus_path)
+    selection = CorpusSelection(corpus=spec, split="train", max_docs=300)
+    whole = split_documents(load_corpus(spec), "train")[:300]
+    assert list(stream_selection(selection)) == whole
+    assert list(stream_selection(selection, 64, 128)) == whole[64:128]
+    assert list(stream_selection(selection, 256)) == whole[256:]
+    test = CorpusSelection(corpus=spec, split="test")
+    assert [d.id for d in stream_selection(test, 0, 2)] == ["owt-0800", "owt-0801"]
+    assert fetch_documents(selection, {"owt-0005", "owt-0002"}) == [whole[2], whole[5]]
+    with pytest.raises(InvalidInputError, match="owt-0900"):
+        fetch_documents(selection, {"owt-0900"})  # a test document is not in the train split
+    info = corpus_info(selection)
+    assert (info.n_documents, info.fingerprint) == (300, load_corpus(spec).fingerprint(whole))
+
+
+def test_a_scan_reads_the_corpus_a_chunk_at_a_time(tiny_gpt2, corpus_path):
+    from services.scan import SCAN_CHUNK_DOCS, scan_corpus
+    from services.schemas import NeuronRef
+
+    pulled = 0
+
+    def documents():
+        nonlocal pulled
+        for doc in stream_selection(CorpusSelection(corpus=str(corpus_path), max_docs=3 * SCAN_CHUNK_DOCS)):
+            pulled += 1
+            yield Document(id=doc.id, text=doc.text[:200])
+
+    seen = []
+    scan_corpus(tiny_gpt2, [NeuronRef(layer=1, index=3)], documents(), top_k=3, context_length=24,
+                report=lambda done, tokens: seen.append((done, tokens, pulled)))
+    assert [done for done, _, _ in seen] == [SCAN_CHUNK_DOCS, 2 * SCAN_CHUNK_DOCS, 3 * SCAN_CHUNK_DOCS]
+    assert [p for _, _, p in seen][:2] == [SCAN_CHUNK_DOCS, 2 * SCAN_CHUNK_DOCS]  # never more than a chunk ahead
+    assert 0 < seen[0][1] < seen[1][1] < seen[2][1]
+
+
+def test_hub_spec_names_config_and_options():
+    assert parse_hub_spec("hf:NeelNanda/pile-10k") == HubSpec(name="NeelNanda/pile-10k")
+    assert parse_hub_spec("hf:wikitext:wikitext-2-raw-v1?split=validation&revision=abc123&text_column=body") == \
+        HubSpec(name="wikitext", config="wikitext-2-raw-v1", split="validation", revision="abc123",
+                text_column="body")
+    # Before configs, the part after the name was the split; such specs keep their meaning.
+    assert parse_hub_spec("hf:stas/openwebtext-10k:train[:100]") == \
+        HubSpec(name="stas/openwebtext-10k", split="train[:100]")
+    with pytest.raises(CorpusError, match="unknown option 'column'.*text_column"):
+        parse_hub_spec("hf:a/b?column=body")
+    with pytest.raises(CorpusError, match="'split' needs exactly one"):
+        parse_hub_spec("hf:a/b?split=train&split=test")
+    with pytest.raises(CorpusError, match="KEY=VALUE"):
+        parse_hub_spec("hf:a/b?split")
+
+
+def test_hugging_face_source_streams_a_config_split_and_text_column_offline(tmp_path, offline_hub):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "ds"
+    for config in ("small", "large"):
+        (root / config).mkdir(parents=True)
+        for split in ("train", "test"):
+            pq.write_table(pa.table({"body": [f"{config} {split} {i}" for i in range(3)], "text": ["x"] * 3}),
+                           root / config / f"{split}-00000.parquet")
+    (root / "README.md").write_text(
+        "---\nconfigs:\n"
+        + "".join(f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*.parquet\n"
+                  f"  - split: test\n    path: {c}/test-*.parquet\n" for c in ("small", "large"))
+        + "---\n")
+    docs = list(stream_corpus(f"hf:{root}:large?split=test&text_column=body"))
+    assert [(d.id, d.text) for d in docs] == [(f"ds-{i:06d}", f"large test {i}") for i in range(3)]
+    with pytest.raises(CorpusError, match="no 'content' column.*text_column"):
+        list(stream_corpus(f"hf:{root}:small?text_column=content"))

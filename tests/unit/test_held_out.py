@@ -44,7 +44,8 @@ def test_held_out_prompts_come_from_the_test_split_and_are_labelled(tiny_gpt2, c
     neuron = NeuronRef(layer=3, index=5)
     heads = [HeadRef(layer=2, head=1), HeadRef(layer=0, head=0)]
     skipped = train_attribution(NeuronRef(layer=2, index=9), [])  # nothing worth explaining
-    sets = held_out_test_prompts(tiny_gpt2, [train_attribution(neuron, heads), skipped], test_docs,
+    sets = held_out_test_prompts(tiny_gpt2, [train_attribution(neuron, heads), skipped], iter(test_docs),
+                                 fetch=lambda ids: [d for d in test_docs if d.id in ids],
                                  per_head=10, top_k=15, context_length=64)
     assert [(s.neuron, s.head) for s in sets] == [(neuron, h) for h in heads]
     prompts = [p.prompt for p in sets[0].prompts]
@@ -64,4 +65,5 @@ def test_held_out_prompts_come_from_the_test_split_and_are_labelled(tiny_gpt2, c
 
 
 def test_no_heads_worth_explaining_means_no_scan(tiny_gpt2):
-    assert held_out_test_prompts(tiny_gpt2, [train_attribution(NeuronRef(layer=1, index=0), [])], []) == []
+    assert held_out_test_prompts(tiny_gpt2, [train_attribution(NeuronRef(layer=1, index=0), [])], [],
+                                 fetch=lambda ids: []) == []

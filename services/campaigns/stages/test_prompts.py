@@ -6,7 +6,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.campaigns.item_progress import ProgressReporter
 from services.campaigns.records import StageItem, Writer, campaign_heads, neuron_attribution, set_provenance
+from services.corpus import corpus_info, fetch_documents, selected_positions, stream_selection
 from services.held_out import held_out_test_prompts
 from services.runtime import Runtime
 from services.store import Store
@@ -28,11 +30,14 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         attributions = [neuron_attribution(session, item.campaign_id, layer, neuron) for layer, neuron in neurons]
         head_ids = {(h.layer, h.neuron, h.head_layer, h.head): h.id for h in heads}
     selection = config.selection("test")
+    total = len(selected_positions(selection))
+    reporter = ProgressReporter(store, "test_prompts", item, "documents", total)
     test_sets = held_out_test_prompts(
-        runtime.model(config.model), attributions, runtime.documents(selection),
-        per_head=config.test_prompts_per_head, top_k=config.top_k, context_length=config.context_length
+        runtime.model(config.model), attributions, stream_selection(selection),
+        fetch=lambda ids: fetch_documents(selection, ids), per_head=config.test_prompts_per_head,
+        top_k=config.top_k, context_length=config.context_length, total=total, report=reporter,
     ) if attributions else []
-    corpus = runtime.corpus_info(selection)
+    corpus = corpus_info(selection)
 
     def write(session: Session) -> None:
         for test_set in test_sets:
@@ -41,6 +46,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
                 continue
             session.add(TestSetRow(campaign_id=item.campaign_id, head_id=head_ids[key],
                                    one_class=test_set.one_class, payload=test_set.model_dump(mode="json")))
+        reporter.write(session)
         set_provenance(session, item.campaign_id, corpus_test=corpus.model_dump())
 
     return write

@@ -7,8 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.campaigns.records import StageItem, Writer, neuron_key
+from services.campaigns.stages.scan import train_hits
 from services.runtime import Runtime
-from services.schemas import ContextHit, NeuronContexts, NeuronRef
+from services.schemas import NeuronContexts, NeuronRef
 from services.store import Store
 from services.store.models import Campaign, ContextRow, PromptRow
 from services.work import TruncateWork, truncate
@@ -23,10 +24,7 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
 def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     config, ref = item.config, NeuronRef.parse(item.key)
     with store.session() as session:
-        rows = session.scalars(select(ContextRow).where(
-            ContextRow.campaign_id == item.campaign_id, ContextRow.split == "train",
-            ContextRow.layer == ref.layer, ContextRow.neuron == ref.index).order_by(ContextRow.rank))
-        hits = [ContextHit(doc_id=r.doc_id, position=r.position, activation=r.activation) for r in rows]
+        hits = train_hits(session, item.campaign_id, ref.layer, ref.index, config.top_k)
     found = truncate(runtime, TruncateWork(
         **config.selection("train").model_dump(), model=config.model, contexts=[NeuronContexts(neuron=ref, hits=hits)],
         context_length=config.context_length, keep_fraction=config.keep_fraction,

@@ -356,3 +356,40 @@ def test_llm_items_wait_out_a_locked_llm_cache(env, store, processes, tiny_gpt2_
     state = wait_completed(store, campaign_id, processes)
     assert_every_result_once(store, campaign_id, state)
     assert "database is locked" in processes.log("llm")
+
+
+def test_two_gpu_workers_share_a_sharded_scan_and_its_top_k_is_the_single_pass_one(
+        env, store, processes, tiny_gpt2_dir, corpus_path, fake_llm, tmp_path):
+    """256 train documents in four scan shards over two gpu worker processes: the campaign
+    completes, every shard records its progress, and the merged top K equals, exactly, the one
+    scan item this process runs over the same split."""
+    from services.campaigns.execute import execute_item
+    from services.campaigns.progress import advance
+    from services.campaigns.stages.scan import train_hits
+    from services.runtime import Runtime
+    from services.settings import Settings
+
+    processes.start("orchestrate", name="orchestrator")
+    for name in ("gpu1", "gpu2"):
+        processes.start("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", f"{name}@%h", name=name)
+    processes.start("worker", "--queues", "llm", "--concurrency", "2", "--hostname", "llm@%h", name="llm")
+    config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{fake_llm.url}:fake-shards").model_copy(
+        update={"max_train_docs": 256, "scan_shard_docs": 64})
+    campaign_id = create_campaign(store, config)
+
+    state = wait_completed(store, campaign_id, processes)
+    scan = next(s for s in state.stages if s.stage == "scan")
+    assert (scan.total, scan.done) == (4, 4)
+    assert scan.work is not None and (scan.work.done, scan.work.total) == (256, 256)
+    assert all("lookups.gpu.run_item" in processes.log(name) for name in ("gpu1", "gpu2"))
+
+    single = Store(f"sqlite:///{tmp_path / 'single.sqlite'}")
+    single_id = create_campaign(single, config.model_copy(update={"scan_shard_docs": 256}))
+    runtime = Runtime(Settings(device="cpu"))
+    for _ in range(2):  # neurons, then the one scan item
+        for item_id in advance(single, single_id):
+            assert execute_item(single, runtime, item_id) == "done"
+    with store.session() as sharded, single.session() as one:
+        for layer, neuron in ((3, 5), (3, 17)):
+            assert train_hits(sharded, campaign_id, layer, neuron, 8) == train_hits(one, single_id, layer, neuron, 8)
+    single.dispose()
