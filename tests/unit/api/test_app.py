@@ -129,3 +129,25 @@ def test_openapi_file_is_current():
     assert kept == json.loads(json.dumps(openapi_schema())), "regenerate docs/openapi.json"
     ids = [op["operationId"] for path in kept["paths"].values() for op in path.values()]
     assert "submit_campaign" in ids and "get_campaign_report" in ids and len(ids) == len(set(ids))
+
+
+def test_campaign_status_shows_progress_inside_a_running_scan(client, store):
+    """A gpu worker's scan item reports documents and tokens as it goes; the status returns them
+    per stage with a rate and an ETA."""
+    from services.campaigns.config import CampaignConfig
+    from services.campaigns.item_progress import ProgressReporter
+    from services.campaigns.records import StageItem
+    from services.store.models import WorkItem
+
+    campaign_id = client.post("/v1/campaigns", json=CONFIG).json()["id"]
+    with store.session() as session:
+        session.add(WorkItem(campaign_id=campaign_id, stage="scan", key="train/0-8191", queue="gpu", status="running"))
+    item = StageItem(campaign_id=campaign_id, config=CampaignConfig(**CONFIG), key="train/0-8191")
+    reporter = ProgressReporter(store, "scan", item, "documents", 8192, every_s=0.0)
+    reporter(2048, 500_000)
+
+    scan = next(s for s in client.get(f"/v1/campaigns/{campaign_id}").json()["stages"] if s["stage"] == "scan")
+    work = scan["work"]
+    assert (scan["running"], work["unit"], work["done"], work["total"], work["tokens"]) == (
+        1, "documents", 2048, 8192, 500_000)
+    assert work["tokens_per_s"] > 0 and work["eta_s"] == pytest.approx(3 * reporter.latest.elapsed_s)
