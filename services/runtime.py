@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import threading
 
+from contract import Backend
+from services.llm.budget import Budget
 from services.llm.client import LLMClient
+from services.llm.ratelimit import limiter_for
 from services.llm.registry import create_backend
 from services.settings import Settings, get_settings
 from services.subject_model import load_subject_model
 
 
 class Runtime:
-    def __init__(self, settings: Settings | None = None, *, progress: bool = False):
-        """``progress``: show progress bars on long GPU work (the CLI; never in workers)."""
+    def __init__(self, settings: Settings | None = None, *, progress: bool = False,
+                 rate_redis_url: str | None = None):
+        """``progress``: show progress bars on long GPU work (the CLI; never in workers).
+        ``rate_redis_url``: count LLM rate limits in this Redis, with every process that shares it
+        (workers: the broker); None: in this process only."""
         self.settings = settings or get_settings()
         self.progress = progress
+        self.rate_redis_url = rate_redis_url
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
-        self._backends: dict[str, object] = {}
+        self._backends: dict[str, Backend] = {}
 
     def model(self, name: str):
 
@@ -32,9 +39,10 @@ class Runtime:
                 self._models[name] = load_subject_model(name, settings=self.settings)
             return self._models[name]
 
-    def llm(self, spec: str, budget_usd: float | None, prices: dict[str, tuple[float, float]] | None = None):
-        """An LLM client over a per-process backend (a local model loads once); ``prices`` add to
-        the settings' price table (USD per million input, output tokens)."""
+    def llm(self, spec: str, budget: Budget | None, prices: dict[str, tuple[float, float]] | None = None):
+        """An LLM client over a per-process backend (a local model loads once, and its concurrency
+        limit holds across clients); ``prices`` add to the settings' price table (USD per million
+        input, output tokens)."""
 
         with self._lock:
             if spec not in self._backends:
@@ -42,4 +50,6 @@ class Runtime:
         settings = self.settings
         if prices:
             settings = settings.model_copy(update={"llm_prices": {**settings.llm_prices, **prices}})
-        return LLMClient(self._backends[spec], settings=settings, budget_usd=budget_usd)
+        backend = self._backends[spec]
+        limiter = limiter_for(settings, backend.name, backend.model, self.rate_redis_url)
+        return LLMClient(backend, settings=settings, budget=budget, limiter=limiter)

@@ -5,8 +5,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RateLimit(BaseModel):
+    """A provider's limits for one model; None: not limited."""
+
+    rpm: int | None = Field(default=None, ge=1, description="Requests per window.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per window: prompt (estimated) + max_tokens.")
 
 
 class Settings(BaseSettings):
@@ -50,6 +57,11 @@ class Settings(BaseSettings):
     llm_retry_max_s: float = Field(default=60.0, ge=0, description="Longest backoff wait.")
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout.")
     llm_max_concurrency: int = Field(default=8, ge=1, description="Parallel calls per remote backend.")
+    llm_rate_limits: dict[str, RateLimit] = Field(
+        default={}, description="Requests and tokens per llm_rate_window_s by model name, e.g. "
+        'LOOKUPS_LLM_RATE_LIMITS=\'{"gpt-4o": {"rpm": 500, "tpm": 30000}}\'; counted in Redis by the workers '
+        "(every process shares it), in memory by lookups run. Unlisted models: no limit.")
+    llm_rate_window_s: float = Field(default=60.0, gt=0, description="The rate limits' window (a minute).")
 
     broker_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Celery broker and result backend (Redis)."

@@ -39,6 +39,7 @@ from services.corpus import (
 )
 from services.explain import Explanation, explain
 from services.head_reads import head_reads
+from services.llm.budget import Budget, local_budget
 from services.llm.registry import get_scorer, get_strategy, get_template
 from services.neurons import default_layers, describe_neurons, next_token_neurons, random_neurons
 from services.runtime import Runtime
@@ -225,13 +226,15 @@ def ablate(runtime: Runtime, work: AblateWork) -> AblateResult:
     return AblateResult(ablations=ablate_heads(model, work.attribution, [HeadRef.parse(h) for h in work.heads]))
 
 
-def explain_head(runtime: Runtime, work: ExplainWork) -> Explanation:
-    client = runtime.llm(work.backend, work.budget_usd, work.llm_prices)
+def explain_head(runtime: Runtime, work: ExplainWork, budget: Budget | None = None) -> Explanation:
+    """``budget``: a campaign's, shared by its items; default the work's own ``budget_usd``."""
+    client = runtime.llm(work.backend, budget or local_budget(work.budget_usd), work.llm_prices)
     return explain(client, get_strategy(work.strategy), get_template(work.template), [work.request])[0]
 
 
-def classify_prompts(runtime: Runtime, work: ClassifyWork) -> HeadClassification:
-    client = runtime.llm(work.backend, work.budget_usd, work.llm_prices)
+def classify_prompts(runtime: Runtime, work: ClassifyWork, budget: Budget | None = None) -> HeadClassification:
+    """``budget``: a campaign's, shared by its items; default the work's own ``budget_usd``."""
+    client = runtime.llm(work.backend, budget or local_budget(work.budget_usd), work.llm_prices)
     return classify(client, get_scorer(work.scorer), get_template(work.template), work.request)
 
 

@@ -7,7 +7,7 @@ LLM backend unavailable after its own retries) is retried by Celery with doublin
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 
 from services.campaigns.execute import execute_item
 from services.campaigns.progress import fail
@@ -18,13 +18,20 @@ from services.transient import describe, is_transient, retry_delay
 from workers.app import app
 from workers.dispatch import dispatch_item_campaign
 
+_state: tuple[Store, Runtime] | None = None
+_state_lock = threading.Lock()
 
-@cache
+
 def worker_state() -> tuple[Store, Runtime]:
-    """Per worker process, created lazily after the fork: one store, one runtime whose models
-    load on first use (so CUDA is never touched before forking)."""
-    settings = get_settings()
-    return Store(settings.results_url), Runtime(settings)
+    """Per worker process, created lazily after the fork (once, also under a threads pool): one
+    store, one runtime whose models load on first use (so CUDA is never touched before forking)
+    and whose LLM rate limits are counted in the broker's Redis with every other worker's."""
+    global _state
+    with _state_lock:
+        if _state is None:
+            settings = get_settings()
+            _state = Store(settings.results_url), Runtime(settings, rate_redis_url=settings.broker_url)
+        return _state
 
 
 class ItemTask(app.Task):

@@ -16,6 +16,7 @@ from api.cli._common import err_console, print_json
 from contract import ClassifyRequest, ExplainRequest, InvalidInputError
 from services.classify import classify as run_classify
 from services.explain import explain as run_explain
+from services.llm.budget import local_budget
 from services.llm.client import LLMClient
 from services.llm.registry import (
     create_backend,
@@ -68,7 +69,7 @@ def _read_json(path: Path, flag: str) -> Any:
 
 def _client(backend: str, options: list[str] | None, budget: float | None):
 
-    return LLMClient(create_backend(backend, _options(options)), budget_usd=budget)
+    return LLMClient(create_backend(backend, _options(options)), budget=local_budget(budget))
 
 
 def _show_estimate(client, requests) -> None:

@@ -178,6 +178,7 @@ def run(
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
     strategy: StrategyOpt = None, scorer: ScorersOpt = None, budget: BudgetOpt = None,
     price: PriceOpt = None, ablation: AblationOpt = None,
+    llm_concurrency: Annotated[int | None, typer.Option(help="LLM items in flight at once (default LOOKUPS_LLM_MAX_CONCURRENCY, 8); each backend still makes at most its own max_concurrency calls at once (a local model: one).")] = None,
     resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel; or retry the failed items of one completed with failures).")] = None,
 ) -> None:
     """Run a whole campaign in this process (no Redis), with live progress; Ctrl-C stops it
@@ -187,6 +188,9 @@ def run(
     from rich.live import Live
 
     settings = get_settings()
+    concurrency = settings.llm_max_concurrency if llm_concurrency is None else llm_concurrency
+    if concurrency < 1:
+        raise InvalidInputError(f"--llm-concurrency must be at least 1, got {concurrency}")
     store = Store(settings.results_url)
     runtime = Runtime(settings)
     if resume_id is None:
@@ -204,7 +208,7 @@ def run(
     console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
     try:
         with Live(LiveProgress(store, campaign_id), console=console, refresh_per_second=4) as live:
-            state = run_in_process(store, campaign_id, runtime,
+            state = run_in_process(store, campaign_id, runtime, llm_concurrency=concurrency,
                                    on_item=lambda *_: live.refresh())
             live.update(progress_table(state))
     except KeyboardInterrupt:

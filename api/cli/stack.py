@@ -28,7 +28,7 @@ def up(
     broker_url: Annotated[str | None, typer.Option(
         help="Redis URL (default: LOOKUPS_BROKER_URL). A loopback port with nothing listening "
              "gets its own redis-server.")] = None,
-    llm_concurrency: Annotated[int, typer.Option(help="Processes of the llm worker.")] = 8,
+    llm_concurrency: Annotated[int, typer.Option(help="LLM items the llm worker runs at once (threads).")] = 8,
     host: Annotated[str, typer.Option(help="Address the REST api listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the REST api.")] = 8000,
     api: Annotated[bool, typer.Option("--api/--no-api", help="Start the REST api too.")] = True,

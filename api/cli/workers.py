@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -10,10 +10,15 @@ from contract import InvalidInputError
 from services.settings import get_settings
 from services.store import Store
 
+Pool = Literal["prefork", "threads"]
+
 
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: gpu, llm or gpu,llm.")] = "gpu,llm",
-    concurrency: Annotated[int, typer.Option(help="Worker processes (1 per GPU on gpu queues).")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Tasks at once: processes (prefork) or threads (1 per GPU "
+                                                  "on gpu queues; several on llm: each item mostly waits).")] = 1,
+    pool: Annotated[Pool | None, typer.Option(help="prefork (processes) or threads; default threads for an llm-only "
+                                              "worker (one process: one local model, shared limits), else prefork.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Celery node name (default: queues@host).")] = None,
 ) -> None:
@@ -29,7 +34,8 @@ def worker(
     from workers.app import app
 
     name = hostname or f"{'-'.join(chosen)}@{socket.gethostname()}"
-    app.worker_main(["worker", "-Q", ",".join(chosen), "-c", str(concurrency), "-n", name,
+    pool = pool or ("threads" if chosen == ["llm"] else "prefork")
+    app.worker_main(["worker", "-Q", ",".join(chosen), "-c", str(concurrency), "-P", pool, "-n", name,
                      "--loglevel", loglevel, "--without-gossip", "--without-mingle"])
 
 

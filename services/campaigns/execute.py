@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Literal
 
+from sqlalchemy import select
+
+from services.campaigns.budget import clear_reservations
 from services.campaigns.progress import (
     CampaignProgress,
     advance,
@@ -20,6 +24,7 @@ from services.campaigns.progress import (
 )
 from services.runtime import Runtime
 from services.store import Store
+from services.store.models import WorkItem
 from services.transient import describe, is_transient, retry_delay
 
 log = logging.getLogger(__name__)
@@ -92,12 +97,29 @@ def run_item(store: Store, runtime: Runtime, item_id: int) -> Outcome:
     raise AssertionError("unreachable")  # pragma: no cover - item_max_attempts >= 1
 
 
-def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=None) -> CampaignProgress:
-    """Run a whole campaign in this process, stage by stage; safe to call again to resume."""
+def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=None,
+                   llm_concurrency: int = 1) -> CampaignProgress:
+    """Run a whole campaign in this process, stage by stage; safe to call again to resume.
+
+    Items of the llm queue run ``llm_concurrency`` at a time in threads (each backend still makes
+    at most its own ``max_concurrency`` calls at once: a local model answers one at a time); gpu
+    items run one by one. ``on_item(item_id, outcome)`` is called in this thread. On an
+    interrupt, items not started are left pending and running ones finish.
+    """
     reconcile(store, timedelta(0), campaign_id)  # this process owns the campaign: restart leftovers
-    while pending := advance(store, campaign_id):
-        for item_id in pending:
-            outcome = run_item(store, runtime, item_id)
-            if on_item is not None:
-                on_item(item_id, outcome)
+    clear_reservations(store, campaign_id)  # and no call of it is in flight
+    report = on_item or (lambda item_id, outcome: None)
+    pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="llm-item")
+    try:
+        while pending := advance(store, campaign_id):
+            with store.session() as session:
+                rows = session.execute(select(WorkItem.id, WorkItem.queue).where(WorkItem.id.in_(pending)))
+                queues = {item_id: queue for item_id, queue in rows}
+            futures = {pool.submit(run_item, store, runtime, i): i for i in pending if queues[i] == "llm"}
+            for item_id in (i for i in pending if queues[i] != "llm"):
+                report(item_id, run_item(store, runtime, item_id))
+            for future in as_completed(futures):
+                report(futures[future], future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return progress(store, campaign_id)

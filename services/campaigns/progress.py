@@ -289,6 +289,7 @@ def resume(store: Store, campaign_id: str) -> None:
             stage = retry[0].stage
         reopened = stage != campaign.stage or campaign.status in FINISHED
         campaign.stage, campaign.status, campaign.error = stage, ("running" if stage else "pending"), None
+        campaign.llm_reserved_usd = 0.0  # no call of it is in flight: give back what lost calls held
         session.execute(update(WorkItem).where(
             WorkItem.campaign_id == campaign_id, WorkItem.status.in_(("queued", "running")))
             .values(status="pending").execution_options(synchronize_session=False))

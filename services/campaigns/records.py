@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from contract import ExplainRequest, HeadExample
 from services.attribution import HeadRef, NeuronAttribution
 from services.campaigns.config import CampaignConfig
-from services.store import Store
 from services.store.models import (
     AgentRoundRow,
     AttributionRow,
@@ -74,13 +73,6 @@ def campaign_cost(session: Session, campaign_id: str) -> float:
         total += session.scalars(
             select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id)).one()
     return total
-
-
-def remaining_budget(store: Store, item: StageItem) -> float | None:
-    if item.config.budget_usd is None:
-        return None
-    with store.session() as session:
-        return max(item.config.budget_usd - campaign_cost(session, item.campaign_id), 0.0)
 
 
 def set_provenance(session: Session, campaign_id: str, **entries) -> None:

@@ -1,7 +1,8 @@
 """The one call path for every LLM request.
 
-Order per request: response cache → budget check → retries with exponential backoff and jitter
-(honouring ``Retry-After``) under the backend's concurrency limit → cache write → ledger row.
+Order per request: response cache → budget reservation → retries with exponential backoff and
+jitter (honouring ``Retry-After``), each attempt under the backend's concurrency limit and rate
+limits → budget settled → cache write → ledger row.
 Every request, hit, success or failure, leaves one ledger row.
 
 The cache key is everything that shapes an answer: backend, model, endpoint, the backend's
@@ -15,6 +16,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -29,7 +31,9 @@ from contract import (
     LLMRequest,
     redact,
 )
+from services.llm.budget import Budget
 from services.llm.cost import cost_usd, estimate_tokens, price, price_hint
+from services.llm.ratelimit import RateLimiter, limiter_for
 from services.llm.schemas import CostEstimate, LLMResponse
 from services.llm.store import LLMStore, default_url
 from services.settings import Settings, get_settings
@@ -37,20 +41,33 @@ from services.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
+_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_slots_lock = threading.Lock()
+
+
+def backend_slots(backend) -> threading.BoundedSemaphore:
+    """One semaphore per backend object, so every client of a process's backend (one per work
+    item) shares its ``max_concurrency``."""
+    with _slots_lock:
+        if backend not in _slots:
+            _slots[backend] = threading.BoundedSemaphore(backend.max_concurrency)
+        return _slots[backend]
+
+
 class LLMClient:
     def __init__(self, backend, settings: Settings | None = None, store: LLMStore | None = None,
-                 budget_usd: float | None = None):
+                 budget: Budget | None = None, limiter: RateLimiter | None = None):
+        """``budget``: reserved against before every call (see ``services.llm.budget``).
+        ``limiter``: requests/tokens per minute; default the settings' limit counted in this process."""
         self.backend = backend
         self.settings = settings or get_settings()
         self.store = store or LLMStore(default_url(self.settings))
-        self.budget_usd = budget_usd
-        if budget_usd is not None and not backend.local and price(self.settings, backend.model) is None:
+        self.budget = budget
+        if budget is not None and not backend.local and price(self.settings, backend.model) is None:
             raise InvalidInputError(f"model {backend.model!r} has no price, so a budget cannot cap its "
                                     f"spending; {price_hint(backend.model)}")
-        self.spent_usd = 0.0
-        self._reserved_usd = 0.0
-        self._budget_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(backend.max_concurrency)
+        self.limiter = limiter or limiter_for(self.settings, backend.name, backend.model, None)
+        self._slots = backend_slots(backend)
 
     def cache_key(self, request: LLMRequest) -> str:
         identity = {"backend": self.backend.name, "model": self.backend.model,
@@ -93,10 +110,12 @@ class LLMClient:
                 raise
             kind = BackendUnavailableError if self.backend.is_transient(error) else BackendError
             raise kind(message) from None
+        # Settled first: whatever fails after this, the budget has counted what was billed.
+        self._release(worst, cost_usd(self.settings, self.backend.model, completion.input_tokens,
+                                      completion.output_tokens))
         self.store.put(key, completion)
         record = self._log(request, key, completion, started, cache_hit=False,
                            attempts=retrying.statistics["attempt_number"])
-        self._release(worst, record.cost_usd)
         return LLMResponse(completion=completion, record=record)
 
     def map(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
@@ -135,26 +154,23 @@ class LLMClient:
                         before_sleep=before_sleep)
 
     def _complete(self, request: LLMRequest) -> Completion:
+        """One attempt: a concurrency slot, then the rate limits (each attempt is a request)."""
         with self._slots:
+            if self.limiter is not None:
+                self.limiter.acquire(estimate_tokens(request.prompt) + request.max_tokens)
             return self.backend.complete(request.prompt, request.max_tokens, request.logprobs)
 
     def _reserve(self, request: LLMRequest) -> float:
         """Hold the worst-case cost of a call so concurrent calls cannot together pass the cap."""
         worst = cost_usd(self.settings, self.backend.model,
                          estimate_tokens(request.prompt), request.max_tokens)
-        with self._budget_lock:
-            if self.budget_usd is not None and self.spent_usd + self._reserved_usd + worst > self.budget_usd:
-                raise BudgetExceededError(
-                    f"budget cap ${self.budget_usd:.4f} reached: spent ${self.spent_usd:.4f}, the next "
-                    f"call could cost up to ${worst:.4f}; stopped before it (completed calls are cached)"
-                )
-            self._reserved_usd += worst
+        if self.budget is not None:
+            self.budget.reserve(worst)
         return worst
 
     def _release(self, worst: float, actual: float) -> None:
-        with self._budget_lock:
-            self._reserved_usd -= worst
-            self.spent_usd += actual
+        if self.budget is not None:
+            self.budget.settle(worst, actual)
 
     def _failure_message(self, error: BaseException, attempts: int) -> str:
         secrets = [self._safe_key()]

@@ -45,6 +45,10 @@ class Campaign(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The API principal that submitted it; NULL (CLI, or stored before owners): admins only.
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # What its LLM calls cost (failed items' calls too) and the worst case of calls in flight:
+    # the budget's ledger, shared by every process (services.campaigns.budget).
+    llm_spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    llm_reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -18,7 +18,6 @@ from services.store import Store  # noqa: E402
 from services.store.models import JobRow  # noqa: E402
 from services.work import ExplainWork  # noqa: E402
 from workers.jobs import run_llm_job  # noqa: E402
-from workers.tasks import worker_state  # noqa: E402
 
 
 @pytest.fixture
@@ -37,11 +36,11 @@ def store(tmp_path, monkeypatch):
                         "LOOKUPS_DEVICE": "cpu", "LOOKUPS_LLM_MAX_ATTEMPTS": "1",
                         "LOOKUPS_ITEM_MAX_ATTEMPTS": "3", "LOOKUPS_ITEM_RETRY_INITIAL_S": "0"}.items():
         monkeypatch.setenv(name, value)
-    worker_state.cache_clear()
+    monkeypatch.setattr("workers.tasks._state", None)  # the worker's state is made from this environment
     store = Store(url)
     yield store
     store.dispose()
-    worker_state.cache_clear()
+    monkeypatch.setattr("workers.tasks._state", None)
 
 
 def explain_job(store: Store, fake_llm: FakeOpenAI) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from contract import AgentRound, BudgetExceededError, ClassifyRequest, InvalidInputError, RoundEvaluation, TestPrompt
 from services.agent import AgentOutcome, choose_round, measure_probes, probe_agreement
 from services.attribution import HeadRef
+from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
     StageItem,
@@ -28,7 +29,6 @@ from services.campaigns.records import (
     explain_request_for,
     head_by_key,
     neuron_attribution,
-    remaining_budget,
 )
 from services.classify import classify
 from services.explain import Explanation
@@ -138,7 +138,7 @@ def _evaluate(runtime: Runtime, store: Store, item: StageItem, request, round_: 
 
     config = item.config
     examples = [TestPrompt(text=e.text, active=e.active) for e in request.examples]
-    judge = runtime.llm(config.classifier, remaining_budget(store, item), config.llm_prices)
+    judge = runtime.llm(config.classifier, campaign_budget(store, item), config.llm_prices)
     judged = classify(judge, get_scorer("detection"), get_template(config.classifier_template),
                       ClassifyRequest(token=request.token, explanation=round_.explanation, prompts=examples))
     correct = sum(r.answer != "unparseable" and (r.answer == "yes") == r.active for r in judged.results)
@@ -170,7 +170,7 @@ def _propose(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
     else:
         evaluated = _evaluate(runtime, store, item, request, rounds[index - 1])
         llm_request = strategy.revision(template, request, evaluated)
-    response = runtime.llm(item.config.explainer, remaining_budget(store, item),
+    response = runtime.llm(item.config.explainer, campaign_budget(store, item),
                            item.config.llm_prices).call(llm_request)
     explanation, probes = strategy.parse(response.completion.text, request.token)
     new = AgentRound(round=index, explanation=explanation, probes=probes, raw=response.completion.text,

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contract import ClassifyRequest, TestPrompt
+from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
-from services.campaigns.records import StageItem, Writer, head_by_key, neuron_key, remaining_budget, stored_token
+from services.campaigns.records import StageItem, Writer, head_by_key, neuron_key, stored_token
 from services.held_out import HeadTestSet
 from services.runtime import Runtime
 from services.store import Store
@@ -75,7 +76,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config.seed)
     result = classify_prompts(runtime, ClassifyWork(
         backend=config.classifier, template=config.classifier_template, scorer=scorer, request=request,
-        budget_usd=remaining_budget(store, item), llm_prices=config.llm_prices))
+        llm_prices=config.llm_prices), campaign_budget(store, item))
 
     def write(session: Session) -> None:
         session.add(ClassificationRow(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
     StageItem,
@@ -12,7 +13,6 @@ from services.campaigns.records import (
     campaign_heads,
     explain_request_for,
     head_by_key,
-    remaining_budget,
 )
 from services.llm.registry import get_strategy
 from services.runtime import Runtime
@@ -34,7 +34,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         head_id, request = head.id, explain_request_for(session, item.campaign_id, head)
     explanation = explain_head(runtime, ExplainWork(
         backend=config.explainer, template=config.explainer_template, strategy=config.explainer_strategy,
-        request=request, budget_usd=remaining_budget(store, item), llm_prices=config.llm_prices))
+        request=request, llm_prices=config.llm_prices), campaign_budget(store, item))
 
     def write(session: Session) -> None:
         session.add(ExplanationRow(

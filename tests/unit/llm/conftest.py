@@ -30,11 +30,12 @@ def settings(tmp_path, monkeypatch):
 @pytest.fixture
 def openai_client(settings, fake_server):
     """The real ``openai`` backend (ChatOpenAI) pointed at the fake server."""
+    from services.llm.budget import local_budget
     from services.llm.client import LLMClient
     from services.llm.registry import create_backend
 
     def make(budget_usd: float | None = None, **options) -> LLMClient:
         backend = create_backend("openai:fake-gpt", {"base_url": fake_server.url, "timeout": 2, **options})
-        return LLMClient(backend, settings=settings, budget_usd=budget_usd)
+        return LLMClient(backend, settings=settings, budget=local_budget(budget_usd))
 
     return make

@@ -69,9 +69,9 @@ def test_budget_cap_stops_before_exceeding(openai_client, fake_server):
     with pytest.raises(BudgetExceededError, match="budget cap"):
         for request in requests(6):
             client.call(request)
-    assert client.spent_usd <= client.budget_usd
+    assert client.budget.spent_usd <= client.budget.cap_usd
     assert 1 <= len(fake_server.requests) < 6
-    assert sum(r.cost_usd for r in client.store.ledger()) <= client.budget_usd
+    assert sum(r.cost_usd for r in client.store.ledger()) <= client.budget.cap_usd
 
 
 def test_budget_cap_holds_under_concurrency(openai_client, fake_server):
@@ -81,7 +81,7 @@ def test_budget_cap_holds_under_concurrency(openai_client, fake_server):
     with pytest.raises(BudgetExceededError):
         client.map(requests(10))
     assert len(fake_server.requests) <= 3
-    assert client.spent_usd <= client.budget_usd
+    assert client.budget.spent_usd <= client.budget.cap_usd
 
 
 def test_retries_429_with_retry_after_and_500(openai_client, fake_server):

@@ -7,6 +7,7 @@ import pytest
 
 from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig
+from services.llm.budget import LocalBudget
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend, unpriced_model
 from services.runtime import Runtime
@@ -15,7 +16,7 @@ from services.runtime import Runtime
 def test_a_budgeted_client_on_an_unpriced_model_is_refused_before_any_call(settings, fake_server):
     backend = create_backend(f"openai-compatible:{fake_server.url}:mystery-model")
     with pytest.raises(InvalidInputError, match="'mystery-model' has no price.*LOOKUPS_LLM_PRICES"):
-        LLMClient(backend, settings=settings, budget_usd=1.0)
+        LLMClient(backend, settings=settings, budget=LocalBudget(1.0))
     assert fake_server.requests == []
     LLMClient(backend, settings=settings)  # no budget: nothing to cap, nothing refused
 
@@ -23,12 +24,12 @@ def test_a_budgeted_client_on_an_unpriced_model_is_refused_before_any_call(setti
 def test_a_price_from_the_campaign_lets_the_budget_cap_it(settings, fake_server):
     runtime = Runtime(settings)
     spec = f"openai-compatible:{fake_server.url}:mystery-model"
-    client = runtime.llm(spec, 1.0, {"mystery-model": (1000.0, 1000.0)})
+    client = runtime.llm(spec, LocalBudget(1.0), {"mystery-model": (1000.0, 1000.0)})
     client.call(client_request())
     (record,) = client.store.ledger()
     assert record.cost_usd > 0  # priced, so the budget sees what it spends
     with pytest.raises(InvalidInputError):
-        runtime.llm(spec, 1.0)  # the campaign's price is not a process-wide one
+        runtime.llm(spec, LocalBudget(1.0))  # the campaign's price is not a process-wide one
 
 
 def test_local_models_need_no_price():

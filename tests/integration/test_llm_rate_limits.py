@@ -1,0 +1,68 @@
+"""Requests per minute shared through Redis: two processes calling the same model together stay
+within one limit, as a provider counts it, and the later calls wait rather than fail."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "llm"))
+from fake_openai import TEST_KEY, FakeOpenAI  # noqa: E402
+
+from tests.integration.conftest import REPO  # noqa: E402
+
+RPM, WINDOW_S, CALLS_EACH = 4, 1.5, 5
+
+CALLER = """
+import sys, time
+from pathlib import Path
+from contract import LLMRequest
+from services.llm.client import LLMClient
+from services.llm.registry import create_backend
+from services.llm.ratelimit import limiter_for
+from services.settings import get_settings
+settings = get_settings()
+backend = create_backend("openai:limited-gpt", {"base_url": sys.argv[1]})
+limiter = limiter_for(settings, backend.name, backend.model, sys.argv[2])
+client = LLMClient(backend, settings=settings, limiter=limiter)
+backend.chat_model(1, False)  # import the SDK now: a first call's imports take seconds on a busy machine
+Path(sys.argv[5] + "-" + sys.argv[3]).touch()  # ready
+while not Path(sys.argv[5]).exists():  # start together
+    time.sleep(0.001)
+client.map([LLMRequest(prompt=f"{sys.argv[3]} call {i}", max_tokens=1) for i in range(int(sys.argv[4]))])
+"""
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+def test_two_processes_share_one_requests_per_minute_limit(redis_server, tmp_path):
+    env = {**os.environ, "OPENAI_API_KEY": TEST_KEY, "LOOKUPS_CACHE_DIR": str(tmp_path),
+           "LOOKUPS_LLM_RATE_LIMITS": f'{{"limited-gpt": {{"rpm": {RPM}}}}}',
+           "LOOKUPS_LLM_RATE_WINDOW_S": str(WINDOW_S)}
+    arrivals: list[float] = []
+    with FakeOpenAI() as server:
+        server.respond = lambda prompt: arrivals.append(time.monotonic()) or "Yes"
+        callers = [subprocess.Popen([sys.executable, "-c", CALLER, server.url, redis_server.url, name,
+                                     str(CALLS_EACH), str(tmp_path / "go")],
+                                    cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+                   for name in ("first", "second")]
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"go-{name}").exists() for name in ("first", "second")):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in callers), "a caller did not start"
+            time.sleep(0.05)
+        (tmp_path / "go").touch()
+        errors = [p.communicate(timeout=120)[1] for p in callers]
+    assert all(p.returncode == 0 for p in callers), [e[-2000:] for e in errors]
+
+    assert len(arrivals) == 2 * CALLS_EACH
+    # At most RPM requests in any window (less 10 % for a request that reached the server late).
+    assert most_in_any_window(arrivals, WINDOW_S * 0.9) <= RPM
+    # Counted together: the 9th request waited two windows (counted per process, the two would
+    # have sent 4 + 4 at once and their 5th a window later).
+    assert max(arrivals) - min(arrivals) >= 2 * WINDOW_S - 0.1
