@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
     from services.subject_model import SubjectModel
 
-NEURON_CHUNK = 512  # rows of S computed at once, so large vocabularies never need d_mlp x vocab
+# Entries of S computed at once (128 MB in float32): Gemma 3's 262,144-token vocabulary would
+# otherwise take 2 GB per layer (2,048 neurons); this is 128 rows there, 682 for SmolLM2.
+CHUNK_ENTRIES = 1 << 25
 
 
 def is_whole_word(token: str) -> bool:
@@ -50,10 +52,11 @@ def congruence(
     """Per neuron, the maximum of ``w_out @ w_u`` over the vocabulary and its argmax."""
     import torch
 
+    rows = max(1, CHUNK_ENTRIES // w_u.shape[1])
     values, indices = [], []
     with torch.no_grad():
-        for start in range(0, w_out.shape[0], NEURON_CHUNK):
-            best = (w_out[start : start + NEURON_CHUNK] @ w_u).max(dim=-1)
+        for start in range(0, w_out.shape[0], rows):
+            best = (w_out[start : start + rows] @ w_u).max(dim=-1)
             values.append(best.values)
             indices.append(best.indices)
     return torch.cat(values).float().cpu(), torch.cat(indices).cpu()

