@@ -1,4 +1,5 @@
-"""What every LLM backend is: class attributes describing it, pydantic options, one ``complete``.
+"""What every LLM backend is: class attributes describing it, pydantic options, one ``complete``,
+and, for providers with a batch API (``supports_batch``), ``submit_batch`` and ``poll_batch``.
 
 Backends build a langchain chat model; ``complete`` reads text, token usage and first-token
 logprobs from the ``AIMessage`` in OpenAI's format, which the local backend also emits.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.errors import MissingApiKeyError, UnknownBackendError
-from contract.llm import Completion
+from contract.llm import BatchPoll, Completion, LLMRequest
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -45,6 +46,9 @@ class Backend:
     default_model: ClassVar[str] = ""
     # Runs on this machine: no per-token price, so a budget has nothing to cap and needs none.
     local: ClassVar[bool] = False
+    # Takes a list of requests as one provider batch job (cheaper, answered within hours):
+    # implements ``submit_batch`` and ``poll_batch``.
+    supports_batch: ClassVar[bool] = False
     # Options that change how a request travels, never what it answers: left out of
     # ``answer_options`` and so of the LLM cache key. A backend with other such options extends it.
     transport_options: ClassVar[frozenset[str]] = frozenset(
@@ -109,6 +113,15 @@ class Backend:
             [HumanMessage(content=prompt)]
         )
         return completion_from_message(message)
+
+    def submit_batch(self, requests: list[tuple[str, LLMRequest]]) -> str:
+        """Send (custom id, request) pairs as one provider batch; return the provider's batch id.
+        Custom ids are at most 64 characters of ``[A-Za-z0-9_-]``."""
+        raise NotImplementedError(f"backend {self.name!r} has no batch mode")
+
+    def poll_batch(self, batch_id: str) -> BatchPoll:
+        """The batch's state now and, once it finished, its results by custom id."""
+        raise NotImplementedError(f"backend {self.name!r} has no batch mode")
 
 
 def retry_after_seconds(headers: Any, now: datetime | None = None) -> float | None:

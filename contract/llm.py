@@ -43,3 +43,21 @@ class CallRecord(BaseModel):
     cost_usd: float
     attempts: int
     error: str | None = None
+
+
+class BatchResult(BaseModel):
+    """One request's outcome in a provider batch: a completion, or the provider's reason why not."""
+
+    custom_id: str
+    completion: Completion | None = None
+    error: str | None = None
+
+
+class BatchPoll(BaseModel):
+    """A provider batch as last seen. ``finished``: it will change no more (completed, failed,
+    expired or cancelled); ``error``: the provider's reason when the batch as a whole did not
+    complete; ``results``: what it answered (possibly some requests only, once finished)."""
+
+    finished: bool
+    error: str | None = None
+    results: list[BatchResult] = Field(default_factory=list)

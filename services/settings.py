@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     llm_retry_max_s: float = Field(default=60.0, ge=0, description="Longest backoff wait.")
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout.")
     llm_max_concurrency: int = Field(default=8, ge=1, description="Parallel calls per remote backend.")
+    llm_batch_price_factor: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Batch mode's price as a fraction of llm_prices (OpenAI and Anthropic charge half).")
+    llm_batch_poll_s: float = Field(default=60.0, gt=0, description="Wait between polls of a provider batch.")
     llm_rate_limits: dict[str, RateLimit] = Field(
         default={}, description="Requests and tokens per llm_rate_window_s by model name, e.g. "
         'LOOKUPS_LLM_RATE_LIMITS=\'{"gpt-4o": {"rpm": 500, "tpm": 30000}}\'; counted in Redis by the workers '

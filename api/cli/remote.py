@@ -35,12 +35,12 @@ def submit(
     worth_range: local.WorthOpt = None, explainer: local.ExplainerOpt = None,
     classifier: local.ClassifierOpt = None, strategy: local.StrategyOpt = None,
     scorer: local.ScorersOpt = None, budget: local.BudgetOpt = None, price: local.PriceOpt = None,
-    ablation: local.AblationOpt = None,
+    ablation: local.AblationOpt = None, llm_mode: local.LLMModeOpt = None,
 ) -> None:
     """Submit a campaign (same config file and flags as ``lookups run``); prints its id."""
     chosen = local._config(config, name, model, corpus, neurons, layers, per_layer, random, seed,
                            max_train_docs, max_test_docs, context_length, test_prompts_per_head,
-                           worth_range, explainer, classifier, strategy, scorer, budget, ablation, price)
+                           worth_range, explainer, classifier, strategy, scorer, budget, ablation, price, llm_mode)
     accepted = _client().submit(chosen)
     if not accepted.dispatched:
         Console(stderr=True).print("the broker is unreachable now; the campaign is stored and will start later")

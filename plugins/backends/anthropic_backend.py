@@ -1,12 +1,13 @@
-"""Anthropic chat models via ``ChatAnthropic``. No logprobs: P(Yes) stays empty."""
+"""Anthropic chat models via ``ChatAnthropic``. No logprobs: P(Yes) stays empty. Batch mode
+goes through the ``anthropic`` SDK's Message Batches (create, retrieve, results)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import Backend, BackendDefaults, hookimpl
+from contract import Backend, BackendDefaults, BatchPoll, BatchResult, Completion, LLMRequest, hookimpl
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -21,6 +22,7 @@ class AnthropicBackend(Backend):
     json_mode = False
     max_context = 200_000
     default_model = "claude-sonnet-4-5"
+    supports_batch = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -58,6 +60,41 @@ class AnthropicBackend(Backend):
         return isinstance(
             error, anthropic.RateLimitError | anthropic.InternalServerError | anthropic.APIConnectionError
         )
+
+    def submit_batch(self, requests: list[tuple[str, LLMRequest]]) -> str:
+        return self._sdk().messages.batches.create(requests=[  # type: ignore[misc]
+            {"custom_id": custom_id, "params": {
+                "model": self.model, "max_tokens": request.max_tokens, "temperature": self.options.temperature,
+                "messages": [{"role": "user", "content": request.prompt}]}}
+            for custom_id, request in requests]).id
+
+    def poll_batch(self, batch_id: str) -> BatchPoll:
+        client = self._sdk()
+        if client.messages.batches.retrieve(batch_id).processing_status != "ended":
+            return BatchPoll(finished=False)
+        return BatchPoll(finished=True, results=[_batch_result(line.model_dump())
+                                                 for line in client.messages.batches.results(batch_id)])
+
+    def _sdk(self):
+        import anthropic
+
+        return anthropic.Anthropic(api_key=self.api_key(), base_url=self.options.base_url,
+                                   timeout=self.options.timeout or self.defaults.timeout_s)
+
+
+def _batch_result(line: dict[str, Any]) -> BatchResult:
+    """One entry of a Message Batch's results: succeeded, errored, expired or canceled."""
+    result = line["result"]
+    if result["type"] != "succeeded":
+        error = (result.get("error") or {}).get("error") or {}
+        reason = error.get("message") or {"expired": "the batch expired before this request ran",
+                                          "canceled": "the batch was cancelled"}.get(result["type"], "no reason given")
+        return BatchResult(custom_id=line["custom_id"], error=f"{result['type']}: {reason}")
+    message = result["message"]
+    text = "".join(block.get("text", "") for block in message["content"] if block.get("type") == "text")
+    usage = message.get("usage") or {}
+    return BatchResult(custom_id=line["custom_id"], completion=Completion(
+        text=text, input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0)))
 
 
 @hookimpl

@@ -1,23 +1,38 @@
 """OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp server) via ``ChatOpenAI``.
 
 The SDK's own retries are off (``max_retries=0``): the one call path retries every backend
-the same way and counts the attempts in the ledger.
+the same way and counts the attempts in the ledger. Batch mode (OpenAI only) goes through the
+``openai`` SDK: a JSONL file of chat-completion bodies, ``batches.create``, ``batches.retrieve``
+and the output and error files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import Backend, BackendDefaults, UnknownBackendError, hookimpl
+from contract import (
+    Backend,
+    BackendDefaults,
+    BatchPoll,
+    BatchResult,
+    Completion,
+    LLMRequest,
+    UnknownBackendError,
+    first_token_logprobs,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 TOP_LOGPROBS = 10
+BATCH_ENDPOINT = "/v1/chat/completions"
+UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
 
 
 class _OpenAIOptions(BaseModel):
@@ -37,6 +52,7 @@ class OpenAIBackend(Backend):
     supports_logprobs = True
     json_mode = True
     default_model = "gpt-4o"
+    supports_batch = True
     Options = _OpenAIOptions
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
@@ -73,6 +89,60 @@ class OpenAIBackend(Backend):
             error, openai.RateLimitError | openai.InternalServerError | openai.APIConnectionError
         )
 
+    def submit_batch(self, requests: list[tuple[str, LLMRequest]]) -> str:
+        lines = [json.dumps({"custom_id": custom_id, "method": "POST", "url": BATCH_ENDPOINT,
+                             "body": self._body(request)}) for custom_id, request in requests]
+        client = self._sdk()
+        upload = client.files.create(file=("requests.jsonl", "\n".join(lines).encode()), purpose="batch")
+        return client.batches.create(input_file_id=upload.id, endpoint=BATCH_ENDPOINT,
+                                     completion_window="24h").id
+
+    def poll_batch(self, batch_id: str) -> BatchPoll:
+        client = self._sdk()
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in UNFINISHED:
+            return BatchPoll(finished=False)
+        results = []
+        for file_id in (batch.output_file_id, batch.error_file_id):  # an expired batch may have both
+            if file_id:
+                results += [_batch_result(json.loads(line))
+                            for line in client.files.content(file_id).text.splitlines() if line.strip()]
+        error = None
+        if batch.status != "completed":
+            reasons = [e.message for e in (batch.errors.data if batch.errors else None) or [] if e.message]
+            error = f"{batch.status}: {'; '.join(reasons) or 'no reason given'}"
+        return BatchPoll(finished=True, error=error, results=results)
+
+    def _sdk(self):
+        import openai
+
+        return openai.OpenAI(api_key=self.api_key() or "not-needed", base_url=self.base_url,
+                             timeout=self.options.timeout or self.defaults.timeout_s)
+
+    def _body(self, request: LLMRequest) -> dict[str, Any]:
+        """The chat-completion body ``chat_model`` would send for this request."""
+        body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": request.prompt}],
+                                "max_completion_tokens": request.max_tokens,
+                                "temperature": self.options.temperature}
+        if request.logprobs and self.supports_logprobs:
+            body |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        return body
+
+
+def _batch_result(line: dict[str, Any]) -> BatchResult:
+    """A line of a batch's output or error file."""
+    response = line.get("response") or {}
+    body = response.get("body") or {}
+    if line.get("error") or response.get("status_code") != 200:
+        reason = (line.get("error") or body.get("error") or {}).get("message") or "no reason given"
+        return BatchResult(custom_id=line["custom_id"],
+                           error=f"HTTP {response.get('status_code', '?')}: {reason}")
+    choice = body["choices"][0]
+    usage = body.get("usage") or {}
+    return BatchResult(custom_id=line["custom_id"], completion=Completion(
+        text=choice["message"].get("content") or "", input_tokens=usage.get("prompt_tokens", 0),
+        output_tokens=usage.get("completion_tokens", 0), top_logprobs=first_token_logprobs(choice.get("logprobs"))))
+
 
 class OpenAICompatibleBackend(OpenAIBackend):
     """``openai-compatible:URL:MODEL``, the URL with a path (``http://host:8000/v1``).
@@ -86,6 +156,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
     key_env_var = "OPENAI_COMPATIBLE_API_KEY"
     json_mode = False
     default_model = ""
+    supports_batch = False  # vLLM, Ollama and llama.cpp servers have no /v1/batches
     _SPEC: ClassVar[re.Pattern] = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from contract import InvalidInputError
 from services.corpus import CorpusSelection
 from services.llm.cost import price_hint
-from services.llm.registry import get_scorer, get_strategy, unpriced_model
+from services.llm.registry import batch_backends, get_scorer, get_strategy, unpriced_model
 from services.scan import SCAN_CHUNK_DOCS
 from services.schemas import NeuronRef
 from services.settings import get_settings
@@ -64,6 +64,9 @@ class CampaignConfig(BaseModel):
         default_factory=dict, description="USD per million input, output tokens of models the settings' "
         "price table lacks (LOOKUPS_LLM_PRICES); a budget needs a price for every remote model.")
     ablation: bool = True
+    llm_mode: Literal["live", "batch"] = Field(
+        default="live", description="'batch': the explain and classify stages' requests go out as one "
+        "provider batch each (OpenAI Batch, Anthropic Message Batch): half the price, answered within hours.")
 
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
@@ -86,7 +89,20 @@ class CampaignConfig(BaseModel):
                                      f"spending; {price_hint(model)}")
         for scorer in self.scorers:
             get_scorer(scorer)
+        if self.llm_mode == "batch":
+            self._check_batch()
         return self
+
+    def _check_batch(self) -> None:
+        if get_strategy(self.explainer_strategy).closed_loop:
+            raise ValueError(f"llm_mode 'batch' needs a one-call explainer strategy: "
+                             f"{self.explainer_strategy!r} explains in rounds, each waiting on the last")
+        capable = batch_backends()
+        for role, spec in (("explainer", self.explainer), ("classifier", self.classifier)):
+            name = spec.strip().partition(":")[0]
+            if name not in capable:
+                raise ValueError(f"llm_mode 'batch': the {role} backend {name!r} has no batch mode "
+                                 f"(backends with one: {', '.join(capable)}); use llm_mode 'live'")
 
     def selection(self, split: Literal["train", "test"]) -> CorpusSelection:
         """The documents of one split as this campaign reads them."""

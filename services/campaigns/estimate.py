@@ -13,8 +13,7 @@ from contract import ClassifyRequest, ExplainRequest, HeadExample, LLMRequest, S
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import FINISHED, get_campaign
 from services.campaigns.records import campaign_heads, explain_request_for
-from services.campaigns.stages import STAGE_BY_NAME, STAGES
-from services.campaigns.stages.classify import classify_request_for
+from services.campaigns.stages import STAGES, llm_batch
 from services.llm.registry import get_scorer, get_strategy, get_template
 from services.llm.schemas import CostEstimate
 
@@ -109,16 +108,11 @@ def _stored_explain(store, campaign_id: str, config: CampaignConfig):
         return [explain_request_for(session, campaign_id, head) for head in campaign_heads(session, campaign_id)]
 
 
-def _stored_classify(store, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
+def _stored_classify(store, campaign_id: str) -> list[LLMRequest]:
     """The classify requests exactly as the classify stage builds them (control included)."""
 
-    template = get_template(config.classifier_template)
-    requests = []
     with store.session() as session:
-        for key in STAGE_BY_NAME["classify"].plan(session, get_campaign(session, campaign_id)):
-            _, scorer, _, request = classify_request_for(session, campaign_id, key, config.seed)
-            requests += get_scorer(scorer).requests(template, request)
-    return requests
+        return llm_batch.classify_requests(session, get_campaign(session, campaign_id))
 
 
 def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float = 3.0,
@@ -131,7 +125,7 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
         explain_requests = _stored_explain(store, campaign_id, config)
         n_heads = len(explain_requests)
     if campaign_id is not None and _past(store, campaign_id, "test_prompts"):
-        classify_requests = _stored_classify(store, campaign_id, config)
+        classify_requests = _stored_classify(store, campaign_id)
     if n_heads is None:
         n_neurons = len(config.neurons) if config.neurons else config.per_layer * (
             len(config.layers) if config.layers else LAYERS_WHEN_UNKNOWN)
@@ -154,6 +148,9 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
                            "proposal the size of the first")
     explain = runtime.llm(config.explainer, None, config.llm_prices).estimate(proposals)
     classify = runtime.llm(config.classifier, None, config.llm_prices).estimate(classify_requests + loop_judge)
+    if config.llm_mode == "batch":  # billed at the batch price
+        factor = runtime.settings.llm_batch_price_factor
+        explain, classify = (part.model_copy(update={"usd": part.usd * factor}) for part in (explain, classify))
     return CampaignEstimate(exact=not assumptions, assumptions=assumptions, explain=explain,
                             classify=classify, calls=explain.calls + classify.calls,
                             usd=explain.usd + classify.usd)

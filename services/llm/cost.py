@@ -20,6 +20,11 @@ def cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: i
     return (input_tokens * per_million[0] + output_tokens * per_million[1]) / 1e6
 
 
+def batch_cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: int) -> float:
+    """What a request answered in a provider batch costs: the price table's times the batch factor."""
+    return cost_usd(settings, model, input_tokens, output_tokens) * settings.llm_batch_price_factor
+
+
 def estimate_tokens(text: str) -> int:
     """English runs about four characters per token; dividing by three leans high, so caps hold."""
     return len(text) // 3 + 1

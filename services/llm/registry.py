@@ -73,6 +73,11 @@ def list_backends() -> list[BackendInfo]:
     ]
 
 
+def batch_backends() -> list[str]:
+    """Names of the backends with a provider batch mode (``Backend.supports_batch``)."""
+    return sorted(name for name, (cls, _) in backend_classes().items() if cls.supports_batch)
+
+
 def create_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     """``name`` or ``name:target`` (``openai:gpt-4o``, ``local:/m.gguf``, ``openai-compatible:URL:MODEL``)."""
     name, _, target = spec.strip().partition(":")

@@ -12,8 +12,8 @@ SURFACE = {
     # corpus sources
     "CorpusSource", "Document",
     # LLM backends
-    "Backend", "BackendDefaults", "CallRecord", "Completion", "LLMRequest", "completion_from_message",
-    "first_token_logprobs", "retry_after_seconds",
+    "Backend", "BackendDefaults", "BatchPoll", "BatchResult", "CallRecord", "Completion", "LLMRequest",
+    "completion_from_message", "first_token_logprobs", "retry_after_seconds",
     # prompt templates
     "PromptTemplate", "template_from_file",
     # explainer strategies

@@ -21,6 +21,7 @@ from services.campaigns.stages import (
     attribute,
     classify,
     explain,
+    llm_batch,
     neurons,
     scan,
     score,
@@ -63,10 +64,14 @@ STAGES: list[Stage] = [
     Stage("scan", "gpu", scan.plan, scan.compute),  # step 2
     Stage("truncate", "gpu", truncate.plan, truncate.compute),  # step 3
     Stage("attribute", "gpu", attribute.plan, attribute.compute),  # step 4
+    Stage("explain_batch", "llm", llm_batch.plan_explain, llm_batch.compute_explain,
+          reads_all=True),  # step 5, batch mode: one provider batch answers the explain stage
     Stage("explain", "llm", explain.plan, explain.compute),  # step 5
     Stage("agent", "llm", agent.plan, agent.compute, repeats=True, queue_of=agent.queue_of,
           absorbed=agent.absorbed),  # step 5, closed loop
     Stage("test_prompts", "gpu", test_prompts.plan, test_prompts.compute, reads_all=True),  # step 6
+    Stage("classify_batch", "llm", llm_batch.plan_classify, llm_batch.compute_classify,
+          reads_all=True),  # step 7, batch mode
     Stage("classify", "llm", classify.plan, classify.compute),  # step 7
     Stage("score", "llm", score.plan, score.compute, reads_all=True),  # step 8
     Stage("ablate", "gpu", ablate.plan, ablate.compute, summarize=ablate.summarize),  # step 9

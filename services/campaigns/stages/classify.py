@@ -13,6 +13,8 @@ from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import StageItem, Writer, head_by_key, neuron_key, stored_token
 from services.held_out import HeadTestSet
+from services.llm.batch import require_answered
+from services.llm.registry import get_scorer, get_template
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import Campaign, ClassificationRow, ExplanationRow, HeadRow, TestSetRow
@@ -74,6 +76,9 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     config = item.config
     with store.session() as session:
         head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config.seed)
+    if config.llm_mode == "batch":  # answered by the classify_batch stage's provider batch
+        require_answered(runtime.llm(config.classifier, None, config.llm_prices),
+                         get_scorer(scorer).requests(get_template(config.classifier_template), request))
     result = classify_prompts(runtime, ClassifyWork(
         backend=config.classifier, template=config.classifier_template, scorer=scorer, request=request,
         llm_prices=config.llm_prices), campaign_budget(store, item))

@@ -14,7 +14,8 @@ from services.campaigns.records import (
     explain_request_for,
     head_by_key,
 )
-from services.llm.registry import get_strategy
+from services.llm.batch import require_answered
+from services.llm.registry import get_strategy, get_template
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import Campaign, ExplanationRow
@@ -32,6 +33,9 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     with store.session() as session:
         head = head_by_key(session, item.campaign_id, item.key)
         head_id, request = head.id, explain_request_for(session, item.campaign_id, head)
+    if config.llm_mode == "batch":  # answered by the explain_batch stage's provider batch
+        require_answered(runtime.llm(config.explainer, None, config.llm_prices), [
+            get_strategy(config.explainer_strategy).request(get_template(config.explainer_template), request)])
     explanation = explain_head(runtime, ExplainWork(
         backend=config.explainer, template=config.explainer_template, strategy=config.explainer_strategy,
         request=request, llm_prices=config.llm_prices), campaign_budget(store, item))

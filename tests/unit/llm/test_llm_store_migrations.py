@@ -10,9 +10,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from services.llm.store import VERSION_TABLE, Base, LLMStore
+from services.llm.store import VERSION_TABLE, Base, CachedResponse, LedgerRow, LLMStore
 
 PROCESSES = 8
+FIRST_TABLES = [CachedResponse.__table__, LedgerRow.__table__]  # create_all's, before batch mode's tables
 
 
 def open_at_the_same_moment(url: str, barrier, errors) -> None:
@@ -73,7 +74,7 @@ def test_processes_opening_a_fresh_cache_at_once_all_succeed(tmp_path):
         tables = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table' "
                                          "ORDER BY name")).scalars().all()
     engine.dispose()
-    assert tables == sorted(["llm_cache", "llm_calls", VERSION_TABLE])
+    assert tables == sorted(["llm_cache", "llm_calls", "llm_batches", "llm_batch_requests", VERSION_TABLE])
 
 
 def test_the_migrations_make_the_schema_create_all_made(tmp_path):
@@ -83,13 +84,13 @@ def test_the_migrations_make_the_schema_create_all_made(tmp_path):
     engine.dispose()
     LLMStore(new).engine.dispose()
     assert schema(new) == schema(old)
-    assert set(schema(new)) == {"llm_cache", "llm_calls"}
+    assert set(schema(new)) == {"llm_cache", "llm_calls", "llm_batches", "llm_batch_requests"}
 
 
 def test_a_cache_made_by_create_all_is_adopted_with_its_rows(tmp_path):
     url = f"sqlite:///{tmp_path / 'llm.sqlite'}"
     engine = create_engine(url)
-    Base.metadata.create_all(engine)  # what LLMStore did before its migrations
+    Base.metadata.create_all(engine, tables=FIRST_TABLES)  # what LLMStore did before its migrations
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO llm_cache (key, text, input_tokens, output_tokens, "
                                 "top_logprobs, created_at) VALUES ('k', 'cached answer', 3, 2, NULL, :at)"),
