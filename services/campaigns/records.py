@@ -68,7 +68,10 @@ def neuron_attribution(session: Session, campaign_id: str, layer: int, neuron: i
 
 
 def campaign_cost(session: Session, campaign_id: str) -> float:
-    total = 0.0
+    """What the result rows' LLM calls cost, plus batch mode's provider batches (provenance
+    ``llm_batches``), whose answers the rows then read from the cache at no cost."""
+    batches = (session.get_one(Campaign, campaign_id).provenance or {}).get("llm_batches", {})
+    total = sum(batch["cost_usd"] for batch in batches.values())
     for table in LLM_TABLES:
         total += session.scalars(
             select(func.coalesce(func.sum(table.cost_usd), 0.0)).where(table.campaign_id == campaign_id)).one()

@@ -107,6 +107,8 @@ def test_a_batch_campaign_gets_every_answer_from_one_batch_per_stage(env, fake, 
     assert {batch_id: b["stage"] for batch_id, b in batches.items()} == {
         fake.created[0]["id"]: "explain", fake.created[1]["id"]: "classify"}
     assert all(b["answered"] == b["requests"] and b["cost_usd"] > 0 for b in batches.values())
+    billed = sum(row.cost_usd for row in LLMStore(env["LOOKUPS_LLM_DB_URL"]).ledger())
+    assert final.cost_usd == pytest.approx(billed) and billed > 0  # the campaign's cost is the batches'
 
 
 def test_lookups_run_killed_mid_poll_resumes_on_the_same_batch(env, fake, tiny_gpt2_dir, corpus_path, tmp_path):
