@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1,
         description="Batch mode's price as a fraction of llm_prices (OpenAI and Anthropic charge half).")
     llm_batch_poll_s: float = Field(default=60.0, gt=0, description="Wait between polls of a provider batch.")
+    llm_batch_max_requests: int = Field(
+        default=50_000, ge=1, description="Requests per provider batch (OpenAI takes 50,000, Anthropic 100,000); "
+        "a stage with more is sent as several batches.")
     llm_rate_limits: dict[str, RateLimit] = Field(
         default={}, description="Requests and tokens per llm_rate_window_s by model name, e.g. "
         'LOOKUPS_LLM_RATE_LIMITS=\'{"gpt-4o": {"rpm": 500, "tpm": 30000}}\'; counted in Redis by the workers '

@@ -36,15 +36,21 @@ T = TypeVar("T")
 
 def run_batch(client: LLMClient, requests: Sequence[LLMRequest]) -> list[BatchSummary]:
     """Answer every request the cache lacks through provider batches: poll the batches already
-    recorded for them (a run killed mid-poll), submit one for the rest. Returns the batches that
-    answered any of the requests; raises, with the provider's reasons, when some got no answer."""
+    recorded for them (a run killed mid-poll), submit one for the rest (or several, of at most
+    ``llm_batch_max_requests`` each). Returns the batches that answered any of the requests;
+    raises, with the provider's reasons, when some got no answer."""
     backend = client.backend
     if not backend.supports_batch:
         raise UnknownBackendError(f"backend {backend.name!r} has no batch mode; use llm_mode 'live'")
     keyed = {client.cache_key(r): r for r in requests}
     failed: dict[str, str] = {}
     while missing := {k: r for k, r in keyed.items() if k not in failed and client.store.get(k) is None}:
-        batch_ids = client.store.open_batches(list(missing)) or [_submit(client, missing)]
+        keys, size = list(missing), client.settings.llm_batch_max_requests
+        batch_ids = client.store.open_batches(keys)
+        if not batch_ids:
+            _check_budget(client, list(missing.values()))
+            batch_ids = [_submit(client, {k: missing[k] for k in keys[start:start + size]})
+                         for start in range(0, len(keys), size)]
         for batch_id in batch_ids:
             _collect(client, batch_id, _wait(client, batch_id))
             for row in client.store.batch_requests(batch_id):
@@ -68,15 +74,19 @@ def require_answered(client: LLMClient, requests: Sequence[LLMRequest]) -> None:
                                + "; resume the campaign to submit it in a new batch")
 
 
-def _submit(client: LLMClient, requests: dict[str, LLMRequest]) -> str:
-    """Submit one batch (custom id = cache key) if its worst case fits the budget, and record it
-    at once."""
-    backend, settings = client.backend, client.settings
-    worst = sum(batch_cost_usd(settings, backend.model, estimate_tokens(r.prompt), r.max_tokens)
-                for r in requests.values())
-    if client.budget is not None:  # a check: what the batch costs is counted once it is collected
+def _check_budget(client: LLMClient, requests: list[LLMRequest]) -> None:
+    """Refuse batches whose worst case does not fit the budget; what they cost is counted once
+    they are collected."""
+    if client.budget is not None:
+        worst = sum(batch_cost_usd(client.settings, client.backend.model, estimate_tokens(r.prompt), r.max_tokens)
+                    for r in requests)
         client.budget.reserve(worst)
         client.budget.settle(worst, 0.0)
+
+
+def _submit(client: LLMClient, requests: dict[str, LLMRequest]) -> str:
+    """Submit one batch (custom id = cache key) and record it at once."""
+    backend = client.backend
     batch_id = _provider(client, backend.submit_batch, list(requests.items()))
     client.store.add_batch(batch_id, backend.name, backend.model, requests)
     log.info("%s (%s): submitted batch %s of %d requests", backend.name, backend.model, batch_id, len(requests))

@@ -192,6 +192,19 @@ def test_a_batch_the_provider_rejects_fails_with_its_reason_and_records_nothing(
     assert len(fake.created) == 1 and len(billed(client)) == 3
 
 
+def test_more_requests_than_a_batch_takes_go_out_as_several_batches(make_client, fake, monkeypatch):
+    monkeypatch.setenv("LOOKUPS_LLM_BATCH_MAX_REQUESTS", "2")
+    from services.settings import get_settings
+
+    client = make_client()
+    client.settings = get_settings()
+    batches = run_batch(client, requests(5))
+
+    assert [len(c["custom_ids"]) for c in fake.created] == [2, 2, 1]
+    assert sorted(b.id for b in batches) == sorted(c["id"] for c in fake.created)
+    assert len(billed(client)) == 5
+
+
 def test_a_batch_over_the_budget_is_not_submitted(make_client, fake):
     client = make_client(budget=LocalBudget(1e-6))
     with pytest.raises(BudgetExceededError):
