@@ -90,7 +90,8 @@ def held_out_test_prompts(
     contexts = scan_corpus(model, neurons, test_documents, top_k=top_k, context_length=context_length,
                            total=total, report=report)
     top_documents = fetch({hit.doc_id for context in contexts for hit in context.hits})
-    contexts = truncate_contexts(model, contexts, top_documents, context_length=context_length)
+    contexts = truncate_contexts(model, contexts, top_documents, context_length=context_length,
+                                 prompts_per_neuron=per_head)
     sets: list[HeadTestSet] = []
     for attribution, context in zip(explained, contexts):
         heads = [a.head for a in attribution.worth_explaining]

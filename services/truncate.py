@@ -2,7 +2,9 @@
 
 For each top document, binary search on the start of a window ending at the firing token for
 the latest start whose activation at that token stays >= ``keep_fraction`` x the original.
-All searches advance in lockstep, so each step is one batched forward pass.
+All searches advance in lockstep, so each step is one batched forward pass; they run in rounds
+in rank order, so a neuron never searches more of its hits than it needs to keep
+``prompts_per_neuron`` prompts (the result is the same as searching all of them).
 """
 
 from __future__ import annotations
@@ -97,9 +99,8 @@ def truncate_contexts(
     encoded = dict(
         zip(needed, encode_documents(model.tokenizer, [by_id[i].text for i in needed], context_length))
     )
-    searches: list[list[_Search]] = []
-    for context in contexts:
-        searches.append([
+    searches = [
+        [
             _Search(
                 neuron=context.neuron,
                 doc_id=hit.doc_id,
@@ -111,9 +112,40 @@ def truncate_contexts(
             )
             for hit in context.hits
             if hit.position >= 1  # position 0 is BOS: nothing to truncate to
-        ])
+        ]
+        for context in contexts
+    ]
+    # Rounds in rank order: each neuron searches only as many of its next hits as it still needs
+    # prompts, so hits past its first ``prompts_per_neuron`` kept ones are never run, and what is
+    # kept (appended in rank order) is what searching every hit and keeping the first would give.
+    kept: list[list[_Search]] = [[] for _ in contexts]
+    started = [0] * len(contexts)
+    while True:
+        batch = []
+        for index, group in enumerate(searches):
+            wanted = prompts_per_neuron - len(kept[index])
+            batch += [(index, s) for s in group[started[index] : started[index] + max(wanted, 0)]]
+            started[index] += max(wanted, 0)
+        if not batch:
+            break
+        _binary_search([s for _, s in batch], model, keep_fraction, max_prompt_tokens, token_budget, max_batch)
+        for index, search in batch:
+            if len(search.tokens) - search.lo < max_prompt_tokens:
+                kept[index].append(search)
+    return [
+        context.model_copy(update={"prompts": [
+            TruncatedPrompt(doc_id=s.doc_id, text=model.tokenizer.decode(s.tokens[s.lo :]), tokens=s.tokens[s.lo :],
+                            activation=s.best, original_activation=s.original)
+            for s in group]})
+        for context, group in zip(contexts, kept)
+    ]
 
-    pending = [s for group in searches for s in group if s.lo < s.hi]
+
+def _binary_search(searches: list[_Search], model: SubjectModel, keep_fraction: float, max_prompt_tokens: int,
+                   token_budget: int, max_batch: int) -> None:
+    """All searches in lockstep, one batched forward pass per step. A search stops early once
+    even its shortest possible window has ``max_prompt_tokens`` tokens (it would be dropped)."""
+    pending = [s for s in searches if s.lo < s.hi]
     while pending:
         mids = [(s.lo + s.hi + 1) // 2 for s in pending]
         acts = last_token_activations(
@@ -128,25 +160,4 @@ def truncate_contexts(
                 search.lo, search.best = mid, act
             else:
                 search.hi = mid - 1
-        pending = [s for s in pending if s.lo < s.hi]
-
-    results = []
-    for context, group in zip(contexts, searches):
-        prompts = []
-        for search in group:
-            window = search.tokens[search.lo :]
-            if len(window) >= max_prompt_tokens:
-                continue
-            prompts.append(
-                TruncatedPrompt(
-                    doc_id=search.doc_id,
-                    text=model.tokenizer.decode(window),
-                    tokens=window,
-                    activation=search.best,
-                    original_activation=search.original,
-                )
-            )
-            if len(prompts) == prompts_per_neuron:
-                break
-        results.append(context.model_copy(update={"prompts": prompts}))
-    return results
+        pending = [s for s in pending if s.lo < s.hi and len(s.tokens) - s.hi < max_prompt_tokens]

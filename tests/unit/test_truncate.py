@@ -63,3 +63,22 @@ def test_long_prompts_are_dropped_and_the_count_is_capped(tiny_gpt2, documents, 
         assert all(len(p.tokens) < 4 for p in short.prompts)
         assert [p.doc_id for p in short.prompts] == [p.doc_id for p in full.prompts if len(p.tokens) < 4][:2]
 
+
+
+def test_a_neuron_searches_only_the_hits_it_needs(tiny_gpt2, documents, truncated, monkeypatch):
+    """With nothing dropped, two prompts per neuron take two searches per neuron, not one per hit."""
+    import services.truncate as truncate_module
+
+    contexts, results = truncated
+    searched: list[int] = []
+    real = truncate_module.last_token_activations
+
+    def recording(model, prompts, neurons, **kwargs):
+        searched.append(max(sum(n == c.neuron for n in neurons) for c in contexts))
+        return real(model, prompts, neurons, **kwargs)
+
+    monkeypatch.setattr(truncate_module, "last_token_activations", recording)
+    capped = truncate_contexts(tiny_gpt2, contexts, documents, context_length=CONTEXT,
+                               max_prompt_tokens=CONTEXT + 1, prompts_per_neuron=2)
+    assert searched and max(searched) <= 2
+    assert [[p.doc_id for p in c.prompts] for c in capped] == [[p.doc_id for p in r.prompts][:2] for r in results]
