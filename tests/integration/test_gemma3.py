@@ -68,11 +68,11 @@ def test_head_shares_reproduce_the_measured_pre_activation(gemma3):
 
 
 def test_gpu_stages_neurons_scan_truncate_attribute_ablate(gemma3, last_layer_neurons, corpus_path):
-    documents = split_documents(load_corpus(str(corpus_path)), "train")[:16]
+    documents = split_documents(load_corpus(str(corpus_path)), "train")[:10]
     neurons = [NeuronRef(layer=n.layer, index=n.neuron) for n in last_layer_neurons[:2]]
-    contexts = scan_corpus(gemma3, neurons, documents, top_k=4, context_length=64)
-    assert [len(c.hits) for c in contexts] == [4, 4]
-    truncated = truncate_contexts(gemma3, contexts, documents, context_length=64)
+    contexts = scan_corpus(gemma3, neurons, documents, top_k=3, context_length=48)
+    assert [len(c.hits) for c in contexts] == [3, 3]
+    truncated = truncate_contexts(gemma3, contexts, documents, context_length=48)
     kept = [t for t in truncated if t.prompts]
     assert kept
     for neuron_prompts in kept:
