@@ -1,0 +1,128 @@
+"""LLM calls per second with concurrency 8 vs 1, in ``lookups run`` and through the Celery stack.
+
+The explainer and judge are the loopback fake OpenAI server answering every call after a fixed
+latency (default 0.3 s, a remote API's); the subject model is SmolLM2-135M on a small campaign.
+"Concurrency C" is the one knob a deployment turns: LOOKUPS_LLM_MAX_CONCURRENCY=C (calls in
+flight per backend in a process), and C LLM items at once (``lookups run --llm-concurrency``,
+which defaults to it; the llm worker's ``--concurrency C`` threads). Calls/s counts the requests
+the server answered over the wall time of the explain and classify stages (first item started
+to last item finished, per stage), so the gpu stages between them do not count. Each run has a
+fresh results store and LLM cache, so every run makes the same calls.
+
+    .venv/bin/python bench/llm_concurrency_bench.py [--latency 0.3] [--concurrency 1 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "unit" / "llm"))
+
+from campaign_bench import CORPUS, Stack, wait_for  # noqa: E402
+from fake_openai import FakeOpenAI  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from services.campaigns.config import CampaignConfig  # noqa: E402
+from services.campaigns.execute import run_in_process  # noqa: E402
+from services.campaigns.progress import create_campaign, progress  # noqa: E402
+from services.runtime import Runtime  # noqa: E402
+from services.settings import get_settings  # noqa: E402
+from services.store import Store  # noqa: E402
+from services.store.models import WorkItem  # noqa: E402
+
+CALL_STAGES = ("explain", "classify")
+
+
+def config(model: str, llm: str) -> CampaignConfig:
+    return CampaignConfig(
+        model=model, neurons=["27:1263", "25:290"], corpus=str(CORPUS),
+        max_train_docs=30, max_test_docs=30, context_length=48, top_k=10, prompts_per_neuron=10,
+        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm, ablation=False)
+
+
+def stage_seconds(store: Store, campaign_id: str) -> float:
+    """Wall time of the stages that call the LLM: per stage, first start to last finish."""
+    total = 0.0
+    with store.session() as session:
+        for stage in CALL_STAGES:
+            first, last = session.execute(select(func.min(WorkItem.started_at), func.max(WorkItem.finished_at))
+                                          .where(WorkItem.campaign_id == campaign_id, WorkItem.stage == stage)).one()
+            total += (last - first).total_seconds()
+    return total
+
+
+def measure(store: Store, campaign_id: str, fake: FakeOpenAI, concurrency: int, path: str) -> dict:
+    state = progress(store, campaign_id)
+    seconds = stage_seconds(store, campaign_id)
+    items = {s.stage: s.done for s in state.stages if s.stage in CALL_STAGES}
+    return {"path": path, "concurrency": concurrency, "status": state.status, "items": items,
+            "calls": len(fake.requests), "llm_stage_s": round(seconds, 2),
+            "calls_per_s": round(len(fake.requests) / seconds, 2)}
+
+
+def fake_server(latency: float) -> FakeOpenAI:
+    fake = FakeOpenAI()
+
+    def respond(prompt: str) -> str:
+        time.sleep(latency)
+        return "Yes" if "Answer:" in prompt else "Active on lists of names."
+
+    fake.respond = respond
+    return fake
+
+
+def in_process(model: str, concurrency: int, latency: float) -> dict:
+    """``lookups run``'s path: ``run_in_process`` with ``llm_concurrency``."""
+    with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:
+        os.environ.update(LOOKUPS_LLM_MAX_CONCURRENCY=str(concurrency), LOOKUPS_DEVICE="cpu",
+                          LOOKUPS_LLM_DB_URL=f"sqlite:///{tmp}/llm.sqlite")
+        store = Store(f"sqlite:///{tmp}/results.sqlite")
+        campaign_id = create_campaign(store, config(model, f"openai-compatible:{fake.url}:fake-gpt"))
+        run_in_process(store, campaign_id, Runtime(get_settings()), llm_concurrency=concurrency)
+        result = measure(store, campaign_id, fake, concurrency, "lookups run")
+        store.dispose()
+        return result
+
+
+def celery(model: str, concurrency: int, latency: float) -> dict:
+    """One gpu worker and one llm worker of ``--concurrency C`` (its default pool: threads)."""
+    with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:
+        stack = Stack(Path(tmp))
+        stack.env["LOOKUPS_LLM_MAX_CONCURRENCY"] = str(concurrency)
+        try:
+            stack.start("orchestrate", name="orchestrator")
+            stack.start("worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "gpu@%h", name="gpu")
+            stack.start("worker", "--queues", "llm", "--concurrency", str(concurrency), "--hostname", "llm@%h",
+                        name="llm")
+            campaign_id = create_campaign(stack.store, config(model, f"openai-compatible:{fake.url}:fake-gpt"))
+            wait_for(lambda: progress(stack.store, campaign_id).status not in ("pending", "running"))
+            return measure(stack.store, campaign_id, fake, concurrency, "celery")
+        finally:
+            stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--latency", type=float, default=0.3, help="Seconds per fake LLM call.")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args()
+
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} latency={args.latency}", flush=True)
+    for path in (in_process, celery):
+        results = [path(args.model, c, args.latency) for c in args.concurrency]
+        for result in results:
+            print(result, flush=True)
+        print(f"{results[0]['path']}: {results[-1]['calls_per_s'] / results[0]['calls_per_s']:.2f}x calls/s "
+              f"at concurrency {args.concurrency[-1]} vs {args.concurrency[0]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
