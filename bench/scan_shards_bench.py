@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import tempfile
 import time
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     base = dict(model=MODEL, corpus=str(Path(args.corpus).resolve()), layers=[26, 27, 28], per_layer=20,
                 max_train_docs=args.docs, context_length=args.context)
     one_store, one_id, one_wall, one_tokens = run(1, CampaignConfig(**base, scan_shard_docs=args.docs), args.threads)
@@ -103,6 +105,7 @@ def main() -> None:
         "one_worker_s": round(one_wall, 2), "two_workers_s": round(two_wall, 2),
         "one_worker_tok_s": round(one_tokens / one_wall, 1), "two_workers_tok_s": round(two_tokens / two_wall, 1),
         "two_over_one": round(one_wall / two_wall, 2), "top_k_identical": exact,
+        "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }, indent=2))
 
 
