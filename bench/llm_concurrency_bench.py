@@ -78,6 +78,27 @@ def fake_server(latency: float) -> FakeOpenAI:
     return fake
 
 
+def item_path(concurrency: int, latency: float, n: int = 48) -> dict:
+    """The explain item's own path without the store: ``explain_head`` (runtime.llm, the template,
+    the one call path) for N distinct heads, C at a time, as ``run_in_process`` runs them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from contract import ExplainRequest
+    from services.work import ExplainWork, explain_head
+
+    with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:
+        os.environ.update(LOOKUPS_LLM_MAX_CONCURRENCY=str(concurrency), LOOKUPS_LLM_DB_URL=f"sqlite:///{tmp}/llm.sqlite")
+        runtime = Runtime(get_settings())
+        works = [ExplainWork(backend=f"openai-compatible:{fake.url}:fake-gpt", request=ExplainRequest(
+            token=" right", active_examples=[f"head {i} turned"], inactive_examples=["nothing"])) for i in range(n)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(lambda work: explain_head(runtime, work), works))
+        seconds = time.perf_counter() - started
+        return {"path": "explain items", "concurrency": concurrency, "calls": len(fake.requests),
+                "seconds": round(seconds, 2), "calls_per_s": round(len(fake.requests) / seconds, 2)}
+
+
 def in_process(model: str, concurrency: int, latency: float) -> dict:
     """``lookups run``'s path: ``run_in_process`` with ``llm_concurrency``."""
     with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:
@@ -116,6 +137,9 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} latency={args.latency}", flush=True)
+    results = [item_path(c, args.latency) for c in args.concurrency]
+    for result in results:
+        print(result, flush=True)
     for path in (in_process, celery):
         results = [path(args.model, c, args.latency) for c in args.concurrency]
         for result in results:
