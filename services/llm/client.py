@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _slots_lock = threading.Lock()
+# Cache keys being answered in this process now, and the event set when the answer is stored.
+_in_flight: dict[str, threading.Event] = {}
+_in_flight_lock = threading.Lock()
 
 
 def backend_slots(backend) -> threading.BoundedSemaphore:
@@ -91,12 +94,29 @@ class LLMClient:
         )
 
     def call(self, request: LLMRequest) -> LLMResponse:
+        """One request: from the cache, or sent once; a request identical to one this process is
+        sending now waits for that answer instead of sending it again (concurrent items often ask
+        the same: a control's prompt is another head's real one)."""
         key = self.cache_key(request)
         started = time.perf_counter()
-        cached = self.store.get(key)
-        if cached is not None:
-            return LLMResponse(completion=cached, record=self._log(request, key, cached, started, cache_hit=True,
-                                                                   attempts=0))
+        while True:
+            cached = self.store.get(key)
+            if cached is not None:
+                return LLMResponse(completion=cached, record=self._log(request, key, cached, started,
+                                                                       cache_hit=True, attempts=0))
+            with _in_flight_lock:
+                sending = _in_flight.get(key)
+                if sending is None:
+                    _in_flight[key] = threading.Event()
+                    break
+            sending.wait()  # then read the cache again; if that call failed, this one sends
+        try:
+            return self._send(request, key, started)
+        finally:
+            with _in_flight_lock:
+                _in_flight.pop(key).set()
+
+    def _send(self, request: LLMRequest, key: str, started: float) -> LLMResponse:
         worst = self._reserve(request)
         retrying = self._retrying()
         try:

@@ -192,3 +192,23 @@ def test_key_is_sent_but_never_stored_logged_or_shown(openai_client, fake_server
              db_file.read_bytes().decode("latin-1")]
     for text in texts:
         assert not any(bit in text for bit in secret_bits)
+
+
+def test_identical_requests_in_flight_are_sent_once(openai_client, fake_server):
+    """Concurrent items asking the same prompt (a shuffled control repeats another head's real
+    request) share one call: the rest wait for its answer and read it from the cache."""
+    fake_server.respond = lambda prompt: (time.sleep(0.3), "Yes")[1]  # all eight overlap the first
+    same = requests(1) * 8
+    responses = openai_client(max_concurrency=8).map(same)
+
+    assert len(fake_server.requests) == 1
+    assert [r.record.cache_hit for r in responses].count(False) == 1
+    assert {r.completion.text for r in responses} == {"Yes"}
+
+
+def test_a_failed_call_in_flight_leaves_the_waiting_ones_to_send(openai_client, fake_server):
+    fake_server.faults.append(("status", 400, {}, {"error": {"message": "bad request"}}))
+    fake_server.respond = lambda prompt: (time.sleep(0.2), "Yes")[1]
+    with pytest.raises(Exception, match="bad request"):
+        openai_client(max_concurrency=2).map(requests(1) * 2)
+    assert len(fake_server.requests) == 2  # the second request was sent after the first failed
