@@ -92,11 +92,16 @@ def create_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     return classes[name][0](target, options, defaults)
 
 
+def is_local_backend(spec: str) -> bool:
+    """The spec names a backend that runs on this machine (no per-token price)."""
+    name = spec.strip().partition(":")[0]
+    return name in backend_classes() and backend_classes()[name][0].local
+
+
 def unpriced_model(spec: str, prices: dict[str, tuple[float, float]]) -> str | None:
     """The model a backend spec calls when it costs money per token and ``prices`` has no price
     for it (a budget could not cap it); None when it is priced or runs locally."""
-    name = spec.strip().partition(":")[0]
-    if name in backend_classes() and backend_classes()[name][0].local:
+    if is_local_backend(spec):
         return None
     model = create_backend(spec).model
     return None if model in prices else model

@@ -97,3 +97,13 @@ def test_a_budget_on_an_unpriced_model_is_refused_before_anything_runs(small_cor
                    "--budget", "1", *extra, cwd=tmp_path)
     assert done.returncode == 2 and message in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
     assert "in store" not in done.stdout + done.stderr  # refused before a campaign was created
+
+
+def test_lookups_run_runs_llm_items_one_at_a_time_only_when_every_llm_is_local():
+    from api.cli.run import default_llm_concurrency
+    from services.campaigns.config import CampaignConfig
+
+    remote = "openai-compatible:http://127.0.0.1:9/v1:some-model"
+    assert default_llm_concurrency(CampaignConfig(corpus="c", explainer="local", classifier="local"), 8) == 1
+    assert default_llm_concurrency(CampaignConfig(corpus="c", explainer=remote, classifier="local"), 8) == 8
+    assert default_llm_concurrency(CampaignConfig(corpus="c", explainer="local", classifier=remote), 8) == 8
