@@ -65,8 +65,11 @@ def finished(tiny_gpt2_dir, corpus_path, tmp_path_factory):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "LOOKUPS_DEVICE": "cpu",
            "LOOKUPS_RESULTS_URL": f"sqlite:///{tmp / 'results.sqlite'}",
            "LOOKUPS_LLM_DB_URL": f"sqlite:///{tmp / 'llm.sqlite'}"}
+    # A shell's background job starts with SIGINT ignored, and Python then keeps ignoring it:
+    # the child gets the default disposition so that Ctrl-C reaches it however pytest was run.
     first = subprocess.Popen([sys.executable, "-m", "api", "run", *tiny_flags(tiny_gpt2_dir, corpus_path)],
-                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def reached_truncate() -> bool:
         if first.poll() is not None:
