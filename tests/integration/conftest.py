@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,25 @@ def processes(stack_env, tmp_path):
     running = Processes(stack_env, tmp_path)
     yield running
     running.stop_all()
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    psycopg = pytest.importorskip("psycopg")
+    name = f"lookups_migrations_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                                autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({error})")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.sqlite'}"
+    return request.getfixturevalue("fresh_postgres_url")

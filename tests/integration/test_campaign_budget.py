@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.conftest import REPO
-from tests.integration.test_store_migrations import fresh_postgres_url, migrate_to  # noqa: F401  (a fixture)
+from tests.integration.test_store_migrations import migrate_to
 
 CAP, WORST, ACTUAL = 1.0, 0.07, 0.05
 
@@ -39,21 +39,14 @@ print(json.dumps({"billed": billed}))
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'results.sqlite'}"
-    return request.getfixturevalue("fresh_postgres_url")
-
-
-def test_four_processes_reserving_at_once_never_pass_the_cap(store_url):
+def test_four_processes_reserving_at_once_never_pass_the_cap(any_store_url):
     from services.store import Store
     from services.store.models import Campaign
 
-    store = Store(store_url)
+    store = Store(any_store_url)
     with store.session() as session:
         session.add(Campaign(id="c", name="n", status="running", config={}, provenance={}))
-    spenders = [subprocess.Popen([sys.executable, "-c", SPEND, store_url, str(CAP), str(WORST), str(ACTUAL)],
+    spenders = [subprocess.Popen([sys.executable, "-c", SPEND, any_store_url, str(CAP), str(WORST), str(ACTUAL)],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(4)]
     outputs = [p.communicate(timeout=180) for p in spenders]
@@ -71,11 +64,11 @@ def test_four_processes_reserving_at_once_never_pass_the_cap(store_url):
     assert spent > CAP - 4 * WORST  # and used: a refusal means the others held at most 3 x WORST
 
 
-def test_a_0006_store_starts_each_campaign_with_what_its_results_cost(store_url):
+def test_a_0006_store_starts_each_campaign_with_what_its_results_cost(any_store_url):
     from services.store import Store
 
-    migrate_to(store_url, "0006")
-    old = Store(store_url, migrate=False)
+    migrate_to(any_store_url, "0006")
+    old = Store(any_store_url, migrate=False)
     with old.engine.begin() as connection:
         for campaign in ("c", "d"):
             connection.execute(text(
@@ -90,7 +83,7 @@ def test_a_0006_store_starts_each_campaign_with_what_its_results_cost(store_url)
                                 "VALUES ('c', 1, 'zero-shot', false, 10, 1, 0.5, '{}')"))
     old.dispose()
 
-    store = Store(store_url)  # upgrades to head
+    store = Store(any_store_url)  # upgrades to head
     with store.engine.connect() as connection:
         rows = connection.execute(text("SELECT id, llm_spent_usd, llm_reserved_usd FROM campaigns ORDER BY id")).all()
     store.dispose()

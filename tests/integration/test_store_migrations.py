@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 
 import pytest
 from sqlalchemy import text
@@ -58,21 +57,6 @@ def test_concurrent_first_opens_of_a_sqlite_store(tmp_path):
     assert_all_migrated(url, open_concurrently(url, tmp_path / "go"))
 
 
-@pytest.fixture
-def fresh_postgres_url():
-    psycopg = pytest.importorskip("psycopg")
-    name = f"lookups_migrations_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                                autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({error})")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
-
-
 def test_concurrent_first_opens_of_a_postgres_store(fresh_postgres_url, tmp_path):
     assert_all_migrated(fresh_postgres_url, open_concurrently(fresh_postgres_url, tmp_path / "go"))
 
@@ -90,13 +74,6 @@ def migrate_to(url: str, revision: str) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'results.sqlite'}"
-    return request.getfixturevalue("fresh_postgres_url")
 
 
 def test_scores_of_a_0002_store_become_zero_shot_and_other_scorers_can_join(any_store_url):
