@@ -211,18 +211,16 @@ def run(
     else:
         campaign_id = resolve_campaign_id(store, resume_id)
         with store.session() as session:
-            status = get_campaign(session, campaign_id).status
+            stored = get_campaign(session, campaign_id)
+            status, chosen = stored.status, CampaignConfig.model_validate(stored.config)
         if status not in ("pending", "running", "completed"):
             resume(store, campaign_id)
     console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
     if llm_concurrency is None:
-        with store.session() as session:
-            llm_concurrency = default_llm_concurrency(
-                CampaignConfig.model_validate(get_campaign(session, campaign_id).config), settings.llm_max_concurrency)
-    concurrency = llm_concurrency
+        llm_concurrency = default_llm_concurrency(chosen, settings.llm_max_concurrency)
     try:
         with Live(LiveProgress(store, campaign_id), console=console, refresh_per_second=4) as live:
-            state = run_in_process(store, campaign_id, runtime, llm_concurrency=concurrency,
+            state = run_in_process(store, campaign_id, runtime, llm_concurrency=llm_concurrency,
                                    on_item=lambda *_: live.refresh())
             live.update(progress_table(state))
     except KeyboardInterrupt:
