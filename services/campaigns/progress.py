@@ -111,8 +111,8 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                 stage = STAGE_BY_NAME[campaign.stage]
                 if stage.repeats:
                     fresh = _plan_again(session, campaign, stage)
-                    if fresh is None:
-                        continue  # another process planned the same items first; look again
+                    if fresh is None or (not fresh and _has_open_items(session, campaign_id, stage.name)):
+                        continue  # another process planned this round first; look again
                     if fresh:
                         return fresh
                 if counts.get("failed") and not counts.get("done"):
@@ -164,6 +164,14 @@ def _plan_again(session, campaign: Campaign, stage: Stage) -> list[int] | None:
     return [item.id for item in items]
 
 
+def _has_open_items(session, campaign_id: str, stage: str) -> bool:
+    """Whether the stage has unfinished items now. A repeating stage whose plan found nothing new
+    may only have seen the next round another process planned after this one counted the
+    stage's items as finished: the stage must not be left then."""
+    return bool(session.scalar(select(func.count()).select_from(WorkItem).where(
+        WorkItem.campaign_id == campaign_id, WorkItem.stage == stage, WorkItem.status.not_in(TERMINAL_ITEM))))
+
+
 def _finalize(session, campaign_id: str) -> None:
     """Campaign-wide figures computed once at the end, by the stages that have them."""
     for stage in STAGES:
@@ -201,13 +209,21 @@ def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage,
 
 
 def finish(store: Store, item_id: int, write: Writer) -> bool:
-    """Store an item's result and mark it done in one transaction; False if it was done already."""
+    """Store an item's result and mark it done in one transaction; False if it was done already.
+
+    Two runs of one item can finish together (an item slower than ``stale_after_s`` is sent
+    again while its first run goes on). The conditional update comes first, so it takes the
+    write lock (SQLite) or the row lock (PostgreSQL) before anything is written: the later run
+    waits for the earlier one's commit, then matches no row and writes nothing.
+    """
     with store.session() as session:
-        item = session.scalars(select(WorkItem).where(WorkItem.id == item_id).with_for_update()).one()
-        if item.status == "done":
+        marked = cast(CursorResult, session.execute(
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.status != "done")
+            .values(status="done", finished_at=utcnow(), error=None)
+            .execution_options(synchronize_session=False))).rowcount
+        if not marked:
             return False
         write(session)
-        item.status, item.finished_at, item.error = "done", utcnow(), None
         return True
 
 

@@ -6,8 +6,10 @@ held-out test prompts never reach the agent; a failure ends the loop with the be
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,13 @@ from fake_openai import FakeOpenAI, error  # noqa: E402
 from contract import AgentRound  # noqa: E402
 from services.agent import choose_round  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
-from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign  # noqa: E402
+from services.campaigns.execute import execute_item, run_in_process  # noqa: E402
+from services.campaigns.progress import advance, create_campaign  # noqa: E402
+from services.campaigns.stages import STAGE_BY_NAME  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402
     AgentRoundRow,
+    Campaign,
     ExplanationRow,
     HeadRow,
     ScoreRow,
@@ -161,6 +165,39 @@ def test_a_failed_round_ends_the_loop_with_the_best_round_so_far(store, config, 
         assert kept["text"] == "It is always active on lists."
         assert kept["agent"]["stopped"].startswith("stopped early:")
         assert "revision refused" in kept["agent"]["stopped"]
+
+
+def current_stage(store: Store, campaign_id: str) -> str | None:
+    with store.session() as session:
+        return session.get_one(Campaign, campaign_id).stage
+
+
+def test_a_round_another_process_planned_keeps_the_campaign_in_the_agent_stage(store, config, runtime,
+                                                                               monkeypatch):
+    """Two processes finish a round's last items together. One plans the next round; the other
+    had counted the round finished before that, so its own plan finds nothing new. It must look
+    again and return the new round's items, not leave the stage (once, on the worker stack, the
+    campaign moved on and completed with every head unexplained)."""
+    campaign_id = create_campaign(store, config)
+    while (pending := advance(store, campaign_id)) and current_stage(store, campaign_id) != "agent":
+        for item_id in pending:
+            execute_item(store, runtime, item_id)
+    assert pending and all(execute_item(store, runtime, i) == "done" for i in pending)  # round 0 proposals
+
+    agent = STAGE_BY_NAME["agent"]
+    other: list[list[int]] = []
+
+    def plan_after_the_other_process(session, campaign) -> list[str]:
+        if not other:  # the other process plans, and commits, first
+            other.append([])
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                other[0] = pool.submit(advance, store, campaign_id).result()
+        return agent.plan(session, campaign)
+
+    monkeypatch.setitem(STAGE_BY_NAME, "agent", dataclasses.replace(agent, plan=plan_after_the_other_process))
+    this = advance(store, campaign_id)
+    assert other[0] and sorted(this) == sorted(other[0])
+    assert current_stage(store, campaign_id) == "agent"
 
 
 def test_the_estimate_counts_every_round_and_its_judging(config, runtime):

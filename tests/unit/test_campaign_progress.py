@@ -11,6 +11,9 @@ import os
 import re
 import sqlite3
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -104,6 +107,30 @@ def test_finish_twice_writes_once_and_a_redelivered_item_is_skipped(store, confi
     assert execute_item(store, runtime, item_id) == "skipped"  # the task delivered again
     assert count(store, NeuronRow, campaign_id) == 2
     assert items(store, campaign_id, "neurons")[0].attempts == 1
+
+
+def test_two_runs_of_one_item_finishing_together_write_it_once(store, config, runtime):
+    """An item slower than ``stale_after_s`` is sent again while its first run goes on, and both
+    runs finish at once: the second waits for the first's commit and writes nothing (once,
+    SQLite let both through the status check and the second failed on the unique key)."""
+    campaign_id = create_campaign(store, config)
+    (item_id,) = advance(store, campaign_id)
+    stage, job = claim(store, item_id)
+    write = stage.compute(runtime, store, job)
+    writing = threading.Event()
+
+    def slow_write(session) -> None:
+        writing.set()
+        time.sleep(0.5)  # the second run reaches finish meanwhile
+        write(session)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(finish, store, item_id, slow_write)
+        assert writing.wait(30)
+        second = pool.submit(finish, store, item_id, write)
+        assert (first.result(), second.result()) == (True, False)
+    assert count(store, NeuronRow, campaign_id) == 2
+    assert items(store, campaign_id, "neurons")[0].status == "done"
 
 
 def test_a_running_item_is_taken_over_only_on_redelivery(store, config, runtime):

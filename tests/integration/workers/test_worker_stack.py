@@ -95,7 +95,8 @@ def wait_completed(store: Store, campaign_id: str, processes, timeout: float = 1
         return state if state.status not in ("pending", "running") else None
 
     state = wait_until(finished, timeout, f"campaign {campaign_id} to finish", processes)
-    assert state.status == "completed", state
+    # The failures alone: pytest cuts a whole state's repr before them.
+    assert state.status == "completed", (state.status, state.error, state.failures)
     return state
 
 
