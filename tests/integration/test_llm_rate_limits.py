@@ -14,7 +14,10 @@ from fake_openai import TEST_KEY, FakeOpenAI  # noqa: E402
 
 from tests.integration.conftest import REPO  # noqa: E402
 
-RPM, WINDOW_S, CALLS_EACH = 4, 1.5, 5
+RPM, WINDOW_S, CALLS_EACH = 4, 3.0, 5
+# A request reaches the server a little after the limiter admitted it, later on a busy machine
+# (a CI run once saw 0.17 s): the windows checked below allow this much of it.
+JITTER_S = 0.75
 
 CALLER = """
 import sys, time
@@ -61,8 +64,8 @@ def test_two_processes_share_one_requests_per_minute_limit(redis_server, tmp_pat
     assert all(p.returncode == 0 for p in callers), [e[-2000:] for e in errors]
 
     assert len(arrivals) == 2 * CALLS_EACH
-    # At most RPM requests in any window (less 10 % for a request that reached the server late).
-    assert most_in_any_window(arrivals, WINDOW_S * 0.9) <= RPM
+    # At most RPM requests in any window (less the allowance for a request that arrived late).
+    assert most_in_any_window(arrivals, WINDOW_S - JITTER_S) <= RPM
     # Counted together: the 9th request waited two windows (counted per process, the two would
     # have sent 4 + 4 at once and their 5th a window later).
-    assert max(arrivals) - min(arrivals) >= 2 * WINDOW_S - 0.1
+    assert max(arrivals) - min(arrivals) >= 2 * WINDOW_S - JITTER_S

@@ -12,7 +12,8 @@ from contract import InvalidInputError
 from services.llm.ratelimit import LocalWindow, limiter_for
 from services.settings import RateLimit
 
-WINDOW = 0.5
+WINDOW = 1.0
+LATE_S = 0.3  # a thread may note its admission this late on a busy machine
 
 
 def most_in_any_window(times: list[float], window: float) -> int:
@@ -36,7 +37,7 @@ def test_requests_per_window_hold_across_threads_and_later_ones_wait():
         thread.join()
 
     assert len(admitted) == 7
-    assert most_in_any_window(admitted, WINDOW * 0.9) <= 3  # 10 % slack for threads waking late
+    assert most_in_any_window(admitted, WINDOW - LATE_S) <= 3
     assert max(admitted) - started >= 2 * WINDOW  # the 7th waited for two windows to pass
 
 
@@ -51,7 +52,7 @@ def test_tokens_per_window_count_each_request_by_its_size():
 
 
 def test_a_request_larger_than_the_token_limit_is_a_clear_error():
-    with pytest.raises(InvalidInputError, match="up to 101 tokens can never fit.*100 tokens per 0.5 s"):
+    with pytest.raises(InvalidInputError, match="up to 101 tokens can never fit.*100 tokens per 1 s"):
         LocalWindow(RateLimit(tpm=100), WINDOW, "test:model").acquire(101)
 
 
