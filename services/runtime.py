@@ -15,6 +15,7 @@ from services.llm.budget import Budget
 from services.llm.client import LLMClient
 from services.llm.ratelimit import limiter_for
 from services.llm.registry import create_backend
+from services.llm.store import LLMStore, default_url
 from services.settings import Settings, get_settings
 from services.subject_model import load_subject_model
 
@@ -31,6 +32,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
         self._backends: dict[str, Backend] = {}
+        self._llm_store: LLMStore | None = None
 
     def model(self, name: str):
 
@@ -47,9 +49,11 @@ class Runtime:
         with self._lock:
             if spec not in self._backends:
                 self._backends[spec] = create_backend(spec)
+            if self._llm_store is None:  # opened once: opening checks the schema, a cost per item otherwise
+                self._llm_store = LLMStore(default_url(self.settings))
         settings = self.settings
         if prices:
             settings = settings.model_copy(update={"llm_prices": {**settings.llm_prices, **prices}})
         backend = self._backends[spec]
         limiter = limiter_for(settings, backend.name, backend.model, self.rate_redis_url)
-        return LLMClient(backend, settings=settings, budget=budget, limiter=limiter)
+        return LLMClient(backend, settings=settings, store=self._llm_store, budget=budget, limiter=limiter)
