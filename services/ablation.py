@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from contract import InvalidInputError
-from services.activations import Hooks, bos_id, length_batches, pad_id, pad_right
+from services.activations import Hooks, bos_id, forward_through, length_batches, pad_id, pad_right
 from services.attribution import HeadRef, NeuronAttribution, check_head
 from services.neurons import congruence
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
@@ -138,9 +138,7 @@ def activation_drops(
 
         def run(extra: list) -> Tensor:
             read.clear()
-            with torch.inference_mode():
-                model.bridge.run_with_hooks(tokens, fwd_hooks=[*extra, (f"blocks.{neuron.layer}.mlp.hook_post", keep)],
-                                            stop_at_layer=neuron.layer + 1, return_type=None)
+            forward_through(model, tokens, [*extra, (f"blocks.{neuron.layer}.mlp.hook_post", keep)], neuron.layer)
             return read[0]
 
         clean = run([])

@@ -85,8 +85,6 @@ def run_mlp_post(
     ``post`` is ``blocks.L.mlp.hook_post`` (batch, pos, d_mlp); the reader keeps only what it
     needs, so no full activation cache is ever held.
     """
-    import torch
-
     layers = sorted(set(layers))
 
     def hook_for(layer: int):
@@ -95,8 +93,24 @@ def run_mlp_post(
 
         return hook
 
-    hooks: Hooks = [(f"blocks.{layer}.mlp.hook_post", hook_for(layer)) for layer in layers]
+    forward_through(model, tokens, [(f"blocks.{layer}.mlp.hook_post", hook_for(layer)) for layer in layers],
+                    layers[-1])
+
+
+def forward_through(model: SubjectModel, tokens: Int[Tensor, "batch pos"], hooks: Hooks, last_layer: int) -> None:
+    """Forward ``tokens`` with ``hooks`` through block ``last_layer`` and no further.
+
+    TransformerLens' ``stop_at_layer`` stops at the next block's input, so after a model's last
+    block it does not stop, and the final norm and the unembedding (a vocabulary-wide product at
+    every position, a fifth of SmolLM2-135M's forward) ran for nothing. The stop here is a hook
+    on the block's output, raising TransformerLens' own stop, which ``run_with_hooks`` catches.
+    """
+    import torch
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+    def stop(output, hook):  # noqa: ARG001 - TransformerLens passes the hook point
+        raise StopAtLayerException(output)
+
     with torch.inference_mode():
-        model.bridge.run_with_hooks(
-            tokens, fwd_hooks=hooks, stop_at_layer=layers[-1] + 1, return_type=None
-        )
+        model.bridge.run_with_hooks(tokens, fwd_hooks=[*hooks, (f"blocks.{last_layer}.hook_out", stop)],
+                                    return_type=None)

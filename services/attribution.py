@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from contract import InvalidInputError
-from services.activations import Hooks, bos_id, length_batches, pad_id, pad_right
+from services.activations import Hooks, bos_id, forward_through, length_batches, pad_id, pad_right
 from services.head_reads import PromptReads
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET, check_neurons
 from services.schemas import NeuronRef, TruncatedPrompt
@@ -187,8 +187,7 @@ def head_contributions(
         hooks += [(f"blocks.{hl}.ln1_post.hook_scale", keep_post_scale) for hl in post_norms]
         hooks.append((f"blocks.{layer}.ln2.hook_scale", keep_scale))
         hooks += [(f"blocks.{layer}.mlp.{name}", keep_input) for name in input_hooks]
-        with torch.inference_mode():
-            bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layer + 1, return_type=None)
+        forward_through(model, tokens, hooks, layer)
 
         shares = torch.einsum("blhd,lhdk->blhk", z, readout)
         shares = shares / (kept["scale"][:, None] * post_scale)[:, :, None, None]

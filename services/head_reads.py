@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from contract import SourceRead
-from services.activations import Hooks, bos_id, length_batches, pad_id, pad_right
+from services.activations import Hooks, bos_id, forward_through, length_batches, pad_id, pad_right
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
 
 if TYPE_CHECKING:
@@ -77,9 +77,7 @@ def head_reads(
                 weights[index][layer] = pattern[row, :, last, 1 : last + 1].float().cpu()
 
         hooks: Hooks = [(f"blocks.{layer}.attn.hook_pattern", keep_pattern) for layer in layers]
-        with torch.inference_mode():
-            model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layers[-1] + 1,
-                                        return_type=None)
+        forward_through(model, tokens, hooks, layers[-1])
     found = []
     for prompt, per_layer in zip(prompts, weights):
         pieces = token_pieces(model.tokenizer, prompt)

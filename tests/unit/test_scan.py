@@ -81,3 +81,21 @@ def test_bad_input_is_refused_with_the_allowed_range(tiny_model, documents):
         scan_corpus(tiny_model, [], documents)
     with pytest.raises(InvalidInputError, match="top_k"):
         scan_corpus(tiny_model, NEURONS, documents, top_k=0)
+
+
+def test_a_forward_through_the_last_block_stops_before_the_unembedding(tiny_model, documents):
+    """TransformerLens' stop_at_layer cannot stop after the last block: forward_through does,
+    reading the same activations as a whole forward."""
+    from services.activations import encode_documents, forward_through, pad_id, pad_right
+
+    last = tiny_model.bridge.cfg.n_layers - 1
+    ids = encode_documents(tiny_model.tokenizer, [d.text for d in documents[:4]], CONTEXT)
+    tokens, _ = pad_right(ids, pad_id(tiny_model.tokenizer), tiny_model.device)
+    read, unembedded = [], []
+    hooks = [(f"blocks.{last}.mlp.hook_post", lambda post, hook: read.append(post.clone())),
+             ("unembed.hook_in", lambda resid, hook: unembedded.append(True))]
+    forward_through(tiny_model, tokens, hooks, last)
+    assert len(read) == 1 and not unembedded
+    with torch.inference_mode():
+        _, cache = tiny_model.bridge.run_with_cache(tokens)
+    torch.testing.assert_close(read[0], cache[f"blocks.{last}.mlp.hook_post"])
