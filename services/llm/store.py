@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    event,
     func,
     inspect,
     select,
@@ -135,6 +136,15 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def _write_ahead_log(dbapi_connection, _record) -> None:
+    """Concurrent LLM items read the cache while others write answers and ledger rows: with a
+    write-ahead log the readers never wait for a writer (SQLite's busy wait sleeps in steps of
+    up to 100 ms)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
 def default_url(settings: Settings) -> str:
     return settings.llm_db_url or f"sqlite:///{settings.cache_dir / 'llm.sqlite'}"
 
@@ -145,6 +155,8 @@ class LLMStore:
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, connect_args={"check_same_thread": False}
                                     if url.startswith("sqlite") else {})
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _write_ahead_log)
         upgrade(self.engine)
         self._write_lock = threading.Lock()  # SQLite allows one writer at a time
 
