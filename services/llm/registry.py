@@ -101,8 +101,8 @@ def create_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
 
 def is_local_backend(spec: str) -> bool:
     """The spec names a backend that runs on this machine (no per-token price)."""
-    name = spec.strip().partition(":")[0]
-    return name in backend_classes() and backend_classes()[name][0].local
+    found = backend_classes().get(spec.strip().partition(":")[0])
+    return found is not None and found[0].local
 
 
 def unpriced_model(spec: str, prices: dict[str, tuple[float, float]]) -> str | None:
