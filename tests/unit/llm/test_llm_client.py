@@ -212,3 +212,14 @@ def test_a_failed_call_in_flight_leaves_the_waiting_ones_to_send(openai_client, 
     with pytest.raises(Exception, match="bad request"):
         openai_client(max_concurrency=2).map(requests(1) * 2)
     assert len(fake_server.requests) == 2  # the second request was sent after the first failed
+
+
+def test_every_client_of_a_runtime_shares_its_one_llm_store(settings, fake_server):
+    """Work items each get a client; the cache is opened (its schema checked) once per process."""
+    from services.runtime import Runtime
+
+    runtime = Runtime(settings)
+    first = runtime.llm(f"openai-compatible:{fake_server.url}:fake-gpt", None)
+    second = runtime.llm(f"openai-compatible:{fake_server.url}:other-model", None)
+    assert first.store is second.store
+    assert first.store.engine.url.database == str(settings.cache_dir / "llm.sqlite")

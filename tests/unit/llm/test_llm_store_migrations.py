@@ -123,3 +123,24 @@ def test_the_cache_and_the_results_store_can_share_a_database(tmp_path):
         assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
         assert connection.execute(text("SELECT count(*) FROM llm_cache")).scalar() == 0
     engine.dispose()
+
+
+def test_a_writer_holding_the_cache_does_not_block_its_readers(tmp_path):
+    """Write-ahead log: LLM items read the cache while another process holds a write transaction
+    on it (in rollback-journal mode the read waited out the busy timeout, then failed)."""
+    import sqlite3
+
+    from contract import Completion
+
+    url = f"sqlite:///{tmp_path / 'llm.sqlite'}"
+    store = LLMStore(url)
+    store.put("present", Completion(text="Yes", input_tokens=3, output_tokens=1))
+    holder = sqlite3.connect(tmp_path / "llm.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("DELETE FROM llm_cache")  # not committed: readers still see the row
+    try:
+        assert store.get("present").text == "Yes"
+    finally:
+        holder.rollback()
+        holder.close()
+        store.engine.dispose()
