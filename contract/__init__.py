@@ -46,7 +46,7 @@ from contract.explainers import (
     SourceRead,
 )
 from contract.hooks import LookupsHooks, get_plugin_manager, hookimpl
-from contract.llm import BatchPoll, BatchResult, CallRecord, Completion, LLMRequest
+from contract.llm import BatchPoll, BatchResult, CallRecord, Completion, LLMRequest, share_prefix
 from contract.scorers import (
     Answer,
     Classification,
@@ -67,7 +67,7 @@ __all__ = [
     # corpus sources
     "CorpusSource", "Document",
     # LLM backends
-    "Backend", "BackendDefaults", "BatchPoll", "BatchResult", "CallRecord", "Completion", "LLMRequest",
+    "Backend", "BackendDefaults", "BatchPoll", "BatchResult", "CallRecord", "Completion", "LLMRequest", "share_prefix",
     "completion_from_message", "first_token_logprobs", "retry_after_seconds",
     # prompt templates
     "PromptTemplate", "template_from_file",

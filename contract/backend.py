@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from contract.llm import BatchPoll, Completion, LLMRequest
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage
+    from langchain_core.messages import AIMessage, BaseMessage
 
 
 class BackendDefaults(BaseModel):
@@ -49,6 +50,10 @@ class Backend:
     # Takes a list of requests as one provider batch job (cheaper, answered within hours):
     # implements ``submit_batch`` and ``poll_batch``.
     supports_batch: ClassVar[bool] = False
+    # What reading and writing the provider's prompt cache costs, as factors of the input price
+    # (Anthropic: reads 0.1, writes 1.25; OpenAI: reads 0.5, caching automatic and free).
+    cache_read_price: ClassVar[float] = 1.0
+    cache_write_price: ClassVar[float] = 1.0
     # Options that change how a request travels, never what it answers: left out of
     # ``answer_options`` and so of the LLM cache key. A backend with other such options extends it.
     transport_options: ClassVar[frozenset[str]] = frozenset(
@@ -68,6 +73,8 @@ class Backend:
         except ValidationError as error:
             raise UnknownBackendError(f"backend {self.name!r} options: {error}") from None
         self.max_concurrency = getattr(self.options, "max_concurrency", None) or 1
+        self._chat_models: dict[tuple[int, bool], BaseChatModel] = {}
+        self._chat_models_lock = threading.Lock()
 
     @property
     def endpoint(self) -> str | None:
@@ -91,6 +98,12 @@ class Backend:
             )
         return key
 
+    @classmethod
+    def preload(cls) -> None:
+        """Import what ``chat_model`` needs. A process's first call otherwise waits for it,
+        seconds for some client libraries; ``lookups run`` and the llm worker call this in the
+        background while other work goes on. Default: nothing to import."""
+
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
         raise NotImplementedError
 
@@ -106,13 +119,26 @@ class Backend:
         headers = getattr(response, "headers", None) if response is not None else None
         return retry_after_seconds(headers) if headers is not None else None
 
-    def complete(self, prompt: str, max_tokens: int, logprobs: bool) -> Completion:
+    def complete(self, request: LLMRequest) -> Completion:
+        message = self._chat_model(request.max_tokens, request.logprobs and self.supports_logprobs).invoke(
+            self.messages(request))
+        return completion_from_message(message)
+
+    def messages(self, request: LLMRequest) -> list[BaseMessage]:
+        """The chat messages of a request: its prompt as one user message. A backend whose
+        provider caches marked prompt prefixes marks ``request.cache_prefix`` here."""
         from langchain_core.messages import HumanMessage
 
-        message = self.chat_model(max_tokens, logprobs and self.supports_logprobs).invoke(
-            [HumanMessage(content=prompt)]
-        )
-        return completion_from_message(message)
+        return [HumanMessage(content=request.prompt)]
+
+    def _chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
+        """``chat_model``, built once per (max_tokens, logprobs) and shared by every call and
+        thread (langchain chat models are): building one, with its SDK client, takes milliseconds."""
+        key = (max_tokens, logprobs)
+        with self._chat_models_lock:
+            if key not in self._chat_models:
+                self._chat_models[key] = self.chat_model(max_tokens, logprobs)
+            return self._chat_models[key]
 
     def submit_batch(self, requests: list[tuple[str, LLMRequest]]) -> str:
         """Send (custom id, request) pairs as one provider batch; return the provider's batch id.
@@ -163,11 +189,14 @@ def completion_from_message(message: AIMessage) -> Completion:
     text = message.content if isinstance(message.content, str) else "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in message.content
     )
+    details = usage.get("input_token_details") or {}
     return Completion(
         text=text,
         input_tokens=usage.get("input_tokens", 0),
         output_tokens=usage.get("output_tokens", 0),
         top_logprobs=first_token_logprobs(message.response_metadata.get("logprobs")),
+        cache_read_tokens=details.get("cache_read") or 0,
+        cache_write_tokens=details.get("cache_creation") or 0,
     )
 
 

@@ -1,13 +1,17 @@
 """What crosses between a plugin and the LLM call path: the request a strategy or scorer builds,
 the completion a backend returns, and the ledger record of one call."""
 
+import os
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LLMRequest(BaseModel):
-    """One prompt to send. ``purpose`` and ``template_version`` only label the ledger entry."""
+    """One prompt to send. ``purpose`` and ``template_version`` only label the ledger entry.
+    ``cache_prefix``: how many leading characters of the prompt other requests share (a head's
+    explanation before each test prompt); backends with provider prompt caching mark them
+    cacheable. Like the labels it shapes no answer, so the response cache ignores it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -16,15 +20,38 @@ class LLMRequest(BaseModel):
     logprobs: bool = False
     purpose: str = "other"
     template_version: str | None = None
+    cache_prefix: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _prefix_within_prompt(self) -> "LLMRequest":
+        if self.cache_prefix > len(self.prompt):
+            raise ValueError(f"cache_prefix {self.cache_prefix} is longer than the prompt "
+                             f"({len(self.prompt)} characters)")
+        return self
+
+
+def share_prefix(requests: list[LLMRequest]) -> list[LLMRequest]:
+    """The requests with ``cache_prefix`` set to the prompts' common prefix, cut after its last
+    whitespace so no word is split between the cached part and the rest; unchanged when fewer
+    than two requests share anything."""
+    if len(requests) < 2:
+        return requests
+    shared = os.path.commonprefix([r.prompt for r in requests])
+    cut = max(shared.rfind(" "), shared.rfind("\n")) + 1
+    return [r.model_copy(update={"cache_prefix": cut}) for r in requests] if cut else requests
 
 
 class Completion(BaseModel):
-    """What a backend answered. ``top_logprobs``: the first output token's alternatives."""
+    """What a backend answered. ``top_logprobs``: the first output token's alternatives.
+    ``cache_read_tokens`` and ``cache_write_tokens``: the part of ``input_tokens`` the
+    provider read from, or wrote to, its prompt cache (priced differently)."""
 
     text: str
     input_tokens: int = Field(ge=0)
     output_tokens: int = Field(ge=0)
     top_logprobs: dict[str, float] | None = None
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
 
 
 class CallRecord(BaseModel):
@@ -39,6 +66,8 @@ class CallRecord(BaseModel):
     cache_hit: bool
     input_tokens: int
     output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     latency_s: float
     cost_usd: float
     attempts: int

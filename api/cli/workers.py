@@ -31,10 +31,18 @@ def worker(
         raise InvalidInputError(f"--queues {queues!r}: allowed queues are gpu and llm")
     if concurrency < 1:
         raise InvalidInputError(f"--concurrency must be at least 1, got {concurrency}")
+    from celery.signals import worker_process_init
+
+    from services.llm.registry import preload_backends
     from workers.app import app
 
     name = hostname or f"{'-'.join(chosen)}@{socket.gethostname()}"
     pool = pool or ("threads" if chosen == ["llm"] else "prefork")
+    if "llm" in chosen:  # the backends' client libraries, imported before the first llm item needs them
+        if pool == "threads":
+            preload_backends()
+        else:  # in each child: a thread importing in this process could be forked half-way
+            worker_process_init.connect(lambda **_: preload_backends(), weak=False)
     app.worker_main(["worker", "-Q", ",".join(chosen), "-c", str(concurrency), "-P", pool, "-n", name,
                      "--loglevel", loglevel, "--without-gossip", "--without-mingle"])
 

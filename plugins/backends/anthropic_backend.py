@@ -1,5 +1,12 @@
 """Anthropic chat models via ``ChatAnthropic``. No logprobs: P(Yes) stays empty. Batch mode
-goes through the ``anthropic`` SDK's Message Batches (create, retrieve, results)."""
+goes through the ``anthropic`` SDK's Message Batches (create, retrieve, results).
+
+Prompt caching: a request's shared prefix (``LLMRequest.cache_prefix``: a head's explanation
+before each test prompt) goes as its own text block with ``cache_control``, so later requests
+with that prefix read it from Anthropic's cache at a tenth of the input price (writing it costs
+1.25×). Anthropic caches only prefixes of 1024 tokens or more (2048 on Haiku models); a shorter
+one is sent marked and simply not cached.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from contract import Backend, BackendDefaults, BatchPoll, BatchResult, Completio
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 
 class AnthropicBackend(Backend):
@@ -23,6 +31,8 @@ class AnthropicBackend(Backend):
     max_context = 200_000
     default_model = "claude-sonnet-4-5"
     supports_batch = True
+    cache_read_price = 0.1
+    cache_write_price = 1.25
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -40,6 +50,10 @@ class AnthropicBackend(Backend):
     def endpoint(self) -> str | None:
         return self.options.base_url
 
+    @classmethod
+    def preload(cls) -> None:
+        import langchain_anthropic  # noqa: F401  about 3 s
+
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
         from langchain_anthropic import ChatAnthropic
 
@@ -54,6 +68,11 @@ class AnthropicBackend(Backend):
             **extra,
         )
 
+    def messages(self, request: LLMRequest) -> list[BaseMessage]:
+        from langchain_core.messages import HumanMessage
+
+        return [HumanMessage(content=_content(request))]  # type: ignore[arg-type]
+
     def is_transient(self, error: BaseException) -> bool:
         import anthropic
 
@@ -65,7 +84,7 @@ class AnthropicBackend(Backend):
         return self._sdk().messages.batches.create(requests=[  # type: ignore[misc]
             {"custom_id": custom_id, "params": {
                 "model": self.model, "max_tokens": request.max_tokens, "temperature": self.options.temperature,
-                "messages": [{"role": "user", "content": request.prompt}]}}
+                "messages": [{"role": "user", "content": _content(request)}]}}
             for custom_id, request in requests]).id
 
     def poll_batch(self, batch_id: str) -> BatchPoll:
@@ -82,6 +101,14 @@ class AnthropicBackend(Backend):
                                    timeout=self.options.timeout or self.defaults.timeout_s)
 
 
+def _content(request: LLMRequest) -> str | list[dict[str, Any]]:
+    """The user message's content: the prompt, or its shared prefix as a cached block and the rest."""
+    if not request.cache_prefix or request.cache_prefix == len(request.prompt):
+        return request.prompt
+    return [{"type": "text", "text": request.prompt[:request.cache_prefix], "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": request.prompt[request.cache_prefix:]}]
+
+
 def _batch_result(line: dict[str, Any]) -> BatchResult:
     """One entry of a Message Batch's results: succeeded, errored, expired or canceled."""
     result = line["result"]
@@ -93,8 +120,10 @@ def _batch_result(line: dict[str, Any]) -> BatchResult:
     message = result["message"]
     text = "".join(block.get("text", "") for block in message["content"] if block.get("type") == "text")
     usage = message.get("usage") or {}
+    read, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
     return BatchResult(custom_id=line["custom_id"], completion=Completion(
-        text=text, input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0)))
+        text=text, input_tokens=usage.get("input_tokens", 0) + read + written,  # Anthropic's excludes the cache's
+        output_tokens=usage.get("output_tokens", 0), cache_read_tokens=read, cache_write_tokens=written))
 
 
 @hookimpl

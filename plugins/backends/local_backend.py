@@ -190,6 +190,12 @@ class LocalBackend(Backend):
         super().__init__(str(path.resolve()), options, defaults)
         self.max_concurrency = 1
 
+    @classmethod
+    def preload(cls) -> None:
+        import llama_cpp  # noqa: F401
+
+        import plugins.backends.llama_chat  # noqa: F401
+
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
         from plugins.backends.llama_chat import LlamaCppChat
 

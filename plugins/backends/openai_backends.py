@@ -53,6 +53,7 @@ class OpenAIBackend(Backend):
     json_mode = True
     default_model = "gpt-4o"
     supports_batch = True
+    cache_read_price = 0.5  # OpenAI caches prompts of 1024 tokens or more by itself
     Options = _OpenAIOptions
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
@@ -66,6 +67,10 @@ class OpenAIBackend(Backend):
     @property
     def endpoint(self) -> str | None:
         return self.base_url
+
+    @classmethod
+    def preload(cls) -> None:
+        import langchain_openai  # noqa: F401  about 2 s
 
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
@@ -141,7 +146,8 @@ def _batch_result(line: dict[str, Any]) -> BatchResult:
     usage = body.get("usage") or {}
     return BatchResult(custom_id=line["custom_id"], completion=Completion(
         text=choice["message"].get("content") or "", input_tokens=usage.get("prompt_tokens", 0),
-        output_tokens=usage.get("completion_tokens", 0), top_logprobs=first_token_logprobs(choice.get("logprobs"))))
+        output_tokens=usage.get("completion_tokens", 0), top_logprobs=first_token_logprobs(choice.get("logprobs")),
+        cache_read_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0))
 
 
 class OpenAICompatibleBackend(OpenAIBackend):
@@ -157,6 +163,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
     json_mode = False
     default_model = ""
     supports_batch = False  # vLLM, Ollama and llama.cpp servers have no /v1/batches
+    cache_read_price = 1.0  # what a server charges for its prefix cache is its own
     _SPEC: ClassVar[re.Pattern] = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):

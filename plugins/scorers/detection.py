@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from contract import ClassifyRequest, Completion, Judgement, LLMRequest, Scorer, hookimpl
+from contract import ClassifyRequest, Completion, Judgement, LLMRequest, Scorer, hookimpl, share_prefix
 
 GROUP_SIZE = 10
 
@@ -47,13 +47,13 @@ class Detection(Scorer):
 
     def requests(self, template, request: ClassifyRequest) -> list[LLMRequest]:
         explanation = " ".join(request.explanation.splitlines())
-        return [
+        return share_prefix([
             LLMRequest(
                 prompt=_PROMPT.format(explanation=explanation, n=len(group), examples="\n".join(
                     _EXAMPLE.format(i=i, text=text) for i, text in enumerate(group, 1))),
                 max_tokens=4 * len(group) + 8, purpose="classify", template_version=self.version(template))
             for group in self._groups(request)
-        ]
+        ])
 
     def judgements(self, request: ClassifyRequest, answers: list[Completion]) -> list[Judgement]:
         found: list[Judgement] = []

@@ -21,6 +21,7 @@ from contract import (
     head_score,
     hookimpl,
     rank_auc,
+    share_prefix,
 )
 
 _ANSWER = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
@@ -46,13 +47,13 @@ def p_yes(top_logprobs: dict[str, float] | None) -> float | None:
 
 def classify_requests(template: PromptTemplate, request: ClassifyRequest) -> list[LLMRequest]:
     """The paper's question, one request per test prompt, in order, so a head's prompts share
-    the explanation prefix."""
-    return [
+    the explanation prefix (marked for provider prompt caching)."""
+    return share_prefix([
         LLMRequest(prompt=template.render_classifier(request.explanation, p.text + request.token),
                    max_tokens=template.classify_max_tokens, logprobs=True, purpose="classify",
                    template_version=template.version)
         for p in request.prompts
-    ]
+    ])
 
 
 class ZeroShot(Scorer):

@@ -12,6 +12,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from services.campaigns.budget import clear_reservations
+from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import (
     CampaignProgress,
     advance,
@@ -22,9 +23,10 @@ from services.campaigns.progress import (
     reconcile,
     release,
 )
+from services.llm.registry import preload_backends
 from services.runtime import Runtime
 from services.store import Store
-from services.store.models import WorkItem
+from services.store.models import Campaign, WorkItem
 from services.transient import describe, is_transient, retry_delay
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,9 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     interrupt, items not started are left pending and running ones finish.
     """
     reconcile(store, timedelta(0), campaign_id)  # this process owns the campaign: restart leftovers
+    with store.session() as session:
+        config = CampaignConfig.model_validate(session.get_one(Campaign, campaign_id).config)
+    preload_backends([config.explainer, config.classifier])  # imported while the gpu stages run
     clear_reservations(store, campaign_id)  # and no call of it is in flight
     report = on_item or (lambda item_id, outcome: None)
     pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="llm-item")

@@ -27,7 +27,7 @@ from contract import (
     redact,
 )
 from services.llm.client import LLMClient
-from services.llm.cost import batch_cost_usd, estimate_tokens
+from services.llm.cost import batch_cost_usd, completion_cost, estimate_tokens
 from services.llm.store import BatchSummary
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,10 @@ def _collect(client: LLMClient, batch_id: str, poll: BatchPoll) -> None:
         at=now, backend=backend.name, model=backend.model, purpose=row.purpose,
         template_version=row.template_version, cache_key=key, cache_hit=False,
         input_tokens=answers[key].input_tokens if key in answers else 0,
-        output_tokens=answers[key].output_tokens if key in answers else 0, latency_s=0.0,
-        cost_usd=batch_cost_usd(settings, backend.model, answers[key].input_tokens, answers[key].output_tokens)
+        output_tokens=answers[key].output_tokens if key in answers else 0,
+        cache_read_tokens=answers[key].cache_read_tokens if key in answers else 0,
+        cache_write_tokens=answers[key].cache_write_tokens if key in answers else 0, latency_s=0.0,
+        cost_usd=completion_cost(settings, backend, answers[key]) * settings.llm_batch_price_factor
         if key in answers else 0.0, attempts=1, error=errors.get(key)) for key, row in rows.items()]
     error = f"{len(errors)} of {len(rows)} unanswered: {next(iter(errors.values()))}" if errors else None
     if client.store.collect_batch(batch_id, answers, errors, calls, error):

@@ -1,5 +1,6 @@
 """Prices and token estimates, for the ledger and for the estimate shown before a run."""
 
+from contract import Backend, Completion
 from services.settings import Settings
 
 
@@ -20,8 +21,20 @@ def cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: i
     return (input_tokens * per_million[0] + output_tokens * per_million[1]) / 1e6
 
 
+def completion_cost(settings: Settings, backend: Backend, completion: Completion) -> float:
+    """What an answered call cost: output at the output price; input at the input price, except
+    the tokens the provider read from or wrote to its prompt cache, at the backend's factors."""
+    per_million = price(settings, backend.model)
+    if per_million is None:
+        return 0.0
+    read, written = completion.cache_read_tokens, completion.cache_write_tokens
+    weighted_input = (max(0, completion.input_tokens - read - written) + read * backend.cache_read_price
+                      + written * backend.cache_write_price)
+    return (weighted_input * per_million[0] + completion.output_tokens * per_million[1]) / 1e6
+
+
 def batch_cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: int) -> float:
-    """What a request answered in a provider batch costs: the price table's times the batch factor."""
+    """A worst case in a provider batch: the price table's times the batch factor."""
     return cost_usd(settings, model, input_tokens, output_tokens) * settings.llm_batch_price_factor
 
 

@@ -3,6 +3,9 @@ names and spec strings that pick them."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from contract import (
     template_from_file,
 )
 from services.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 class BackendInfo(BaseModel):
@@ -97,6 +102,26 @@ def create_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     defaults = BackendDefaults(timeout_s=settings.llm_timeout_s, max_concurrency=settings.llm_max_concurrency,
                                cache_dir=settings.cache_dir)
     return classes[name][0](target, options, defaults)
+
+
+def preload_backends(specs: Iterable[str] | None = None) -> threading.Thread:
+    """Import the client libraries of the backends these specs name (default: every installed
+    backend) in a background thread, so that a process's first LLM item does not spend seconds
+    importing them. A backend that fails to preload is left for its first item to report."""
+    classes = backend_classes()
+    names = {spec.strip().partition(":")[0] for spec in specs} if specs is not None else set(classes)
+    chosen = [classes[name][0] for name in sorted(names & set(classes))]
+
+    def preload() -> None:
+        for cls in chosen:
+            try:
+                cls.preload()
+            except Exception:
+                log.debug("backend %s could not preload", cls.name, exc_info=True)
+
+    thread = threading.Thread(target=preload, name="preload-backends", daemon=True)
+    thread.start()
+    return thread
 
 
 def is_local_backend(spec: str) -> bool:

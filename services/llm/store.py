@@ -41,6 +41,8 @@ from services.settings import Settings
 from services.store.db import alembic_config, migration_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# What a call's answer cost to make, not what it says: the ledger keeps it, the cache does not.
+BILLING_ONLY = {"cache_read_tokens", "cache_write_tokens"}
 VERSION_TABLE = "llm_alembic_version"  # not alembic_version: the results store may share the database
 MIGRATION_LOCK_KEY = 0x6C6C6D63  # PostgreSQL advisory lock id ("llmc")
 
@@ -77,6 +79,9 @@ class LedgerRow(Base):
     cost_usd: Mapped[float] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Of input_tokens, read from or written to the provider's prompt cache (migration 0003).
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class BatchRow(Base):
@@ -136,6 +141,10 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def _cached_row(key: str, completion: Completion) -> CachedResponse:
+    return CachedResponse(key=key, created_at=datetime.now(), **completion.model_dump(exclude=BILLING_ONLY))
+
+
 def _write_ahead_log(dbapi_connection, _record) -> None:
     """Concurrent LLM items read the cache while others write answers and ledger rows: with a
     write-ahead log the readers never wait for a writer (SQLite's busy wait sleeps in steps of
@@ -168,19 +177,32 @@ class LLMStore:
             return Completion(text=row.text, input_tokens=row.input_tokens,
                               output_tokens=row.output_tokens, top_logprobs=row.top_logprobs)
 
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        """The cached answers among these keys, in one query."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(CachedResponse).where(CachedResponse.key.in_(set(keys))))
+            return {row.key: Completion(text=row.text, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                                        top_logprobs=row.top_logprobs) for row in rows}
+
     def put(self, key: str, completion: Completion) -> None:
         """Cache an answer. Another process asking the same request at the same moment may
         cache it first (two campaign items sending one prompt): its row stays, and that is no error."""
         with self._write_lock, Session(self.engine) as session:
-            session.merge(CachedResponse(key=key, created_at=datetime.now(), **completion.model_dump()))
+            session.merge(_cached_row(key, completion))
             try:
                 session.commit()
             except IntegrityError:
                 session.rollback()
 
     def record(self, call: CallRecord) -> None:
+        self.record_many([call])
+
+    def record_many(self, calls: list[CallRecord]) -> None:
+        """Ledger rows in one transaction."""
+        if not calls:
+            return
         with self._write_lock, Session(self.engine) as session:
-            session.add(LedgerRow(**call.model_dump()))
+            session.add_all(LedgerRow(**call.model_dump()) for call in calls)
             session.commit()
 
     def ledger(self) -> list[CallRecord]:
@@ -230,7 +252,7 @@ class LLMStore:
                 session.rollback()
                 return False
             for key, completion in answers.items():
-                session.merge(CachedResponse(key=key, created_at=datetime.now(), **completion.model_dump()))
+                session.merge(_cached_row(key, completion))
             for key, reason in errors.items():
                 session.execute(update(BatchRequestRow).where(
                     BatchRequestRow.batch_id == batch_id, BatchRequestRow.cache_key == key).values(error=reason))

@@ -12,7 +12,7 @@ SURFACE = {
     # corpus sources
     "CorpusSource", "Document",
     # LLM backends
-    "Backend", "BackendDefaults", "BatchPoll", "BatchResult", "CallRecord", "Completion", "LLMRequest",
+    "Backend", "BackendDefaults", "BatchPoll", "BatchResult", "CallRecord", "Completion", "LLMRequest", "share_prefix",
     "completion_from_message", "first_token_logprobs", "retry_after_seconds",
     # prompt templates
     "PromptTemplate", "template_from_file",

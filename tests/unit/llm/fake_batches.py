@@ -132,7 +132,8 @@ class FakeBatches:
             self._files[batch["output"]] = "\n".join(json.dumps(line) for line in lines).encode()
 
     def _line(self, provider: str, custom_id: str, body: dict) -> dict:
-        prompt = body["messages"][-1]["content"]
+        content = body["messages"][-1]["content"]  # a string, or text blocks (a cached prefix)
+        prompt = content if isinstance(content, str) else "".join(block["text"] for block in content)
         text, tokens = self.respond(prompt), len(prompt.split())
         if provider == "openai":
             return {"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id, "error": None, "response": {

@@ -14,7 +14,8 @@
 
 ``respond(prompt) -> str`` picks the answer text; ``refuse(prompt)`` may return any fault for
 that prompt (every time it is sent); ``logprobs`` (token → probability) is sent back as
-first-token top logprobs when the client asks for them. Each entry of ``requests`` records the
+first-token top logprobs when the client asks for them; ``cached_tokens`` are reported as read
+from the prompt cache. Each entry of ``requests`` records the
 fault it was served (``None``: answered normally).
 """
 
@@ -38,6 +39,7 @@ class FakeOpenAI:
         self.respond: Callable[[str], str] = lambda prompt: "Yes"
         self.refuse: Callable[[str], tuple | None] = lambda prompt: None
         self.logprobs: dict[str, float] = {"Yes": 0.7, "No": 0.2, "Maybe": 0.1}
+        self.cached_tokens = 0  # reported as read from OpenAI's automatic prompt cache
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         fake = self
@@ -113,7 +115,8 @@ class FakeOpenAI:
         return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
                 "model": body["model"], "choices": [choice],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1,
-                          "total_tokens": prompt_tokens + 1}}
+                          "total_tokens": prompt_tokens + 1,
+                          "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt_tokens)}}}
 
     def __enter__(self) -> FakeOpenAI:
         self.thread.start()

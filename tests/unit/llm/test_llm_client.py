@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from fake_openai import TEST_KEY as KEY
 from fake_openai import error
+from sqlalchemy import event
 
 from contract import BackendUnavailableError, BudgetExceededError, ClassifyRequest, LLMRequest, TestPrompt, head_score
 from services.classify import classify
@@ -48,6 +50,52 @@ def test_ledger_records_every_call_with_tokens_cost_and_template(openai_client, 
         assert row.input_tokens == served_prompt_tokens and row.output_tokens == 1
         assert row.cost_usd == pytest.approx((served_prompt_tokens * per_million_in + per_million_out) / 1e6)
         assert row.latency_s > 0 and row.attempts == 1
+
+
+def test_map_reads_cached_answers_in_one_query_and_sends_only_the_rest(openai_client, fake_server):
+    client = openai_client()
+    client.map(requests(2))
+    statements: list[str] = []
+    commits: list[int] = []
+    event.listen(client.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    event.listen(client.store.engine, "commit", lambda *args: commits.append(1))
+    cached = client.map(requests(2))
+    assert sum("FROM llm_cache" in s for s in statements) == 1
+    assert len(commits) == 1  # both ledger rows in one transaction
+
+    mixed = client.map(requests(4))
+    assert len(fake_server.requests) == 4  # two sent before, the two new ones now
+    assert [r.record.cache_hit for r in mixed] == [True, True, False, False]
+    assert [r.completion for r in mixed[:2]] == [r.completion for r in cached]
+    assert len(client.store.ledger()) == 2 + 2 + 4
+
+
+def test_every_map_of_a_backend_runs_on_its_one_pool_of_threads(openai_client, fake_server):
+    client = openai_client(max_concurrency=2)
+    threads: set[str] = set()
+    complete = client.backend.complete
+
+    def recording(*args):
+        threads.add(threading.current_thread().name)
+        return complete(*args)
+
+    client.backend.complete = recording
+    for batch in range(3):
+        client.map([LLMRequest(prompt=f"batch {batch} prompt {i}", max_tokens=1) for i in range(4)])
+    assert len(fake_server.requests) == 12
+    assert 1 <= len(threads) <= 2  # a pool per map started new threads every time
+
+
+def test_a_backend_builds_one_chat_model_per_shape_of_call(openai_client, fake_server):
+    client = openai_client()
+    built: list[tuple] = []
+    chat_model = client.backend.chat_model
+    client.backend.chat_model = lambda *args: built.append(args) or chat_model(*args)
+    client.map(requests(3))
+    client.call(LLMRequest(prompt="with logprobs", max_tokens=1, logprobs=True))
+    client.call(LLMRequest(prompt="again with logprobs", max_tokens=1, logprobs=True))
+    assert len(fake_server.requests) == 5
+    assert built == [(1, False), (1, True)]
 
 
 def test_estimate_counts_only_uncached_calls(openai_client):

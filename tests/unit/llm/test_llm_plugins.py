@@ -138,3 +138,18 @@ def test_bad_template_files_are_clear_errors(tmp_path, content):
 def test_unknown_template_lists_the_known_ones():
     with pytest.raises(TemplateError, match="neo2024"):
         get_template("neo2025")
+
+
+def test_preload_imports_only_the_named_backends_client_library_in_the_background():
+    """A fresh process: the first llm item would otherwise import langchain_openai (seconds)."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom services.llm.registry import preload_backends\n"
+              "assert 'langchain_openai' not in sys.modules\n"
+              "preload_backends(['openai-compatible:http://127.0.0.1:9/v1:m']).join()\n"
+              "print('langchain_openai' in sys.modules, 'langchain_anthropic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]

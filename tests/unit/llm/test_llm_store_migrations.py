@@ -8,12 +8,21 @@ import multiprocessing
 from datetime import datetime
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
 
 from services.llm.store import VERSION_TABLE, Base, CachedResponse, LedgerRow, LLMStore
 
 PROCESSES = 8
-FIRST_TABLES = [CachedResponse.__table__, LedgerRow.__table__]  # create_all's, before batch mode's tables
+LATER_COLUMNS = {"cache_read_tokens", "cache_write_tokens"}  # the ledger's, added by 0003
+
+
+def first_tables() -> MetaData:
+    """What ``create_all`` made before the migrations: llm_cache and llm_calls, without the
+    columns added since (and without batch mode's tables)."""
+    metadata = MetaData()
+    for table in (CachedResponse.__table__, LedgerRow.__table__):
+        Table(table.name, metadata, *(column._copy() for column in table.columns if column.name not in LATER_COLUMNS))
+    return metadata
 
 
 def open_at_the_same_moment(url: str, barrier, errors) -> None:
@@ -90,7 +99,7 @@ def test_the_migrations_make_the_schema_create_all_made(tmp_path):
 def test_a_cache_made_by_create_all_is_adopted_with_its_rows(tmp_path):
     url = f"sqlite:///{tmp_path / 'llm.sqlite'}"
     engine = create_engine(url)
-    Base.metadata.create_all(engine, tables=FIRST_TABLES)  # what LLMStore did before its migrations
+    first_tables().create_all(engine)  # what LLMStore did before its migrations
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO llm_cache (key, text, input_tokens, output_tokens, "
                                 "top_logprobs, created_at) VALUES ('k', 'cached answer', 3, 2, NULL, :at)"),
