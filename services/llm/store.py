@@ -28,6 +28,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     inspect,
     select,
     update,
@@ -202,7 +203,7 @@ class LLMStore:
         if not calls:
             return
         with self._write_lock, Session(self.engine) as session:
-            session.add_all(LedgerRow(**call.model_dump()) for call in calls)
+            session.execute(insert(LedgerRow), [call.model_dump() for call in calls])  # bulk, no unit of work
             session.commit()
 
     def ledger(self) -> list[CallRecord]:
