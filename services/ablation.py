@@ -11,13 +11,22 @@ compared with a two-sample Kolmogorov-Smirnov test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from contract import InvalidInputError
-from services.activations import Hooks, bos_id, forward_through, length_batches, pad_id, pad_right
+from services.activations import (
+    bos_id,
+    final_logits,
+    forward_through,
+    length_batches,
+    pad_id,
+    pad_right,
+    record_block_inputs,
+    resume,
+)
 from services.attribution import HeadRef, NeuronAttribution, check_head
 from services.neurons import congruence
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
@@ -76,8 +85,8 @@ def token_probability_drops(
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> tuple[Float[Tensor, " prompt"], dict[HeadRef, Float[Tensor, " prompt"]]]:
     """Probability of ``token_id`` at the last token of each ``[BOS] + prompt``: clean, and per
-    head with that head ablated. One clean pass per batch serves every head (whole passes: the
-    logits are needed, at the last positions only)."""
+    head with that head ablated. One clean pass per batch serves every head: it records the
+    block inputs, and each head's pass starts at the head's block from there."""
     import torch
 
     if not prompts:
@@ -86,30 +95,37 @@ def token_probability_drops(
     sequences = [[bos, *p] for p in prompts]
     clean = torch.empty(len(sequences))
     ablated = {head: torch.empty(len(sequences)) for head in heads}
+    last_block = len(model.bridge.blocks) - 1
+    first = min((head.layer for head in heads), default=last_block)
+
+    def probability(residual: Tensor) -> Tensor:
+        return final_logits(model, residual).float().softmax(dim=-1)[:, token_id].cpu()
 
     for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
         tokens, lengths = pad_right((sequences[i] for i in batch), pad, model.device)
         rows, last = torch.arange(len(batch), device=model.device), lengths - 1
         where = torch.tensor(batch)
-        # Logits at the batch's last positions only (Hugging Face's logits_to_keep): the
-        # unembedding at every position was a sixth of each pass, for nothing.
-        kept = torch.unique(last)
-        column = torch.searchsorted(kept, last)
+        out: list[Tensor] = []
 
-        def probabilities(hooks: Hooks) -> Tensor:
-            with torch.inference_mode():
-                logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits",
-                                                     logits_to_keep=kept)
-            return logits[rows, column].float().softmax(dim=-1)[:, token_id].cpu()
+        def keep(residual, hook):  # noqa: ARG001 - TransformerLens passes the hook point
+            out.append(residual[rows, last])
 
-        clean[where] = probabilities([])
+        with record_block_inputs(model, range(first, last_block + 1)) as inputs:
+            forward_through(model, tokens, [(f"blocks.{last_block}.hook_out", keep)], last_block)
+        clean[where] = probability(out[0])
         for head in heads:
-            def zero_head(z, hook, head=head):
-                z[:, :, head.head] = 0.0
-                return z
-
-            ablated[head][where] = probabilities([(f"blocks.{head.layer}.attn.hook_z", zero_head)])
+            residual = resume(model, inputs, head.layer, last_block, [zero_head(head)])
+            ablated[head][where] = probability(residual[rows, last])
     return clean, ablated
+
+
+def zero_head(head: HeadRef) -> tuple[str, Callable[..., Tensor]]:
+    """The hook that zeroes one head's output at every position, on its block's ``hook_z``."""
+    def hook(z, hook):  # noqa: ARG001 - TransformerLens passes the hook point
+        z[:, :, head.head] = 0.0
+        return z
+
+    return f"blocks.{head.layer}.attn.hook_z", hook
 
 
 def activation_drops(
@@ -123,7 +139,8 @@ def activation_drops(
 ) -> dict[HeadRef, Float[Tensor, " prompt"]]:
     """Per head, the neuron's activation at the last token of each ``[BOS] + prompt``, clean
     minus with that head ablated: the causal effect the ``causal`` scorer ranks. One clean pass
-    serves every head, and each pass stops after the neuron's layer."""
+    serves every head (it stops after the neuron's layer and records the block inputs), and each
+    head's pass runs from the head's block to the neuron's."""
     import torch
 
     if not prompts:
@@ -133,26 +150,22 @@ def activation_drops(
     bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
     sequences = [[bos, *p] for p in prompts]
     drops = {head: torch.empty(len(sequences)) for head in heads}
+    first = min((head.layer for head in heads), default=neuron.layer)
     for batch in length_batches([len(s) for s in sequences], token_budget, max_batch):
         tokens, lengths = pad_right((sequences[i] for i in batch), pad, model.device)
         rows, last = torch.arange(len(batch), device=model.device), lengths - 1
         read: list[Tensor] = []
 
-        def keep(post, hook):
+        def keep(post, hook):  # noqa: ARG001 - TransformerLens passes the hook point
             read.append(post[rows, last, neuron.index].float().cpu())
 
-        def run(extra: list) -> Tensor:
-            read.clear()
-            forward_through(model, tokens, [*extra, (f"blocks.{neuron.layer}.mlp.hook_post", keep)], neuron.layer)
-            return read[0]
-
-        clean = run([])
+        post = (f"blocks.{neuron.layer}.mlp.hook_post", keep)
+        with record_block_inputs(model, range(first, neuron.layer + 1)) as inputs:
+            forward_through(model, tokens, [post], neuron.layer)
+        clean = read.pop()
         for head in heads:
-            def zero_head(z, hook, head=head):
-                z[:, :, head.head] = 0.0
-                return z
-
-            drops[head][torch.tensor(batch)] = clean - run([(f"blocks.{head.layer}.attn.hook_z", zero_head)])
+            resume(model, inputs, head.layer, neuron.layer, [zero_head(head), post])
+            drops[head][torch.tensor(batch)] = clean - read.pop()
     return drops
 
 

@@ -1,12 +1,16 @@
-"""Tokenising, length-bucketed batching, and hooked forward passes that stop early.
+"""Tokenising, length-bucketed batching, and hooked forward passes that stop early or start late.
 
 Shared by the scan and truncation: both need MLP post-activations of a few layers only, so the
 forward pass hooks ``blocks.L.mlp.hook_post`` of just those layers and stops after the deepest.
+Ablation changes nothing before the ablated head's block, so its passes start there, from the
+block inputs a clean pass recorded (``record_block_inputs`` and ``resume``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -114,3 +118,69 @@ def forward_through(model: SubjectModel, tokens: Int[Tensor, "batch pos"], hooks
     with torch.inference_mode():
         model.bridge.run_with_hooks(tokens, fwd_hooks=[*hooks, (f"blocks.{last_layer}.hook_out", stop)],
                                     return_type=None)
+
+
+@dataclass(frozen=True)
+class BlockInputs:
+    """The arguments one block received in a pass: its input residual (the first positional
+    one, in every architecture the bridge supports), and what the architecture derives from the
+    whole sequence (attention mask, rotary position embeddings, Gemma's sliding-window masks)."""
+
+    args: tuple
+    kwargs: dict[str, Any]
+
+
+@contextmanager
+def record_block_inputs(model: SubjectModel, layers: Iterable[int]) -> Iterator[dict[int, BlockInputs]]:
+    """Record the inputs of blocks ``layers`` in the passes run inside the context (the last
+    pass wins), for ``resume``."""
+    inputs: dict[int, BlockInputs] = {}
+
+    def recorder(layer: int):
+        def record(block, args, kwargs):  # noqa: ARG001 - torch passes the module
+            if not args:
+                raise NotImplementedError(f"block {layer} was called without a positional residual: "
+                                          "passes of this architecture cannot start at a later block")
+            inputs[layer] = BlockInputs(args=args, kwargs=kwargs)
+
+        return record
+
+    handles = [model.bridge.blocks[layer].register_forward_pre_hook(recorder(layer), with_kwargs=True)
+               for layer in sorted(set(layers))]
+    try:
+        yield inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def resume(
+    model: SubjectModel, inputs: dict[int, BlockInputs], start: int, last: int, hooks: Hooks
+) -> Float[Tensor, "batch pos d_model"]:
+    """Blocks ``start`` to ``last`` again with ``hooks``, from the inputs a clean pass recorded
+    (every block from ``start`` to ``last``): the residual after block ``last`` that a whole pass
+    with ``hooks`` gives when the hooks change nothing before block ``start``, without computing
+    blocks 0 to ``start - 1`` again. The later blocks' other inputs (masks, positions) depend on
+    the tokens only, so the recorded ones hold."""
+    import torch
+
+    blocks = model.bridge.blocks
+    residual = inputs[start].args[0]
+    with torch.inference_mode(), model.bridge.hooks(fwd_hooks=hooks):
+        for layer in range(start, last + 1):
+            output = blocks[layer](residual, *inputs[layer].args[1:], **inputs[layer].kwargs)
+            residual = output[0] if isinstance(output, tuple) else output
+    return residual
+
+
+def final_logits(model: SubjectModel, residual: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_vocab"]:
+    """Logits from the residual after the last block, as the Hugging Face model's head computes
+    them: final norm, unembedding, and the logit soft-capping some architectures apply."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model.bridge.unembed(model.bridge.ln_final(residual))
+        cap = getattr(model.bridge.original_model.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+    return logits

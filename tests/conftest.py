@@ -131,6 +131,37 @@ def tiny_llama_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma3(tiny_tokenizer_dir, tmp_path_factory):
+    """4 layers (sliding window 8, the last global), d_model 64, 4 heads on 1 KV head. Every norm
+    weight is random: freshly initialised Gemma norms are the identity, which would hide a
+    missing post-attention norm. Final logits are soft-capped (as Gemma 2's are; Gemma 3 270M's
+    are not), so code that computes logits itself must cap them too."""
+    import shutil
+
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from services.subject_model import load_subject_model
+
+    config = Gemma3TextConfig(
+        num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=16, vocab_size=512, max_position_embeddings=256,
+        sliding_window=8, layer_types=["sliding_attention"] * 3 + ["full_attention"],
+        bos_token_id=0, eos_token_id=0, pad_token_id=0, final_logit_softcapping=3.0,
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if name.endswith("norm.weight"):
+                weight.copy_(torch.randn_like(weight) * 0.5)
+    path = tmp_path_factory.mktemp("gemma3")
+    model.save_pretrained(path)
+    shutil.copytree(tiny_tokenizer_dir, path, dirs_exist_ok=True)
+    return load_subject_model(str(path), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2(tiny_gpt2_dir):
     from services.subject_model import load_subject_model
 

@@ -124,6 +124,41 @@ def test_activation_drops_match_each_prompt_run_alone(tiny_model, prompts):
     assert any(drops[h].abs().max() > 0 for h in heads)
 
 
+def test_passes_started_at_the_heads_block_match_whole_passes_on_gemma3(tiny_gemma3):
+    """Ablated passes start at the head's block from the clean pass's recorded block inputs. On
+    Gemma 3 each block gets its own mask (sliding window 8 on layers 0-2, global on 3) and the
+    final logits are soft-capped: both must come out as in a whole pass with the head zeroed."""
+    tokenizer, bridge = tiny_gemma3.tokenizer, tiny_gemma3.bridge
+    prompts = [tokenizer(t, add_special_tokens=False)["input_ids"][:n]
+               for t, n in zip(corpus_texts(5), [30, 2, 12, 25, 19])]
+    heads = [HeadRef(layer=1, head=2), HeadRef(layer=0, head=0)]
+    neuron, token_id = NeuronRef(layer=2, index=7), 42
+    clean, ablated = token_probability_drops(tiny_gemma3, heads, token_id, prompts, max_batch=2)
+    drops = activation_drops(tiny_gemma3, neuron, heads, prompts, max_batch=3)
+
+    def whole_pass(prompt, head=None):
+        seen = {}
+
+        def zero(z, hook):
+            z[:, :, head.head] = 0.0
+            return z
+
+        hooks = [(f"blocks.{head.layer}.attn.hook_z", zero)] if head else []
+        hooks.append(("blocks.2.mlp.hook_post", lambda post, hook: seen.update(post=post[0, -1, 7].item())))
+        with torch.no_grad():
+            logits = bridge.run_with_hooks(torch.tensor([[tokenizer.bos_token_id, *prompt]]), fwd_hooks=hooks)
+        return logits[0, -1].softmax(-1)[token_id].item(), seen["post"]
+
+    for row, prompt in enumerate(prompts):
+        p_clean, post_clean = whole_pass(prompt)
+        assert clean[row].item() == pytest.approx(p_clean, rel=1e-4)
+        for head in heads:
+            p_ablated, post_ablated = whole_pass(prompt, head)
+            assert ablated[head][row].item() == pytest.approx(p_ablated, rel=1e-4)
+            assert drops[head][row].item() == pytest.approx(post_clean - post_ablated, rel=1e-4, abs=1e-6)
+    assert all(not torch.allclose(clean, ablated[head]) for head in heads)
+
+
 def test_ks_test_separates_shifted_samples_and_needs_both_classes():
     result = ks_test([0.5, 0.6, 0.7, 0.8], [0.0, 0.1, 0.05])
     assert result.statistic == 1.0 and result.pvalue < 0.06

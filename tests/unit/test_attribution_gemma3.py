@@ -13,35 +13,6 @@ NEURON = NeuronRef(layer=3, index=21)
 
 
 @pytest.fixture(scope="module")
-def tiny_gemma3(tiny_tokenizer_dir, tmp_path_factory):
-    """4 layers (sliding window 8, the last global), d_model 64, 4 heads on 1 KV head. Every norm
-    weight is random: freshly initialised Gemma norms are the identity, which would hide a
-    missing post-attention norm."""
-    import shutil
-
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from services.subject_model import load_subject_model
-
-    config = Gemma3TextConfig(
-        num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-        num_key_value_heads=1, head_dim=16, vocab_size=512, max_position_embeddings=256,
-        sliding_window=8, layer_types=["sliding_attention"] * 3 + ["full_attention"],
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    model = Gemma3ForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if name.endswith("norm.weight"):
-                weight.copy_(torch.randn_like(weight) * 0.5)
-    path = tmp_path_factory.mktemp("gemma3")
-    model.save_pretrained(path)
-    shutil.copytree(tiny_tokenizer_dir, path, dirs_exist_ok=True)
-    return load_subject_model(str(path), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def prompts(tiny_gemma3):
     """Prompts of 2 to 30 tokens: longer than the sliding window, and of different lengths."""
     tokenizer = tiny_gemma3.tokenizer
