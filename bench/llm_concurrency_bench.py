@@ -9,12 +9,20 @@ the server answered over the wall time of the explain and classify stages (first
 to last item finished, per stage), so the gpu stages between them do not count. Each run has a
 fresh results store and LLM cache, so every run makes the same calls.
 
+``--explanations`` sets what the fake explainer answers. ``distinct`` (the default) gives each
+explain prompt its own explanation, as a real explainer does, so every head's classify prompts are
+calls of their own. ``shared`` answers every explain prompt with the same sentence, as the tables
+before 2026-12-03 did: then most classify prompts repeat another head's, are answered from the
+LLM cache, and the classify stage measures the items' Python work more than the calls.
+
     .venv/bin/python bench/llm_concurrency_bench.py [--latency 0.3] [--concurrency 1 8]
+        [--explanations distinct|shared]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -67,12 +75,16 @@ def measure(store: Store, campaign_id: str, fake: FakeOpenAI, concurrency: int, 
             "calls_per_s": round(len(fake.requests) / seconds, 2)}
 
 
-def fake_server(latency: float) -> FakeOpenAI:
+def fake_server(latency: float, explanations: str = "distinct") -> FakeOpenAI:
     fake = FakeOpenAI()
 
     def respond(prompt: str) -> str:
         time.sleep(latency)
-        return "Yes" if "Answer:" in prompt else "Active on lists of names."
+        if "Answer:" in prompt:
+            return "Yes"
+        if explanations == "shared":
+            return "Active on lists of names."
+        return f"Active on lists of names ({hashlib.sha256(prompt.encode()).hexdigest()[:8]})."
 
     fake.respond = respond
     return fake
@@ -99,9 +111,9 @@ def item_path(concurrency: int, latency: float, n: int = 48) -> dict:
                 "seconds": round(seconds, 2), "calls_per_s": round(len(fake.requests) / seconds, 2)}
 
 
-def in_process(model: str, concurrency: int, latency: float) -> dict:
+def in_process(model: str, concurrency: int, latency: float, explanations: str) -> dict:
     """``lookups run``'s path: ``run_in_process`` with ``llm_concurrency``."""
-    with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:
+    with tempfile.TemporaryDirectory() as tmp, fake_server(latency, explanations) as fake:
         os.environ.update(LOOKUPS_LLM_MAX_CONCURRENCY=str(concurrency), LOOKUPS_DEVICE="cpu",
                           LOOKUPS_LLM_DB_URL=f"sqlite:///{tmp}/llm.sqlite")
         store = Store(f"sqlite:///{tmp}/results.sqlite")
@@ -112,9 +124,9 @@ def in_process(model: str, concurrency: int, latency: float) -> dict:
         return result
 
 
-def celery(model: str, concurrency: int, latency: float) -> dict:
+def celery(model: str, concurrency: int, latency: float, explanations: str) -> dict:
     """One gpu worker and one llm worker of ``--concurrency C`` (its default pool: threads)."""
-    with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:
+    with tempfile.TemporaryDirectory() as tmp, fake_server(latency, explanations) as fake:
         stack = Stack(Path(tmp))
         stack.env["LOOKUPS_LLM_MAX_CONCURRENCY"] = str(concurrency)
         try:
@@ -134,14 +146,17 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--latency", type=float, default=0.3, help="Seconds per fake LLM call.")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--explanations", choices=["distinct", "shared"], default="distinct",
+                        help="What the fake explainer answers: one explanation per prompt, or one for all.")
     args = parser.parse_args()
 
-    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} latency={args.latency}", flush=True)
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} latency={args.latency} "
+          f"explanations={args.explanations}", flush=True)
     results = [item_path(c, args.latency) for c in args.concurrency]
     for result in results:
         print(result, flush=True)
     for path in (in_process, celery):
-        results = [path(args.model, c, args.latency) for c in args.concurrency]
+        results = [path(args.model, c, args.latency, args.explanations) for c in args.concurrency]
         for result in results:
             print(result, flush=True)
         print(f"{results[0]['path']}: {results[-1]['calls_per_s'] / results[0]['calls_per_s']:.2f}x calls/s "
