@@ -179,7 +179,8 @@ class LocalBackend(Backend):
         model_config = ConfigDict(extra="forbid")
 
         n_ctx: int = Field(default=4096, ge=256, le=131072, description="Context window to allocate.")
-        n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: all).")
+        n_threads: int | None = Field(default=None, ge=1, description=(
+            "CPU threads for prompts and decoding (default: every CPU this process may use)."))
         reuse_prefix: bool = Field(default=True, description="Keep the KV cache of a shared prompt prefix.")
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
