@@ -9,7 +9,6 @@ which all start with the same explanation, only each example's tokens are evalua
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import cache
 from typing import Any
@@ -23,14 +22,6 @@ from contract import BackendError
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on. llama-cpp-python's own default decodes on half of
-    ``os.cpu_count()``, assuming two hardware threads per core: on a machine of one thread per
-    core that leaves half the cores idle (decoding SmolLM2-135M took 22.5 ms a token on 1 of 2
-    cores, 12.4 ms on both)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class _Engine:
     """One loaded model, its chat formatter and a lock (a llama context is not thread-safe)."""
 
@@ -38,10 +29,8 @@ class _Engine:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        threads = n_threads or usable_cpus()
         try:
-            self.llm = llama_cpp.Llama(model_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                                       verbose=False)
+            self.llm = llama_cpp.Llama(model_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         except (ValueError, OSError) as error:
             raise BackendError(f"cannot load GGUF model {model_path}: {error}") from None
         model = self.llm._model

@@ -180,7 +180,7 @@ class LocalBackend(Backend):
 
         n_ctx: int = Field(default=4096, ge=256, le=131072, description="Context window to allocate.")
         n_threads: int | None = Field(default=None, ge=1, description=(
-            "CPU threads for prompts and decoding (default: every CPU this process may use)."))
+            "CPU threads for decoding (default: llama-cpp-python's, half the CPUs; prompts use all)."))
         reuse_prefix: bool = Field(default=True, description="Keep the KV cache of a shared prompt prefix.")
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):

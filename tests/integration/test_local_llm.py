@@ -87,18 +87,6 @@ def test_shared_explanation_prefix_is_evaluated_once():
     assert [m.content for m in reused] == [m.content for m in scratch]
 
 
-def test_the_local_model_decodes_on_every_usable_cpu_unless_told():
-    """llama-cpp-python alone would decode on half of os.cpu_count(); an explicit n_threads wins."""
-    import os
-
-    from plugins.backends.llama_chat import load_engine
-
-    path = create_backend("local", {}).model
-    default = load_engine(path, 512, None).llm
-    assert default.n_threads == default.n_threads_batch == len(os.sched_getaffinity(0))
-    assert load_engine(path, 512, 1).llm.n_threads == 1
-
-
 def test_cli_explain_with_the_local_backend(tmp_path, monkeypatch, capsys):
     from api.cli import app
     from api.cli._common import run_guarded
