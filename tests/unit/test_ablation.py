@@ -41,6 +41,23 @@ def probability_without_head_output(model, prompt, head, token_id):
     return clean.item(), ablated.item()
 
 
+def whole_pass(model, prompt, neuron, head=None):
+    """One prompt alone, a whole pass with ``head`` zeroed (if given): the last position's
+    logits and the neuron's activation there."""
+    seen = {}
+
+    def zero(z, hook):
+        z[:, :, head.head] = 0.0
+        return z
+
+    hooks = [(f"blocks.{head.layer}.attn.hook_z", zero)] if head else []
+    hooks.append((f"blocks.{neuron.layer}.mlp.hook_post",
+                  lambda post, hook: seen.update(post=post[0, -1, neuron.index].item())))
+    with torch.no_grad():
+        logits = model.bridge.run_with_hooks(torch.tensor([[model.tokenizer.bos_token_id, *prompt]]), fwd_hooks=hooks)
+    return logits[0, -1], seen["post"]
+
+
 @pytest.mark.parametrize("head", [HeadRef(layer=0, head=1), HeadRef(layer=2, head=2)])
 def test_zeroing_z_removes_exactly_that_heads_output(tiny_model, prompts, head):
     """Also for grouped KV heads (tiny Llama: 4 query heads on 2 KV heads) only head h goes."""
@@ -101,25 +118,10 @@ def test_activation_drops_match_each_prompt_run_alone(tiny_model, prompts):
     neuron = NeuronRef(layer=3, index=5)
     heads = [HeadRef(layer=0, head=1), HeadRef(layer=2, head=3)]
     drops = activation_drops(tiny_model, neuron, heads, prompts, max_batch=4)
-    bos = tiny_model.tokenizer.bos_token_id
-
-    def activation(prompt, head=None):
-        seen = {}
-
-        def zero(z, hook):
-            z[:, :, head.head] = 0.0
-            return z
-
-        hooks = [(f"blocks.{head.layer}.attn.hook_z", zero)] if head else []
-        hooks.append(("blocks.3.mlp.hook_post", lambda post, hook: seen.update(value=post[0, -1, 5].item())))
-        with torch.no_grad():
-            tiny_model.bridge.run_with_hooks(torch.tensor([[bos, *prompt]]), fwd_hooks=hooks)
-        return seen["value"]
-
     for head in heads:
         assert drops[head].shape == (len(prompts),)
         for row, prompt in enumerate(prompts):
-            expected = activation(prompt) - activation(prompt, head)
+            expected = whole_pass(tiny_model, prompt, neuron)[1] - whole_pass(tiny_model, prompt, neuron, head)[1]
             assert drops[head][row].item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert any(drops[h].abs().max() > 0 for h in heads)
 
@@ -128,7 +130,7 @@ def test_passes_started_at_the_heads_block_match_whole_passes_on_gemma3(tiny_gem
     """Ablated passes start at the head's block from the clean pass's recorded block inputs. On
     Gemma 3 each block gets its own mask (sliding window 8 on layers 0-2, global on 3) and the
     final logits are soft-capped: both must come out as in a whole pass with the head zeroed."""
-    tokenizer, bridge = tiny_gemma3.tokenizer, tiny_gemma3.bridge
+    tokenizer = tiny_gemma3.tokenizer
     prompts = [tokenizer(t, add_special_tokens=False)["input_ids"][:n]
                for t, n in zip(corpus_texts(5), [30, 2, 12, 25, 19])]
     heads = [HeadRef(layer=1, head=2), HeadRef(layer=0, head=0)]
@@ -136,25 +138,12 @@ def test_passes_started_at_the_heads_block_match_whole_passes_on_gemma3(tiny_gem
     clean, ablated = token_probability_drops(tiny_gemma3, heads, token_id, prompts, max_batch=2)
     drops = activation_drops(tiny_gemma3, neuron, heads, prompts, max_batch=3)
 
-    def whole_pass(prompt, head=None):
-        seen = {}
-
-        def zero(z, hook):
-            z[:, :, head.head] = 0.0
-            return z
-
-        hooks = [(f"blocks.{head.layer}.attn.hook_z", zero)] if head else []
-        hooks.append(("blocks.2.mlp.hook_post", lambda post, hook: seen.update(post=post[0, -1, 7].item())))
-        with torch.no_grad():
-            logits = bridge.run_with_hooks(torch.tensor([[tokenizer.bos_token_id, *prompt]]), fwd_hooks=hooks)
-        return logits[0, -1].softmax(-1)[token_id].item(), seen["post"]
-
     for row, prompt in enumerate(prompts):
-        p_clean, post_clean = whole_pass(prompt)
-        assert clean[row].item() == pytest.approx(p_clean, rel=1e-4)
+        logits, post_clean = whole_pass(tiny_gemma3, prompt, neuron)
+        assert clean[row].item() == pytest.approx(logits.softmax(-1)[token_id].item(), rel=1e-4)
         for head in heads:
-            p_ablated, post_ablated = whole_pass(prompt, head)
-            assert ablated[head][row].item() == pytest.approx(p_ablated, rel=1e-4)
+            logits, post_ablated = whole_pass(tiny_gemma3, prompt, neuron, head)
+            assert ablated[head][row].item() == pytest.approx(logits.softmax(-1)[token_id].item(), rel=1e-4)
             assert drops[head][row].item() == pytest.approx(post_clean - post_ablated, rel=1e-4, abs=1e-6)
     assert all(not torch.allclose(clean, ablated[head]) for head in heads)
 
