@@ -40,7 +40,7 @@ from services.corpus import (
 from services.explain import Explanation, explain
 from services.head_reads import head_reads
 from services.llm.budget import Budget, local_budget
-from services.llm.registry import get_scorer, get_strategy, get_template
+from services.llm.registry import DEFAULT_JUDGE, get_scorer, get_strategy, get_template
 from services.neurons import default_layers, describe_neurons, next_token_neurons, random_neurons
 from services.runtime import Runtime
 from services.scan import DEFAULT_TOKEN_BUDGET, check_neurons, scan_corpus
@@ -157,7 +157,7 @@ class ExplainWork(_Work):
 
 
 class ClassifyWork(_Work):
-    backend: Spec = "local"
+    backend: Spec = DEFAULT_JUDGE
     template: Spec = "neo2024"
     scorer: str = Field(default="zero-shot", min_length=1, max_length=100)
     request: ClassifyRequest

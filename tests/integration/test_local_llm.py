@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from contract import ClassifyRequest, ExplainRequest, PromptTemplate, TestPrompt
 from services.classify import classify
 from services.explain import explain
 from services.llm.client import LLMClient
-from services.llm.registry import create_backend, get_scorer, get_strategy, get_template
+from services.llm.registry import DEFAULT_JUDGE, create_backend, get_scorer, get_strategy, get_template
 from services.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -104,3 +105,31 @@ def test_cli_explain_with_the_local_backend(tmp_path, monkeypatch, capsys):
     (result,) = json.loads(capsys.readouterr().out)
     assert done.value.code == 0 and result["text"] and result["head"] == "20.4"
     assert result["template"] == "neo2024" and result["call"]["output_tokens"] <= 12
+
+
+def test_smollm2_f16_is_an_f16_copy_of_the_packaged_weights(tmp_path, monkeypatch):
+    """``local:smollm2-f16`` (the default judge) loads a copy made once in the cache that holds
+    every packaged weight to F16 rounding (relative 2^-11); ``local`` loads the packaged file."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf.quants import dequantize
+
+    from plugins.backends.gguf_files import packaged_gguf
+
+    monkeypatch.setenv("LOOKUPS_CACHE_DIR", str(tmp_path))
+    assert Path(create_backend("local").model) == packaged_gguf().resolve()
+    copy = Path(create_backend(DEFAULT_JUDGE).model)
+    made = copy.stat().st_mtime_ns
+    assert copy.parent == (tmp_path / "gguf").resolve() and copy.name.endswith(".F16.gguf")
+    assert Path(create_backend("local:smollm2-f16").model) == copy and copy.stat().st_mtime_ns == made
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no staging file left
+
+    source = {t.name: t for t in GGUFReader(packaged_gguf()).tensors}
+    converted = {t.name: t for t in GGUFReader(copy).tensors}
+    assert converted.keys() == source.keys()
+    assert any(t.tensor_type == GGMLQuantizationType.Q4_1 for t in source.values())
+    for name, tensor in converted.items():
+        assert tensor.tensor_type in {GGMLQuantizationType.F16, GGMLQuantizationType.F32}, name
+        original = dequantize(source[name].data, source[name].tensor_type)
+        np.testing.assert_allclose(dequantize(tensor.data, tensor.tensor_type), original,
+                                   rtol=2**-11, atol=2**-24, err_msg=name)
