@@ -100,7 +100,10 @@ def test_model_rule(roots):
 
 def test_backend_rule(roots):
     root, outside = roots
-    for fine in ("local", "local:smollm2-f16", "local:qwen2.5-coder-1.5b", "openai:gpt-4o", "anthropic:claude-haiku-4-5", "echo"):
+    fine_backends = (
+        "local", "local:smollm2-f16", "local:qwen2.5-coder-1.5b", "openai:gpt-4o", "anthropic:claude-haiku-4-5", "echo",
+    )
+    for fine in fine_backends:
         assert check_backend(fine, [], []) is None, fine
     assert check_backend(f"local:{root}/sub/m.gguf", [root], []) is None
     assert "is not set" in check_backend(f"local:{root}/sub/m.gguf", [], [])
