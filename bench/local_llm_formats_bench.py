@@ -19,7 +19,6 @@ snippets of the packaged corpus. Timings are the best of ``--rounds``.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -41,17 +40,6 @@ EXPLANATIONS = [
     "The head is active when the text quotes someone directly, inside quotation marks.",
 ]
 FORMATS = {"F32": "LLAMA_FTYPE_ALL_F32", "F16": "LLAMA_FTYPE_MOSTLY_F16", "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
-
-
-def convert(source: Path, ftype_name: str, target: Path) -> Path:
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, ftype_name)
-    params.allow_requantize = True
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
-        raise SystemExit(f"llama.cpp could not convert {source} with {ftype_name}")
-    return target
 
 
 def prompt_and_decode(path: Path, threads: int, prompt_tokens: list[int], decode: int) -> tuple[float, float]:
@@ -101,7 +89,7 @@ def main() -> None:
 
     import llama_cpp
 
-    from plugins.backends.gguf_files import packaged_gguf
+    from plugins.backends.gguf_files import convert_gguf, packaged_gguf
     from services.llm.registry import get_template
 
     template = get_template("neo2024")
@@ -111,7 +99,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         paths = {"Q4_1 (packaged)": source}
         for name, ftype in FORMATS.items():
-            paths[name] = convert(source, ftype, Path(scratch) / f"smollm2.{name}.gguf")
+            paths[name] = Path(scratch) / f"smollm2.{name}.gguf"
+            convert_gguf(source, paths[name], ftype)
         vocab = llama_cpp.Llama(str(source), vocab_only=True, verbose=False)
         long_prompt = vocab.tokenize(" ".join(snippets * 3).encode())[:700]
         rows = {}

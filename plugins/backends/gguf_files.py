@@ -158,25 +158,31 @@ def join_split_gguf(packages: list[str], target: Path, sha256: str) -> Path:
     return target
 
 
+def convert_gguf(source: Path, target: Path, ftype: str) -> None:
+    """Write ``source``'s weights to ``target`` in llama.cpp's file type ``ftype`` (the name of a
+    ``LLAMA_FTYPE_*`` constant); an already quantized source may be converted (``allow_requantize``)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, ftype)
+    params.allow_requantize = True
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
+        raise BackendError(f"local backend: llama.cpp could not convert {source} to {ftype}")
+
+
 def f16_copy(source: Path, cache_dir: Path) -> Path:
     """``source`` with its weights converted to F16 by llama.cpp, once, into ``cache_dir/gguf``.
 
     The copy is named after the source's SHA-256, so a new version of the package gets its own.
     """
-    import llama_cpp
-
     target = cache_dir / "gguf" / f"{source.stem}.{file_sha256(source)[:16]}.F16.gguf"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     os.close(handle)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
-    params.allow_requantize = True  # the source is already quantized: Q4_1 -> F16 is exact up to F16 rounding
     try:
-        if llama_cpp.llama_model_quantize(str(source).encode(), staging.encode(), ctypes.byref(params)) != 0:
-            raise BackendError(f"local backend: llama.cpp could not convert {source} to F16")
+        convert_gguf(source, Path(staging), "LLAMA_FTYPE_MOSTLY_F16")  # Q4_1 -> F16: exact up to F16 rounding
         os.replace(staging, target)
     except BaseException:
         Path(staging).unlink(missing_ok=True)
