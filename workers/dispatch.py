@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def dispatch(store: Store, campaign_id: str) -> int:
-    """Enqueue every pending item of the campaign's current stage; returns how many were sent.
+    """Enqueue every pending item of the stages planned so far; returns how many were sent.
 
     An item is marked queued before its message is sent; if the broker is down the send fails,
     the item stays queued, and ``reconcile`` makes it pending again later.

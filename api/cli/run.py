@@ -119,7 +119,7 @@ def progress_table(state) -> Table:
     for column in ("stage", "done", "total", "failed", "inside items"):
         table.add_column(column, justify="left" if column in ("stage", "inside items") else "right")
     for stage in state.stages:
-        marker = "▶ " if stage.stage == state.stage and state.status == "running" else "  "
+        marker = "▶ " if state.status == "running" and stage.running + stage.pending else "  "
         table.add_row(marker + stage.stage, str(stage.done), str(stage.total), str(stage.failed),
                       work_cell(stage.work))
     eta = f", ETA {state.eta_s:.0f} s" if state.eta_s is not None else ""

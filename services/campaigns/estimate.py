@@ -92,13 +92,13 @@ def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
     return requests
 
 
-def _past(store, campaign_id: str, stage: str) -> bool:
-
+def _reached(store, campaign_id: str, stage: str) -> bool:
+    """Whether the campaign has reached (planned) the stage, so what its requests are made of is stored."""
     names = [s.name for s in STAGES]
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         return campaign.status in FINISHED or (
-            campaign.stage is not None and names.index(campaign.stage) > names.index(stage))
+            campaign.stage is not None and names.index(campaign.stage) >= names.index(stage))
 
 
 def _stored_explain(store, campaign_id: str, config: CampaignConfig):
@@ -121,10 +121,10 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
     assumptions: list[str] = []
     n_heads = None
     explain_requests = classify_requests = None
-    if campaign_id is not None and _past(store, campaign_id, "attribute"):
+    if campaign_id is not None and _reached(store, campaign_id, "explain_batch"):  # the first to explain
         explain_requests = _stored_explain(store, campaign_id, config)
         n_heads = len(explain_requests)
-    if campaign_id is not None and _past(store, campaign_id, "test_prompts"):
+    if campaign_id is not None and _reached(store, campaign_id, "classify_batch"):  # the first to classify
         classify_requests = _stored_classify(store, campaign_id)
     if n_heads is None:
         n_neurons = len(config.neurons) if config.neurons else config.per_layer * (

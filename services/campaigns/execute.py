@@ -105,8 +105,9 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
 
     Items of the llm queue run ``llm_concurrency`` at a time in threads (each backend still makes
     at most its own ``max_concurrency`` calls at once: a local model answers one at a time); gpu
-    items run one by one. ``on_item(item_id, outcome)`` is called in this thread. On an
-    interrupt, items not started are left pending and running ones finish.
+    items run one by one in this thread, meanwhile (test prompts while explanations are written).
+    ``on_item(item_id, outcome)`` is called as each item finishes, in the thread that ran it. On
+    an interrupt, items not started are left pending and running ones finish.
     """
     reconcile(store, timedelta(0), campaign_id)  # this process owns the campaign: restart leftovers
     with store.session() as session:
@@ -114,17 +115,21 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     preload_backends([config.explainer, config.classifier])  # imported while the gpu stages run
     clear_reservations(store, campaign_id)  # and no call of it is in flight
     report = on_item or (lambda item_id, outcome: None)
+
+    def run_and_report(item_id: int) -> None:
+        report(item_id, run_item(store, runtime, item_id))
+
     pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="llm-item")
     try:
         while pending := advance(store, campaign_id):
             with store.session() as session:
                 rows = session.execute(select(WorkItem.id, WorkItem.queue).where(WorkItem.id.in_(pending)))
                 queues = {item_id: queue for item_id, queue in rows}
-            futures = {pool.submit(run_item, store, runtime, i): i for i in pending if queues[i] == "llm"}
+            futures = [pool.submit(run_and_report, i) for i in pending if queues[i] == "llm"]
             for item_id in (i for i in pending if queues[i] != "llm"):
-                report(item_id, run_item(store, runtime, item_id))
+                run_and_report(item_id)
             for future in as_completed(futures):
-                report(futures[future], future.result())
+                future.result()  # an error no item could record stops the run, as in this thread
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return progress(store, campaign_id)

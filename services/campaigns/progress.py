@@ -89,55 +89,48 @@ def _next_stage(current: str | None) -> Stage | None:
 
 
 def advance(store: Store, campaign_id: str) -> list[int]:
-    """Move the campaign through every finished stage; return its pending item ids.
+    """Plan every stage whose needs have finished; return the campaign's pending item ids.
 
-    The stage flip is a compare-and-set on ``campaigns.stage``, so when several workers finish
-    the last items of a stage at once, exactly one of them plans the next stage.
+    Stages are planned in ``STAGES`` order and ``campaigns.stage`` names the last one planned;
+    the next one is planned as soon as the stages it ``needs`` have finished, while earlier
+    stages it does not need may still be running. The flip is a compare-and-set on
+    ``campaigns.stage``, so when several workers finish items at once, exactly one of them plans
+    the next stage.
     """
     while True:
         with store.session() as session:
             campaign = get_campaign(session, campaign_id)
             if campaign.status not in ACTIVE:
                 return []
-            if campaign.stage is not None:
-                counts = dict(session.execute(
-                    select(WorkItem.status, func.count()).where(
-                        WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage)
-                    .group_by(WorkItem.status)).all())
-                if any(status not in TERMINAL_ITEM for status in counts):
-                    return list(session.scalars(select(WorkItem.id).where(
-                        WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage,
-                        WorkItem.status == "pending").order_by(WorkItem.id)))
-                stage = STAGE_BY_NAME[campaign.stage]
-                if stage.repeats:
-                    fresh = _plan_again(session, campaign, stage)
-                    if fresh is None or (not fresh and _has_open_items(session, campaign_id, stage.name)):
-                        continue  # another process planned this round first; look again
-                    if fresh:
-                        return fresh
-                if counts.get("failed") and not counts.get("done"):
-                    error = session.scalar(select(WorkItem.error).where(
-                        WorkItem.campaign_id == campaign_id, WorkItem.stage == campaign.stage,
-                        WorkItem.status == "failed").limit(1))
-                    campaign.status = "failed"
-                    campaign.error = f"every item of stage {campaign.stage!r} failed: {error}"
-                    return []
+            counts = _item_counts(session, campaign_id)
+            current = STAGE_BY_NAME[campaign.stage] if campaign.stage is not None else None
+            if current is not None and current.repeats:
+                if not _finished(counts, current.name):
+                    return _pending(session, campaign)
+                fresh = _plan_again(session, campaign, current)
+                if fresh is None or (not fresh and _has_open_items(session, campaign_id, current.name)):
+                    continue  # another process planned this round first; look again
+                if fresh:
+                    return _pending(session, campaign)
             following = _next_stage(campaign.stage)
-            if following is not None:
-                status = "running"
-            else:
-                status = "completed_with_failures" if open_failures(session, campaign_id) else "completed"
-            current = Campaign.stage.is_(None) if campaign.stage is None else Campaign.stage == campaign.stage
+            if following is None:
+                if any(not _finished(counts, stage.name) for stage in STAGES):
+                    return _pending(session, campaign)
+                _complete(session, campaign, counts)
+                return []
+            if any(not _finished(counts, name) for name in following.needs):
+                return _pending(session, campaign)
+            if (empty := _all_failed(session, campaign_id, counts, following.needs)) is not None:
+                campaign.status, campaign.error = "failed", empty
+                return []
+            current_is = Campaign.stage.is_(None) if campaign.stage is None else Campaign.stage == campaign.stage
             flipped = cast(CursorResult, session.execute(
-                update(Campaign).where(Campaign.id == campaign_id, current)
-                .values(stage=following.name if following else campaign.stage, status=status)
+                update(Campaign).where(Campaign.id == campaign_id, current_is, Campaign.status.in_(ACTIVE))
+                .values(stage=following.name, status="running")
                 .execution_options(synchronize_session=False))).rowcount
             if not flipped:
                 continue  # another process advanced it first; look again
             session.expire(campaign)
-            if following is None:
-                _finalize(session, campaign_id)
-                return []
             # A resumed campaign enters this stage again: its items already there stay (done, or
             # pending to be tried again); only keys it lacks are added.
             existing = set(session.scalars(select(WorkItem.key).where(
@@ -146,6 +139,53 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                 if key not in existing:
                     session.add(WorkItem(campaign_id=campaign_id, stage=following.name, key=key,
                                          queue=following.item_queue(key), status="pending"))
+
+
+def _item_counts(session, campaign_id: str) -> dict[str, dict[str, int]]:
+    """Item counts by stage and status."""
+    counts: dict[str, dict[str, int]] = {}
+    for stage, status, count in session.execute(select(WorkItem.stage, WorkItem.status, func.count()).where(
+            WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage, WorkItem.status)):
+        counts.setdefault(stage, {})[status] = count
+    return counts
+
+
+def _finished(counts: dict[str, dict[str, int]], stage: str) -> bool:
+    """Whether every item of the stage is done or failed (a stage with no items is)."""
+    return all(status in TERMINAL_ITEM for status in counts.get(stage, {}))
+
+
+def _all_failed(session, campaign_id: str, counts: dict[str, dict[str, int]], stages) -> str | None:
+    """Why the campaign cannot go on, when every item of one of these finished stages failed."""
+    for name in stages:
+        if counts.get(name, {}).get("failed") and not counts[name].get("done"):
+            error = session.scalar(select(WorkItem.error).where(
+                WorkItem.campaign_id == campaign_id, WorkItem.stage == name,
+                WorkItem.status == "failed").limit(1))
+            return f"every item of stage {name!r} failed: {error}"
+    return None
+
+
+def _pending(session, campaign: Campaign) -> list[int]:
+    """The pending items of the stages planned so far."""
+    names = [s.name for s in STAGES]
+    planned = names[:names.index(campaign.stage) + 1] if campaign.stage is not None else []
+    return list(session.scalars(select(WorkItem.id).where(
+        WorkItem.campaign_id == campaign.id, WorkItem.stage.in_(planned),
+        WorkItem.status == "pending").order_by(WorkItem.id)))
+
+
+def _complete(session, campaign: Campaign, counts: dict[str, dict[str, int]]) -> None:
+    """End a campaign whose every stage has finished (once, when several processes get here)."""
+    empty = _all_failed(session, campaign.id, counts, [stage.name for stage in STAGES])
+    status = "failed" if empty else (
+        "completed_with_failures" if open_failures(session, campaign.id) else "completed")
+    ended = cast(CursorResult, session.execute(
+        update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(ACTIVE))
+        .values(status=status, error=empty).execution_options(synchronize_session=False))).rowcount
+    session.expire(campaign)
+    if ended and not empty:
+        _finalize(session, campaign.id)
 
 
 def _plan_again(session, campaign: Campaign, stage: Stage) -> list[int] | None:
@@ -356,7 +396,8 @@ class CampaignProgress(BaseModel):
     status: str = Field(description="pending, running, completed, completed_with_failures (every stage "
                                     "ran but some items failed: resume retries them), failed (every "
                                     "item of a stage failed) or cancelled.")
-    stage: str | None
+    stage: str | None = Field(description="The last stage planned; earlier ones it does not need may "
+                                          "still be running (see ``stages``).")
     error: str | None
     stages: list[StageProgress]
     failures: list[ItemFailure] = Field(
@@ -365,11 +406,11 @@ class CampaignProgress(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float
-    eta_s: float | None
+    eta_s: float | None = Field(description="Seconds until the stages planned so far are done.")
 
 
 def progress(store: Store, campaign_id: str) -> CampaignProgress:
-    """Per-stage counts, tokens and cost so far, and an ETA for the current stage."""
+    """Per-stage counts, tokens and cost so far, and an ETA for the stages planned so far."""
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         rows = session.execute(select(WorkItem.stage, WorkItem.status, func.count()).where(
@@ -427,13 +468,28 @@ def _left_s(progress: ItemProgress) -> float | None:
 
 
 def _eta(session, campaign: Campaign) -> float | None:
-    """The current stage's items left times their mean duration (of the finished ones; else as
-    projected from the running ones' progress); a running item that reports its progress counts
-    for what it has left."""
+    """Seconds until the stages planned so far are done: each queue works through its stages
+    one after the other, the two queues side by side."""
     if campaign.status not in ACTIVE or campaign.stage is None:
         return None
+    open_stages = session.scalars(select(WorkItem.stage).distinct().where(
+        WorkItem.campaign_id == campaign.id, WorkItem.status.not_in(TERMINAL_ITEM)))
+    per_queue: dict[str, float] = {}
+    for name in open_stages:
+        left = _stage_eta(session, campaign.id, name)
+        if left is None:
+            return None
+        queue = STAGE_BY_NAME[name].queue
+        per_queue[queue] = per_queue.get(queue, 0.0) + left
+    return max(per_queue.values(), default=None)
+
+
+def _stage_eta(session, campaign_id: str, stage: str) -> float | None:
+    """A stage's items left times their mean duration (of the finished ones; else as projected
+    from the running ones' progress); a running item that reports its progress counts for what
+    it has left."""
     items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at, WorkItem.progress)
-                            .where(WorkItem.campaign_id == campaign.id, WorkItem.stage == campaign.stage)).all()
+                            .where(WorkItem.campaign_id == campaign_id, WorkItem.stage == stage)).all()
     durations = [(f - s).total_seconds() for status, s, f, _ in items if status == "done" and s and f]
     running = [ItemProgress.model_validate(p) for status, _, _, p in items if status == "running" and p]
     running_left = [_left_s(p) for p in running if p.done]

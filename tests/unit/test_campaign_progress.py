@@ -96,6 +96,57 @@ def test_advance_twice_flips_the_stage_once(store, config, runtime):
         assert session.get(Campaign, campaign_id).stage == "scan"
 
 
+def stages_of(store: Store, item_ids: list[int]) -> dict[str, int]:
+    """How many of these items each stage has."""
+    with store.session() as session:
+        return dict(session.execute(select(WorkItem.stage, func.count()).where(WorkItem.id.in_(item_ids))
+                                    .group_by(WorkItem.stage)).all())
+
+
+@pytest.mark.slow  # runs the gpu stages of a campaign
+def test_a_stage_is_planned_once_its_needs_finish_not_every_stage_before_it(store, config, runtime):
+    """Once the heads are attributed, the test prompts and the ablations (gpu) are planned with
+    the explanations (llm), so both queues work; classify waits for the test prompts and the
+    explanations, not for the ablations; the campaign completes once the ablations are done."""
+    campaign_id = create_campaign(store, config)
+    pending = advance(store, campaign_id)
+    while not items(store, campaign_id, "attribute") or any(
+            i.status != "done" for i in items(store, campaign_id, "attribute")):
+        for item_id in pending:
+            assert execute_item(store, runtime, item_id) == "done"
+        pending = advance(store, campaign_id)
+    heads = count(store, HeadRow, campaign_id)
+    assert stages_of(store, pending) == {"test_prompts": 1, "ablate": 2, "explain": heads}
+
+    by_stage = {stage: [i.id for i in items(store, campaign_id, stage)] for stage in ("test_prompts", "ablate")}
+    for item_id in [i.id for i in items(store, campaign_id, "explain")]:
+        assert execute_item(store, runtime, item_id) == "done"
+    assert set(stages_of(store, advance(store, campaign_id))) == {"test_prompts", "ablate"}  # classify waits
+
+    assert execute_item(store, runtime, by_stage["test_prompts"][0]) == "done"
+    pending = advance(store, campaign_id)
+    assert set(stages_of(store, pending)) == {"ablate", "classify"}
+    for item_id in [i for i in pending if i not in by_stage["ablate"]]:
+        assert execute_item(store, runtime, item_id) == "done"
+    (score,) = set(advance(store, campaign_id)) - set(by_stage["ablate"])
+    assert execute_item(store, runtime, score) == "done"
+    assert set(advance(store, campaign_id)) == set(by_stage["ablate"])
+    assert progress(store, campaign_id).status == "running"  # the ablations are still to run
+
+    for item_id in by_stage["ablate"]:
+        assert execute_item(store, runtime, item_id) == "done"
+    assert advance(store, campaign_id) == []
+    final = progress(store, campaign_id)
+    assert final.status == "completed" and all(s.done == s.total for s in final.stages)
+    with store.session() as session:
+        assert session.get(Campaign, campaign_id).summary["ablation"] is not None  # summarized at the end
+
+
+def test_every_stage_lists_its_needs_before_it():
+    for index, stage in enumerate(STAGES):
+        assert set(stage.needs) <= set(STAGE_NAMES[:index]), stage.name
+
+
 def test_finish_twice_writes_once_and_a_redelivered_item_is_skipped(store, config, runtime):
     campaign_id = create_campaign(store, config)
     (item_id,) = advance(store, campaign_id)
@@ -293,7 +344,7 @@ def test_resume_retries_a_failed_explanation_and_it_flows_through(store, config,
     after = {(i.stage, i.key): (i.id, i.attempts) for s in STAGE_NAMES for i in items(store, campaign_id, s)}
     assert {k: v[0] for k, v in before.items()} == {k: after[k][0] for k in before}  # the same rows
     rerun = {k for k in before if after[k][1] != before[k][1]}
-    assert rerun == {("explain", failed.key), ("test_prompts", "test"), ("score", "all")}
+    assert rerun == {("explain", failed.key), ("score", "all")}  # the test prompts did not need explanations
     added = set(after) - set(before)
     assert added and all(stage == "classify" and key.startswith(failed.key + "/") for stage, key in added)
     with store.session() as session:

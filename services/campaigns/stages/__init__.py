@@ -1,6 +1,10 @@
-"""The campaign's stages, in order. Each stage is a module of this package named after it, with
-``plan`` (read the store, name the stage's items, a key each) and ``compute`` (do one item's work
-outside any transaction and return a ``Writer`` that stores the result).
+"""The campaign's stages. Each stage is a module of this package named after it, with ``plan``
+(read the store, name the stage's items, a key each) and ``compute`` (do one item's work outside
+any transaction and return a ``Writer`` that stores the result).
+
+A stage is planned once the stages it ``needs`` have finished, not every stage before it: the
+test prompts and the ablations need only the attributed heads, so the gpu queue runs them while
+the llm queue explains. ``STAGES`` lists the stages in an order where each comes after its needs.
 
 The caller runs the writer in the same transaction that marks the item done, so a result is
 written exactly once even when a task is delivered twice. Step numbers are docs/method.md's.
@@ -39,6 +43,7 @@ Queue = Literal["gpu", "llm"]
 class Stage:
     name: str
     queue: Queue
+    needs: tuple[str, ...]  # earlier stages whose items must all have finished before it is planned
     plan: Callable[[Session, Campaign], list[str]]
     compute: Callable[[Runtime, Store, StageItem], Writer]
     # A repeating stage plans again whenever its items have all finished, until its plan has
@@ -60,20 +65,21 @@ class Stage:
 
 
 STAGES: list[Stage] = [
-    Stage("neurons", "gpu", neurons.plan, neurons.compute),  # step 1
-    Stage("scan", "gpu", scan.plan, scan.compute),  # step 2
-    Stage("truncate", "gpu", truncate.plan, truncate.compute),  # step 3
-    Stage("attribute", "gpu", attribute.plan, attribute.compute),  # step 4
-    Stage("explain_batch", "llm", llm_batch.plan_explain, llm_batch.compute_explain,
+    Stage("neurons", "gpu", (), neurons.plan, neurons.compute),  # step 1
+    Stage("scan", "gpu", ("neurons",), scan.plan, scan.compute),  # step 2
+    Stage("truncate", "gpu", ("scan",), truncate.plan, truncate.compute),  # step 3
+    Stage("attribute", "gpu", ("truncate",), attribute.plan, attribute.compute),  # step 4
+    Stage("test_prompts", "gpu", ("attribute",), test_prompts.plan, test_prompts.compute,
+          reads_all=True),  # step 6
+    Stage("ablate", "gpu", ("attribute",), ablate.plan, ablate.compute, summarize=ablate.summarize),  # step 9
+    Stage("explain_batch", "llm", ("attribute",), llm_batch.plan_explain, llm_batch.compute_explain,
           reads_all=True),  # step 5, batch mode: one provider batch answers the explain stage
-    Stage("explain", "llm", explain.plan, explain.compute),  # step 5
-    Stage("agent", "llm", agent.plan, agent.compute, repeats=True, queue_of=agent.queue_of,
+    Stage("explain", "llm", ("explain_batch",), explain.plan, explain.compute),  # step 5
+    Stage("agent", "llm", ("explain",), agent.plan, agent.compute, repeats=True, queue_of=agent.queue_of,
           absorbed=agent.absorbed),  # step 5, closed loop
-    Stage("test_prompts", "gpu", test_prompts.plan, test_prompts.compute, reads_all=True),  # step 6
-    Stage("classify_batch", "llm", llm_batch.plan_classify, llm_batch.compute_classify,
-          reads_all=True),  # step 7, batch mode
-    Stage("classify", "llm", classify.plan, classify.compute),  # step 7
-    Stage("score", "llm", score.plan, score.compute, reads_all=True),  # step 8
-    Stage("ablate", "gpu", ablate.plan, ablate.compute, summarize=ablate.summarize),  # step 9
+    Stage("classify_batch", "llm", ("test_prompts", "explain", "agent"), llm_batch.plan_classify,
+          llm_batch.compute_classify, reads_all=True),  # step 7, batch mode
+    Stage("classify", "llm", ("classify_batch",), classify.plan, classify.compute),  # step 7
+    Stage("score", "llm", ("classify",), score.plan, score.compute, reads_all=True),  # step 8
 ]
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
