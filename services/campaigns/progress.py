@@ -413,11 +413,7 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
     """Per-stage counts, tokens and cost so far, and an ETA for the stages planned so far."""
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        rows = session.execute(select(WorkItem.stage, WorkItem.status, func.count()).where(
-            WorkItem.campaign_id == campaign_id).group_by(WorkItem.stage, WorkItem.status)).all()
-        counts: dict[str, dict[str, int]] = {}
-        for stage, status, count in rows:
-            counts.setdefault(stage, {})[status] = count
+        counts = _item_counts(session, campaign_id)
         reported: dict[str, list[tuple[str, ItemProgress]]] = {}
         for stage, status, recorded in session.execute(select(WorkItem.stage, WorkItem.status, WorkItem.progress).where(
                 WorkItem.campaign_id == campaign_id, WorkItem.progress.is_not(None))):
@@ -443,7 +439,7 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
         return CampaignProgress(
             id=campaign.id, name=campaign.name, status=campaign.status, stage=campaign.stage,
             error=campaign.error, stages=stages, failures=failures, input_tokens=tokens_in, output_tokens=tokens_out,
-            cost_usd=campaign_cost(session, campaign_id), eta_s=_eta(session, campaign),
+            cost_usd=campaign_cost(session, campaign_id), eta_s=_eta(session, campaign, counts),
         )
 
 
@@ -467,15 +463,13 @@ def _left_s(progress: ItemProgress) -> float | None:
     return progress.elapsed_s * (progress.total - progress.done) / progress.done
 
 
-def _eta(session, campaign: Campaign) -> float | None:
+def _eta(session, campaign: Campaign, counts: dict[str, dict[str, int]]) -> float | None:
     """Seconds until the stages planned so far are done: each queue works through its stages
     one after the other, the two queues side by side."""
     if campaign.status not in ACTIVE or campaign.stage is None:
         return None
-    open_stages = session.scalars(select(WorkItem.stage).distinct().where(
-        WorkItem.campaign_id == campaign.id, WorkItem.status.not_in(TERMINAL_ITEM)))
     per_queue: dict[str, float] = {}
-    for name in open_stages:
+    for name in (stage for stage in counts if not _finished(counts, stage)):
         left = _stage_eta(session, campaign.id, name)
         if left is None:
             return None
