@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Literal
 
@@ -101,11 +102,13 @@ def run_item(store: Store, runtime: Runtime, item_id: int) -> Outcome:
 
 def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=None,
                    llm_concurrency: int = 1) -> CampaignProgress:
-    """Run a whole campaign in this process, stage by stage; safe to call again to resume.
+    """Run a whole campaign in this process; safe to call again to resume.
 
     Items of the llm queue run ``llm_concurrency`` at a time in threads (each backend still makes
     at most its own ``max_concurrency`` calls at once: a local model answers one at a time); gpu
-    items run one by one in this thread, meanwhile (test prompts while explanations are written).
+    items run one by one in this thread, meanwhile. Stages are planned again whenever the last
+    item of a stage here finishes, so a stage starts as soon as its needs are done (classify
+    while the last ablations run), whichever queue they were on.
     ``on_item(item_id, outcome)`` is called as each item finishes, in the thread that ran it. On
     an interrupt, items not started are left pending and running ones finish.
     """
@@ -119,17 +122,44 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     def run_and_report(item_id: int) -> None:
         report(item_id, run_item(store, runtime, item_id))
 
+    started: set[int] = set()  # each item runs once here: run_item returns only when it is settled
+    open_items: Counter[str] = Counter()  # items started here and not finished, by stage
+    stage_of: dict[int, str] = {}
+    gpu_items: deque[int] = deque()
+    llm_items: dict[Future, int] = {}
     pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="llm-item")
+    replan = True
     try:
-        while pending := advance(store, campaign_id):
-            with store.session() as session:
-                rows = session.execute(select(WorkItem.id, WorkItem.queue).where(WorkItem.id.in_(pending)))
-                queues = {item_id: queue for item_id, queue in rows}
-            futures = [pool.submit(run_and_report, i) for i in pending if queues[i] == "llm"]
-            for item_id in (i for i in pending if queues[i] != "llm"):
+        while True:
+            if replan:
+                fresh = [i for i in advance(store, campaign_id) if i not in started]
+                started.update(fresh)
+                with store.session() as session:
+                    rows = session.execute(select(WorkItem.id, WorkItem.queue, WorkItem.stage)
+                                           .where(WorkItem.id.in_(fresh)).order_by(WorkItem.id)).all()
+                for item_id, queue, stage in rows:
+                    stage_of[item_id] = stage
+                    open_items[stage] += 1
+                    if queue == "llm":
+                        llm_items[pool.submit(run_and_report, item_id)] = item_id
+                    else:
+                        gpu_items.append(item_id)
+            if gpu_items:
+                item_id = gpu_items.popleft()
                 run_and_report(item_id)
-            for future in as_completed(futures):
+                finished = [item_id]
+                done = [future for future in llm_items if future.done()]
+            elif llm_items:
+                finished = []
+                done, _ = wait(llm_items, return_when=FIRST_COMPLETED)
+            else:
+                break
+            for future in done:
                 future.result()  # an error no item could record stops the run, as in this thread
+                finished.append(llm_items.pop(future))
+            open_items.subtract(stage_of[item_id] for item_id in finished)
+            # Only a stage's last item can let the next stage start: plan again then.
+            replan = any(open_items[stage_of[item_id]] == 0 for item_id in finished)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return progress(store, campaign_id)

@@ -142,6 +142,40 @@ def test_a_stage_is_planned_once_its_needs_finish_not_every_stage_before_it(stor
         assert session.get(Campaign, campaign_id).summary["ablation"] is not None  # summarized at the end
 
 
+@pytest.mark.slow  # runs a whole campaign in-process
+def test_lookups_run_classifies_while_the_ablations_still_run(store, config, runtime):
+    """In one process, classify starts once the test prompts and the explanations are done, not
+    after the gpu thread's ablations too: the first ablation is held until a classification has
+    finished, which happens only if classify was planned before it."""
+    campaign_id = create_campaign(store, config)
+    classified = threading.Event()
+    held: list[bool] = []
+
+    def stage_of(item_id: int) -> str:
+        with store.session() as session:
+            return session.get_one(WorkItem, item_id).stage
+
+    def explanations_settled() -> bool:
+        return all(i.status in ("done", "failed") for i in items(store, campaign_id, "explain"))
+
+    def on_item(item_id: int, outcome: str) -> None:
+        stage = stage_of(item_id)
+        if stage == "test_prompts":  # the llm thread finishes the explanations meanwhile
+            deadline = time.monotonic() + 60
+            while not explanations_settled() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        elif stage == "ablate" and not held:
+            held.append(classified.wait(timeout=60))
+        elif stage == "classify":
+            classified.set()
+
+    final = run_in_process(store, campaign_id, runtime, on_item=on_item)
+    assert final.status == "completed"
+    assert held == [True]
+    last_ablation = items(store, campaign_id, "ablate")[-1]
+    assert min(i.started_at for i in items(store, campaign_id, "classify")) < last_ablation.finished_at
+
+
 def test_every_stage_lists_its_needs_before_it():
     for index, stage in enumerate(STAGES):
         assert set(stage.needs) <= set(STAGE_NAMES[:index]), stage.name
