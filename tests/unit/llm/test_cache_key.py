@@ -38,7 +38,8 @@ def test_answer_options_leave_out_transport_options(tmp_path, settings):
     anthropic = create_backend("anthropic:claude-x", {"timeout": 3})
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")  # loaded only on the first call
-    local = create_backend(f"local:{gguf}", {"n_ctx": 1024, "n_threads": 2, "reuse_prefix": False})
+    local = create_backend(f"local:{gguf}", {"n_ctx": 1024, "n_threads": 2, "reuse_prefix": False,
+                                            "draft_tokens": 4})
 
     assert openai.answer_options() == {"temperature": 0.5}
     assert anthropic.answer_options() == {"temperature": 0.0}
