@@ -40,7 +40,7 @@ from services.corpus import (
 from services.explain import Explanation, explain
 from services.head_reads import head_reads
 from services.llm.budget import Budget, local_budget
-from services.llm.registry import DEFAULT_JUDGE, get_scorer, get_strategy, get_template
+from services.llm.registry import DEFAULT_EXPLAINER, DEFAULT_JUDGE, get_scorer, get_strategy, get_template
 from services.neurons import default_layers, describe_neurons, next_token_neurons, random_neurons
 from services.runtime import Runtime
 from services.scan import DEFAULT_TOKEN_BUDGET, check_neurons, scan_corpus
@@ -148,7 +148,7 @@ class AblateResult(BaseModel):
 
 
 class ExplainWork(_Work):
-    backend: Spec = "local"
+    backend: Spec = DEFAULT_EXPLAINER
     template: Spec = "neo2024"
     strategy: str = Field(default="oneshot", min_length=1, max_length=100)
     request: ExplainRequest

@@ -19,6 +19,7 @@ from services.explain import explain as run_explain
 from services.llm.budget import local_budget
 from services.llm.client import LLMClient
 from services.llm.registry import (
+    DEFAULT_EXPLAINER,
     DEFAULT_JUDGE,
     create_backend,
     get_scorer,
@@ -129,7 +130,7 @@ def scorers(as_json: JsonOpt = False) -> None:
 def explain(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSON: one request or a list of "
                                         "{token, active_examples, inactive_examples, neuron?, head?}")],
-    backend: BackendOpt = "local",
+    backend: BackendOpt = DEFAULT_EXPLAINER,
     template: TemplateOpt = "neo2024",
     strategy: StrategyOpt = "oneshot",
     option: OptionOpt = None,

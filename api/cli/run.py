@@ -25,7 +25,7 @@ from services.campaigns.progress import (
 )
 from services.campaigns.summary import campaign_headline
 from services.export import Format, export_campaign
-from services.llm.registry import DEFAULT_JUDGE, is_local_backend
+from services.llm.registry import DEFAULT_EXPLAINER, DEFAULT_JUDGE, is_local_backend
 from services.report import render_report
 from services.runtime import Runtime
 from services.settings import get_settings
@@ -48,7 +48,7 @@ TestOpt = Annotated[int | None, typer.Option(help="Use at most this many test do
 ContextOpt = Annotated[int | None, typer.Option(help="Tokens per document, BOS included (default 1024).")]
 TestPromptsOpt = Annotated[int | None, typer.Option(help="Held-out test prompts per head (default 10).")]
 WorthOpt = Annotated[str | None, typer.Option(help="Active-fraction range of heads worth explaining, LOW,HIGH (default 0.25,0.75).")]
-ExplainerOpt = Annotated[str | None, typer.Option(help="Explainer backend spec (default local), e.g. openai:gpt-4o.")]
+ExplainerOpt = Annotated[str | None, typer.Option(help=f"Explainer backend spec (default {DEFAULT_EXPLAINER}), e.g. openai:gpt-4o.")]
 ClassifierOpt = Annotated[str | None, typer.Option(help=f"Judge backend spec (default {DEFAULT_JUDGE}: the packaged SmolLM2 from F16 weights).")]
 StrategyOpt = Annotated[str | None, typer.Option("--explainer-strategy", help="Explainer strategy (default oneshot; lookups explainers).")]
 ScorersOpt = Annotated[list[str] | None, typer.Option("--scorer", help="Scorer, repeatable; the first is the headline (default zero-shot; lookups scorers).")]

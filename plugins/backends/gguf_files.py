@@ -5,8 +5,9 @@
   F16 holds every Q4_1 weight to a relative 2^-11, and llama.cpp multiplies F16 weights by F16
   activations where it rounds activations to 8 bits for Q4_1 ones: the same model, computed more
   exactly. Prompts evaluate 1.3-1.6x faster from it; decoding is as fast on some x86 CPUs and
-  1.5x slower on others (bench/RESULTS.md). So it is the campaigns' default judge (one-token
-  answers, bound by prompt evaluation), while the explainer, bound by decoding, keeps ``local``.
+  1.5x slower on others (bench/RESULTS.md), but the local backend decodes mostly in batches
+  (prompt lookup, ``llama_chat``). So it is the default judge (one-token answers, bound by
+  prompt evaluation) and explainer.
 - A model shipped in parts across packages (``qwen2.5-coder-1.5b``) is joined into one file,
   which must have its pinned SHA-256 (``join_split_gguf``).
 - Any other target is a GGUF path, used as it is.

@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from contract import InvalidInputError
 from services.corpus import CorpusSelection
 from services.llm.cost import price_hint
-from services.llm.registry import DEFAULT_JUDGE, batch_backends, get_scorer, get_strategy, unpriced_model
+from services.llm.registry import (
+    DEFAULT_EXPLAINER,
+    DEFAULT_JUDGE,
+    batch_backends,
+    get_scorer,
+    get_strategy,
+    unpriced_model,
+)
 from services.scan import SCAN_CHUNK_DOCS
 from services.schemas import NeuronRef
 from services.settings import get_settings
@@ -51,7 +58,7 @@ class CampaignConfig(BaseModel):
     active_stds: float = Field(default=2.0, gt=0.0)
     worth_range: tuple[float, float] = (0.25, 0.75)
 
-    explainer: str = Field(default="local", description="LLM backend spec, e.g. openai:gpt-4o.")
+    explainer: str = Field(default=DEFAULT_EXPLAINER, description="LLM backend spec, e.g. openai:gpt-4o.")
     explainer_template: str = "neo2024"
     explainer_strategy: str = Field(default="oneshot", description="Explainer strategy (lookups explainers).")
     agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")

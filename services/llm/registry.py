@@ -27,9 +27,11 @@ from services.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# The judge when none is named: the packaged SmolLM2-135M-Instruct from F16 weights. A judge's
-# calls are one-token answers, bound by prompt evaluation, which F16 weights speed up
-# (plugins/backends/gguf_files.py); the explainer's default stays ``local``.
+# The explainer and the judge when none is named: the packaged SmolLM2-135M-Instruct from F16
+# weights (plugins/backends/gguf_files.py). A judge's one-token answers are bound by prompt
+# evaluation, which F16 weights speed up; an explainer decodes, checking guesses from its prompt
+# in batches (prompt lookup), which F16 weights speed up too and round like one-by-one decoding.
+DEFAULT_EXPLAINER = "local:smollm2-f16"
 DEFAULT_JUDGE = "local:smollm2-f16"
 
 
