@@ -148,10 +148,10 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
                 item_id = gpu_items.popleft()
                 run_and_report(item_id)
                 finished = [item_id]
-                done = [future for future in llm_items if future.done()]
+                done = {future for future in llm_items if future.done()}
             elif llm_items:
                 finished = []
-                done, _ = wait(llm_items, return_when=FIRST_COMPLETED)
+                done = wait(llm_items, return_when=FIRST_COMPLETED).done
             else:
                 break
             for future in done:
