@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # The explainer and the judge when none is named: the packaged SmolLM2-135M-Instruct from F16
 # weights (plugins/backends/gguf_files.py). A judge's one-token answers are bound by prompt
 # evaluation, which F16 weights speed up; an explainer decodes, checking guesses from its prompt
-# in batches (prompt lookup), which F16 weights speed up too and round like one-by-one decoding.
+# in batches (prompt lookup), which F16 weights speed up too and round nearly as one token does.
 DEFAULT_EXPLAINER = "local:smollm2-f16"
 DEFAULT_JUDGE = "local:smollm2-f16"
 
