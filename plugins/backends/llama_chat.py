@@ -137,13 +137,13 @@ class LlamaCppChat(BaseChatModel):
         README campaign's 24 explanations came out the same; the packaged Q4_1 file: by up to
         0.8, and 13 of 24 came out the same).
         """
-        produced = passes = 0
+        last = len(history) + self.max_tokens  # the history's length once the answer is at its cap
+        passes = 0
         while True:
             token = int(logits.argmax())
             yield token, passes
-            produced += 1
             history.append(token)
-            draft = lookup_draft(history, self.lookup_ngram, min(self.draft_tokens, self.max_tokens - produced))
+            draft = lookup_draft(history, self.lookup_ngram, min(self.draft_tokens, last - len(history)))
             rows = eval_with_logits(llm, [token, *draft])
             passes += 1
             predicted = rows.argmax(axis=1)
@@ -153,7 +153,6 @@ class LlamaCppChat(BaseChatModel):
             llm.n_tokens -= len(draft) - accepted  # the rejected guesses leave the cache
             for guess in draft[:accepted]:
                 yield guess, passes
-                produced += 1
                 history.append(guess)
             logits = rows[accepted]
 

@@ -122,9 +122,9 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     def run_and_report(item_id: int) -> None:
         report(item_id, run_item(store, runtime, item_id))
 
-    started: set[int] = set()  # each item runs once here: run_item returns only when it is settled
-    open_items: Counter[str] = Counter()  # items started here and not finished, by stage
+    # The items started here, each once (run_item returns only when it is settled), by stage.
     stage_of: dict[int, str] = {}
+    open_items: Counter[str] = Counter()  # items started here and not finished, by stage
     gpu_items: deque[int] = deque()
     llm_items: dict[Future, int] = {}
     pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="llm-item")
@@ -132,8 +132,7 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     try:
         while True:
             if replan:
-                fresh = [i for i in advance(store, campaign_id) if i not in started]
-                started.update(fresh)
+                fresh = [i for i in advance(store, campaign_id) if i not in stage_of]
                 with store.session() as session:
                     rows = session.execute(select(WorkItem.id, WorkItem.queue, WorkItem.stage)
                                            .where(WorkItem.id.in_(fresh)).order_by(WorkItem.id)).all()
