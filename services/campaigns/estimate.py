@@ -13,7 +13,7 @@ from contract import ClassifyRequest, ExplainRequest, HeadExample, LLMRequest, S
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import FINISHED, get_campaign
 from services.campaigns.records import campaign_heads, explain_request_for
-from services.campaigns.stages import STAGES, llm_batch
+from services.campaigns.stages import STAGE_NAMES, llm_batch
 from services.llm.registry import get_scorer, get_strategy, get_template
 from services.llm.schemas import CostEstimate
 
@@ -94,11 +94,10 @@ def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
 
 def _reached(store, campaign_id: str, stage: str) -> bool:
     """Whether the campaign has reached (planned) the stage, so what its requests are made of is stored."""
-    names = [s.name for s in STAGES]
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         return campaign.status in FINISHED or (
-            campaign.stage is not None and names.index(campaign.stage) >= names.index(stage))
+            campaign.stage is not None and STAGE_NAMES.index(campaign.stage) >= STAGE_NAMES.index(stage))
 
 
 def _stored_explain(store, campaign_id: str, config: CampaignConfig):

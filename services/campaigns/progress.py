@@ -34,7 +34,7 @@ from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig
 from services.campaigns.item_progress import ItemProgress
 from services.campaigns.records import LLM_TABLES, StageItem, Writer, campaign_cost
-from services.campaigns.stages import STAGE_BY_NAME, STAGES, Stage
+from services.campaigns.stages import STAGE_BY_NAME, STAGE_NAMES, STAGES, Stage
 from services.store import Store
 from services.store.models import (
     Campaign,
@@ -84,7 +84,7 @@ def resolve_campaign_id(store: Store, reference: str) -> str:
 def _next_stage(current: str | None) -> Stage | None:
     if current is None:
         return STAGES[0]
-    index = [s.name for s in STAGES].index(current)
+    index = STAGE_NAMES.index(current)
     return STAGES[index + 1] if index + 1 < len(STAGES) else None
 
 
@@ -114,7 +114,7 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                     return _pending(session, campaign)
             following = _next_stage(campaign.stage)
             if following is None:
-                if any(not _finished(counts, stage.name) for stage in STAGES):
+                if any(not _finished(counts, name) for name in STAGE_NAMES):
                     return _pending(session, campaign)
                 _complete(session, campaign, counts)
                 return []
@@ -168,8 +168,7 @@ def _all_failed(session, campaign_id: str, counts: dict[str, dict[str, int]], st
 
 def _pending(session, campaign: Campaign) -> list[int]:
     """The pending items of the stages planned so far."""
-    names = [s.name for s in STAGES]
-    planned = names[:names.index(campaign.stage) + 1] if campaign.stage is not None else []
+    planned = STAGE_NAMES[:STAGE_NAMES.index(campaign.stage) + 1] if campaign.stage is not None else []
     return list(session.scalars(select(WorkItem.id).where(
         WorkItem.campaign_id == campaign.id, WorkItem.stage.in_(planned),
         WorkItem.status == "pending").order_by(WorkItem.id)))
@@ -177,7 +176,7 @@ def _pending(session, campaign: Campaign) -> list[int]:
 
 def _complete(session, campaign: Campaign, counts: dict[str, dict[str, int]]) -> None:
     """End a campaign whose every stage has finished (once, when several processes get here)."""
-    empty = _all_failed(session, campaign.id, counts, [stage.name for stage in STAGES])
+    empty = _all_failed(session, campaign.id, counts, STAGE_NAMES)
     status = "failed" if empty else (
         "completed_with_failures" if open_failures(session, campaign.id) else "completed")
     ended = cast(CursorResult, session.execute(
@@ -339,9 +338,8 @@ def resume(store: Store, campaign_id: str) -> None:
         retry = open_failures(session, campaign_id)
         if campaign.status == "completed_with_failures" and not retry:
             raise InvalidInputError(f"campaign {campaign_id} has no failed item left to retry")
-        names = [stage.name for stage in STAGES]
         stage = campaign.stage
-        if retry and (stage is None or names.index(retry[0].stage) < names.index(stage)):
+        if retry and (stage is None or STAGE_NAMES.index(retry[0].stage) < STAGE_NAMES.index(stage)):
             stage = retry[0].stage
         reopened = stage != campaign.stage or campaign.status in FINISHED
         campaign.stage, campaign.status, campaign.error = stage, ("running" if stage else "pending"), None
@@ -353,7 +351,7 @@ def resume(store: Store, campaign_id: str) -> None:
             session.execute(update(WorkItem).where(WorkItem.id.in_([item.id for item in retry]))
                             .values(status="pending").execution_options(synchronize_session=False))
         if reopened and stage is not None:
-            again = [s.name for s in STAGES[names.index(stage) + 1:] if s.reads_all]
+            again = [s.name for s in STAGES[STAGE_NAMES.index(stage) + 1:] if s.reads_all]
             session.execute(update(WorkItem).where(
                 WorkItem.campaign_id == campaign_id, WorkItem.stage.in_(again), WorkItem.status == "done")
                 .values(status="pending").execution_options(synchronize_session=False))

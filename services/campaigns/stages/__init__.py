@@ -82,4 +82,5 @@ STAGES: list[Stage] = [
     Stage("classify", "llm", ("classify_batch",), classify.plan, classify.compute),  # step 7
     Stage("score", "llm", ("classify",), score.plan, score.compute, reads_all=True),  # step 8
 ]
+STAGE_NAMES = [stage.name for stage in STAGES]
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
