@@ -21,10 +21,13 @@ RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
     pip install --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_VERSION"
 
 WORKDIR /app
+# Exactly the packages pyproject's [tool.setuptools.packages.find] names, one COPY each
+# (tests/integration/test_docker_image.py compares the two lists and installs from these files).
 COPY pyproject.toml README.md ./
 COPY api api
-COPY services services
+COPY contract contract
 COPY plugins plugins
+COPY services services
 COPY workers workers
 RUN pip install -e ".[all]"
 

@@ -4,7 +4,8 @@
 # then lookups and all its extras.
 # Usage: bash setup.sh [--test-tools]
 #   --test-tools  also install the system tools the tests use, if missing (Debian packages,
-#                 root or sudo): redis-server, chromium (renders the report), docker-compose
+#                 root or sudo): redis-server, postgresql (the tests start their own server
+#                 with its initdb/pg_ctl), chromium (renders the report), docker-compose
 #                 (validates docker-compose.yml).
 # GPU machines: set TORCH_SPEC, e.g. TORCH_SPEC="torch==2.13.0" with a CUDA index configured.
 set -euo pipefail
@@ -13,6 +14,9 @@ cd "$(dirname "$0")"
 if [ "${1:-}" = "--test-tools" ]; then
     missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
+    # Debian keeps initdb off PATH, under /usr/lib/postgresql/<version>/bin
+    command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+        || missing+=(postgresql)
     command -v chromium >/dev/null || missing+=(chromium)
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     if [ ${#missing[@]} -gt 0 ]; then

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,16 @@ class RateLimit(BaseModel):
 
     rpm: int | None = Field(default=None, ge=1, description="Requests per window.")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per window: prompt (estimated) + max_tokens.")
+
+
+# USD per million (input, output) tokens; LOOKUPS_LLM_PRICES adds to these.
+BUILT_IN_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4-1106-preview": (10.0, 30.0),
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-haiku-4-5": (1.0, 5.0),
+}
 
 
 class Settings(BaseSettings):
@@ -42,15 +52,9 @@ class Settings(BaseSettings):
         "(default: a SQLite file llm.sqlite under cache_dir).",
     )
     llm_prices: dict[str, tuple[float, float]] = Field(
-        default={
-            "gpt-4-1106-preview": (10.0, 30.0),
-            "gpt-4o": (2.5, 10.0),
-            "gpt-4o-mini": (0.15, 0.6),
-            "claude-sonnet-4-5": (3.0, 15.0),
-            "claude-haiku-4-5": (1.0, 5.0),
-        },
+        default_factory=lambda: dict(BUILT_IN_PRICES), validate_default=True,
         description="USD per million (input, output) tokens by model name; unlisted models cost 0. "
-        "Override with LOOKUPS_LLM_PRICES as JSON.",
+        "LOOKUPS_LLM_PRICES (JSON) adds models to the built-in table or changes their prices.",
     )
     llm_max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per LLM call.")
     llm_retry_initial_s: float = Field(default=1.0, ge=0, description="First backoff wait.")
@@ -126,6 +130,11 @@ class Settings(BaseSettings):
 
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where `lookups campaign` finds the API.")
     api_token: str | None = Field(default=None, description="Bearer token `lookups campaign` sends.")
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _add_to_built_in_prices(cls, prices: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        return {**BUILT_IN_PRICES, **prices}
 
     def check_api(self) -> None:
         """The API refuses to start unauthenticated outside development, or with principals,

@@ -60,6 +60,29 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
 
 
+def worth_range(text: str) -> list[str]:
+    """``--worth-range LOW,HIGH`` as its two parts (the models check they are fractions)."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise InvalidInputError(f"--worth-range {text!r}: expected LOW,HIGH")
+    return parts
+
+
+def parse_prices(given: list[str]) -> dict[str, tuple[float, float]]:
+    """``MODEL=IN,OUT`` flags as a price table (USD per million input, output tokens)."""
+    prices = {}
+    for entry in given:
+        model, _, pair = entry.rpartition("=")
+        try:
+            price_in, price_out = (float(part) for part in pair.split(","))
+        except ValueError:
+            raise InvalidInputError(f"--price {entry!r}: expected MODEL=IN,OUT, e.g. gpt-4o=2.5,10") from None
+        if not model or price_in < 0 or price_out < 0:
+            raise InvalidInputError(f"--price {entry!r}: expected MODEL=IN,OUT with prices >= 0")
+        prices[model] = (price_in, price_out)
+    return prices
+
+
 def print_json(records: BaseModel | Iterable[BaseModel]) -> None:
     if isinstance(records, BaseModel):
         typer.echo(records.model_dump_json(indent=2))

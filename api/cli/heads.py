@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from api.cli._common import print_json, validated
+from api.cli._common import print_json, validated, worth_range
 from contract import InvalidInputError
 from services import work
 from services.ablation import HeadAblation
@@ -87,15 +87,18 @@ def attribute(
     model: ModelOpt = "smollm2-135m",
     definition: DefinitionOpt = None,
     active_stds: Annotated[float, typer.Option(help="Active: score > mean + this many std.")] = 2.0,
-    worth_low: Annotated[float, typer.Option(help="Worth explaining: active on at least this fraction.")] = 0.25,
-    worth_high: Annotated[float, typer.Option(help="... and at most this fraction of prompts.")] = 0.75,
+    worth: Annotated[str, typer.Option("--worth-range", help="Active-fraction range of heads worth explaining, LOW,HIGH.")] = "0.25,0.75",
     as_json: JsonOpt = False,
+    worth_low: Annotated[float | None, typer.Option(hidden=True, help="Old spelling of --worth-range's LOW.")] = None,
+    worth_high: Annotated[float | None, typer.Option(hidden=True, help="Old spelling of --worth-range's HIGH.")] = None,
 ) -> None:
     """Score every head below the neuron's layer on each prompt; list active heads and the
     heads worth explaining."""
 
+    low, high = worth_range(worth)
+    chosen = (low if worth_low is None else worth_low, high if worth_high is None else worth_high)
     result = _attribution(Runtime(), model, parse_neuron(neuron), prompts_file, definition,
-                          active_stds=active_stds, worth_range=(worth_low, worth_high))
+                          active_stds=active_stds, worth_range=chosen)
     if as_json:
         print_json(result)
         return

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from api.cli._common import err_console, print_json
+from api.cli._common import err_console, parse_prices, print_json
 from contract import ClassifyRequest, ExplainRequest, InvalidInputError
 from services.classify import classify as run_classify
 from services.explain import explain as run_explain
@@ -30,17 +30,23 @@ from services.llm.registry import (
     list_strategies,
     list_templates,
 )
+from services.settings import get_settings
 
 console = Console()
 
-BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="local, local:/m.gguf, openai:gpt-4o, "
-                                         "anthropic:MODEL, openai-compatible:URL:MODEL")]
+SPECS = "local, local:smollm2-f16, local:/m.gguf, openai:gpt-4o, anthropic:MODEL, openai-compatible:URL:MODEL"
+ExplainerOpt = Annotated[str, typer.Option("--explainer", help=f"Explainer backend spec: {SPECS}.")]
+ClassifierOpt = Annotated[str, typer.Option("--classifier", help=f"Judge backend spec: {SPECS}.")]
+# Old spellings, still accepted for scripts but hidden from --help: one name per setting across commands.
+OldBackendOpt = Annotated[str | None, typer.Option("--backend", "-b", hidden=True, help="Old spelling of --explainer/--classifier.")]
+OldStrategyOpt = Annotated[str | None, typer.Option("--strategy", "-s", hidden=True, help="Old spelling of --explainer-strategy.")]
+PriceOpt = Annotated[list[str] | None, typer.Option("--price", help="MODEL=IN,OUT: USD per million input and output tokens of a model the price table lacks (repeatable); a budget needs one for every remote model.")]
 TemplateOpt = Annotated[str, typer.Option("--template", "-t", help="Template name or .toml/.json file.")]
 OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="Backend option KEY=VALUE (repeatable).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop before spending more than this many USD.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the cost estimate and stop.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-StrategyOpt = Annotated[str, typer.Option("--strategy", "-s", help="Explainer strategy (lookups explainers).")]
+StrategyOpt = Annotated[str, typer.Option("--explainer-strategy", help="Explainer strategy (lookups explainers).")]
 ScorerOpt = Annotated[str, typer.Option("--scorer", "-s", help="Scorer (lookups scorers).")]
 
 
@@ -69,9 +75,10 @@ def _read_json(path: Path, flag: str) -> Any:
         raise InvalidInputError(f"{flag} {path}: {error}") from None
 
 
-def _client(backend: str, options: list[str] | None, budget: float | None):
-
-    return LLMClient(create_backend(backend, _options(options)), budget=local_budget(budget))
+def _client(backend: str, options: list[str] | None, budget: float | None, prices: list[str] | None):
+    settings = get_settings()
+    settings = settings.model_copy(update={"llm_prices": {**settings.llm_prices, **parse_prices(prices or [])}})
+    return LLMClient(create_backend(backend, _options(options)), settings=settings, budget=local_budget(budget))
 
 
 def _show_estimate(client, requests) -> None:
@@ -130,13 +137,16 @@ def scorers(as_json: JsonOpt = False) -> None:
 def explain(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSON: one request or a list of "
                                         "{token, active_examples, inactive_examples, neuron?, head?}")],
-    backend: BackendOpt = DEFAULT_EXPLAINER,
+    explainer: ExplainerOpt = DEFAULT_EXPLAINER,
     template: TemplateOpt = "neo2024",
-    strategy: StrategyOpt = "oneshot",
+    explainer_strategy: StrategyOpt = "oneshot",
     option: OptionOpt = None,
     budget: BudgetOpt = None,
+    price: PriceOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
+    backend: OldBackendOpt = None,
+    strategy: OldStrategyOpt = None,
 ) -> None:
     """Explain when each attention head is active (one LLM call per neuron-head pair)."""
 
@@ -145,8 +155,8 @@ def explain(
         requests = [ExplainRequest.model_validate(d) for d in (data if isinstance(data, list) else [data])]
     except ValidationError as error:
         raise InvalidInputError(f"--input {input}: {_brief(error)}") from None
-    prompt_template, chosen = get_template(template), get_strategy(strategy)
-    client = _client(backend, option, budget)
+    prompt_template, chosen = get_template(template), get_strategy(strategy or explainer_strategy)
+    client = _client(backend or explainer, option, budget, price)
     _show_estimate(client, [chosen.request(prompt_template, r) for r in requests])
     if dry_run:
         return
@@ -162,13 +172,15 @@ def classify(
     prompts_file: Annotated[Path, typer.Option("--prompts-file", "-p", help="JSON: a list of prompts "
                                                "(strings or {text, active}), or {token, prompts}")],
     token: Annotated[str | None, typer.Option(help="Appended to each prompt (overrides the file's).")] = None,
-    backend: BackendOpt = DEFAULT_JUDGE,
+    classifier: ClassifierOpt = DEFAULT_JUDGE,
     template: TemplateOpt = "neo2024",
     scorer: ScorerOpt = "zero-shot",
     option: OptionOpt = None,
     budget: BudgetOpt = None,
+    price: PriceOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
+    backend: OldBackendOpt = None,
 ) -> None:
     """Classify test prompts from an explanation (zero-shot by default); scores them when
     labels are given."""
@@ -185,7 +197,7 @@ def classify(
     except ValidationError as error:
         raise InvalidInputError(f"--prompts-file {prompts_file}: {_brief(error)}") from None
     prompt_template, chosen = get_template(template), get_scorer(scorer)
-    client = _client(backend, option, budget)
+    client = _client(backend or classifier, option, budget, price)
     _show_estimate(client, chosen.requests(prompt_template, request))
     if dry_run:
         return

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.cli._common import print_json
+from api.cli._common import parse_prices, print_json, worth_range
 from contract import InvalidInputError
 from services.campaigns.config import CampaignConfig, load_config, parse_config
 from services.campaigns.estimate import CampaignEstimate, estimate_campaign
@@ -67,30 +67,12 @@ def build_config(config: Path | None, **flags):
     if "llm_prices" in overrides:
         overrides["llm_prices"] = parse_prices(overrides["llm_prices"])
     if "worth_range" in overrides:
-        parts = overrides["worth_range"].split(",")
-        if len(parts) != 2:
-            raise InvalidInputError(f"--worth-range {overrides['worth_range']!r}: expected LOW,HIGH")
-        overrides["worth_range"] = parts
+        overrides["worth_range"] = worth_range(overrides["worth_range"])
     if config is not None:
         return load_config(config, overrides)
     if "corpus" not in overrides:
         raise InvalidInputError("give a corpus with --corpus (or a --config file that names one)")
     return parse_config(overrides, source="flags")
-
-
-def parse_prices(given: list[str]) -> dict[str, tuple[float, float]]:
-    """``MODEL=IN,OUT`` flags as a price table (USD per million input, output tokens)."""
-    prices = {}
-    for entry in given:
-        model, _, pair = entry.rpartition("=")
-        try:
-            price_in, price_out = (float(part) for part in pair.split(","))
-        except ValueError:
-            raise InvalidInputError(f"--price {entry!r}: expected MODEL=IN,OUT, e.g. gpt-4o=2.5,10") from None
-        if not model or price_in < 0 or price_out < 0:
-            raise InvalidInputError(f"--price {entry!r}: expected MODEL=IN,OUT with prices >= 0")
-        prices[model] = (price_in, price_out)
-    return prices
 
 
 def _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,

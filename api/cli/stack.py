@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import typer
 
+from api.token_file import announce, is_loopback, token_from_file
 from contract import InvalidInputError
 from services.processes import RedisServer, StartError, listening, lookups_command, start, stop_all
 from services.settings import get_settings
@@ -33,9 +34,11 @@ def up(
     port: Annotated[int, typer.Option(help="Port of the REST api.")] = 8000,
     api: Annotated[bool, typer.Option("--api/--no-api", help="Start the REST api too.")] = True,
     state_dir: Annotated[Path, typer.Option(
-        help="Redis's append-only file and every process's log go here.")] = Path(".lookups"),
+        help="Redis's append-only file, every process's log and the generated api token go here.")] = Path(".lookups"),
 ) -> None:
-    """Start redis-server, the orchestrator, a gpu worker, an llm worker and the api; wait."""
+    """Start redis-server, the orchestrator, a gpu worker, an llm worker and the api; wait.
+    With no LOOKUPS_API_TOKENS or LOOKUPS_API_PRINCIPALS, an api on a loopback --host gets a
+    token generated into STATE_DIR/api-token (printed the first time)."""
 
     url = broker_url or get_settings().broker_url
     parsed = urlparse(url)
@@ -43,9 +46,18 @@ def up(
         raise InvalidInputError(f"--broker-url {url!r}: expected redis://HOST:PORT/DB")
     if llm_concurrency < 1:
         raise InvalidInputError(f"--llm-concurrency must be at least 1, got {llm_concurrency}")
+    token_file = None
     if api:
+        settings = get_settings()
+        if not settings.api_tokens and not settings.api_principals and settings.environment != "development":
+            if not is_loopback(host):
+                raise InvalidInputError(f"--host {host}: an api reachable from other machines needs "
+                                        "LOOKUPS_API_TOKENS (a JSON list of bearer tokens); only a loopback "
+                                        "--host gets a generated one")
+            token_file = state_dir / "api-token"
+            settings = settings.model_copy(update={"api_tokens": ["generated at start"]})
         try:  # refuse here, before anything starts, rather than when the api child exits
-            get_settings().check_api()
+            settings.check_api()
         except ValueError as error:
             raise InvalidInputError(f"{error} (or start without the api: --no-api)") from error
 
@@ -61,6 +73,9 @@ def up(
     }
     if api:
         commands["api"] = lookups_command("api", "--host", host, "--port", str(port))
+    if token_file is not None:
+        commands["api"] += ["--token-file", str(token_file)]
+        typer.echo(announce(token_file, *token_from_file(token_file)))
 
     processes: dict[str, subprocess.Popen] = {}
     redis: RedisServer | None = None

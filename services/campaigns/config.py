@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contract import InvalidInputError
 from services.corpus import CorpusSelection
@@ -75,18 +76,40 @@ class CampaignConfig(BaseModel):
         default="live", description="'batch': the explain and classify stages' requests go out as one "
         "provider batch each (OpenAI Batch, Anthropic Message Batch): half the price, answered within hours.")
 
+    # One field's rules in that field's validator, so an error names the field (and its line).
+    @field_validator("worth_range")
+    @classmethod
+    def _worth_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= value[0] <= value[1] <= 1.0:
+            raise ValueError(f"worth_range must satisfy 0 <= low <= high <= 1, got {value}")
+        return value
+
+    @field_validator("neurons")
+    @classmethod
+    def _neurons(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("neurons, when given, must not be empty")
+        for neuron in value or []:
+            NeuronRef.parse(neuron)
+        return value
+
+    @field_validator("scorers")
+    @classmethod
+    def _scorers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) < len(value):
+            raise ValueError(f"scorers must not repeat: {value}")
+        for scorer in value:
+            get_scorer(scorer)
+        return value
+
+    @field_validator("explainer_strategy")
+    @classmethod
+    def _strategy(cls, value: str) -> str:
+        get_strategy(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
-        low, high = self.worth_range
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"worth_range must satisfy 0 <= low <= high <= 1, got {self.worth_range}")
-        for neuron in self.neurons or []:
-            NeuronRef.parse(neuron)
-        if self.neurons is not None and not self.neurons:
-            raise ValueError("neurons, when given, must not be empty")
-        if len(set(self.scorers)) < len(self.scorers):
-            raise ValueError(f"scorers must not repeat: {self.scorers}")
-        get_strategy(self.explainer_strategy)
         if self.budget_usd is not None:
             prices = {**get_settings().llm_prices, **self.llm_prices}
             for role, spec in (("explainer", self.explainer), ("classifier", self.classifier)):
@@ -94,8 +117,6 @@ class CampaignConfig(BaseModel):
                 if model is not None:
                     raise ValueError(f"{role} model {model!r} has no price, so the budget cannot cap its "
                                      f"spending; {price_hint(model)}")
-        for scorer in self.scorers:
-            get_scorer(scorer)
         if self.llm_mode == "batch":
             self._check_batch()
         return self
@@ -122,20 +143,35 @@ class CampaignConfig(BaseModel):
 
 
 def load_config(path: Path, overrides: dict | None = None) -> CampaignConfig:
-    """Read a campaign config from TOML or JSON, with command-line overrides on top."""
+    """Read a campaign config from TOML or JSON, with command-line overrides on top; an error in
+    the file names the field and its line."""
+    overrides = overrides or {}
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise InvalidInputError(f"cannot read campaign config {path}: {error}") from error
-    return parse_config({**data, **(overrides or {})}, source=str(path))
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"campaign config {path}: expected a table of fields, got {type(data).__name__}")
+    lines = {key: line for key in data if key not in overrides and (line := key_line(text, key))}
+    return parse_config({**data, **overrides}, source=str(path), lines=lines)
 
 
-def parse_config(data: dict, source: str = "campaign config") -> CampaignConfig:
+def key_line(text: str, key: str) -> int | None:
+    """The line (from 1) that sets a top-level ``key`` in TOML (``key =``, ``[key]``) or JSON text."""
+    name = re.escape(key)
+    match = re.search(rf'^[ \t]*(?:"?{name}"?[ \t]*[=:]|\[{name}\])', text, re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def parse_config(data: dict, source: str = "campaign config", lines: dict[str, int] | None = None) -> CampaignConfig:
+    """The validated config; each problem names its field, and its line when ``lines`` knows it."""
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors()
-        )
-        raise InvalidInputError(f"{source}: {problems}") from error
+        problems = []
+        for e in error.errors():
+            field = ".".join(map(str, e["loc"])) or "config"
+            line = (lines or {}).get(str(e["loc"][0])) if e["loc"] else None
+            problems.append(f"{field}{f' (line {line})' if line else ''}: {e['msg']}")
+        raise InvalidInputError(f"{source}: {'; '.join(problems)}") from error

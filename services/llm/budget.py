@@ -30,7 +30,7 @@ def exceeded(cap: float, spent: float, reserved: float, worst: float) -> BudgetE
 
 
 class LocalBudget:
-    """A cap for one process's calls (a single job, ``lookups llm``)."""
+    """A cap for one process's calls (a single job, ``lookups explain`` or ``lookups classify``)."""
 
     def __init__(self, cap_usd: float):
         self.cap_usd = cap_usd

@@ -156,14 +156,18 @@ def test_stack_up_runs_a_campaign_end_to_end_with_the_local_llm(
         env, store, processes, tiny_gpt2_dir, corpus_path, tmp_path):
     broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: stack up starts Redis
     port = free_port()
-    env.update(LOOKUPS_BROKER_URL=broker, LOOKUPS_API_TOKENS='["stack-secret"]',
+    env.pop("LOOKUPS_API_TOKENS", None)  # a fresh machine: the first run generates the api's token
+    env.update(LOOKUPS_BROKER_URL=broker, LOOKUPS_ENVIRONMENT="production",
                # the operator lets API users read the shared corpus and the tiny model
                LOOKUPS_CORPUS_ROOTS=json.dumps([str(corpus_path.parent.resolve())]),
                LOOKUPS_MODEL_ROOTS=json.dumps([str(Path(tiny_gpt2_dir).parent.resolve())]))
     stack = processes.start("stack", "up", "--llm-concurrency", "1", "--port", str(port),
                             "--state-dir", str(tmp_path / "stack"), name="stack")
-    campaign_id = submit_over_http(port, "stack-secret", tiny_campaign(tiny_gpt2_dir, corpus_path),
-                                   processes)
+    token_file = tmp_path / "stack" / "api-token"
+    wait_until(lambda: "api token" in processes.log("stack"), 60, "stack up to print the api token", processes)
+    token = token_file.read_text().strip()
+    assert token in processes.log("stack") and token_file.stat().st_mode & 0o777 == 0o600
+    campaign_id = submit_over_http(port, token, tiny_campaign(tiny_gpt2_dir, corpus_path), processes)
 
     state = wait_completed(store, campaign_id, processes)
     assert_every_result_once(store, campaign_id, state)
@@ -179,12 +183,14 @@ def test_stack_up_runs_a_campaign_end_to_end_with_the_local_llm(
     assert "stopping" in processes.log("stack")
 
 
-def test_stack_up_without_api_tokens_starts_nothing(env, processes, tmp_path):
+def test_stack_up_serving_other_machines_without_api_tokens_starts_nothing(env, processes, tmp_path):
     env.pop("LOOKUPS_API_TOKENS", None)
     env["LOOKUPS_ENVIRONMENT"] = "production"
-    stack = processes.start("stack", "up", "--state-dir", str(tmp_path / "stack"), name="stack")
+    stack = processes.start("stack", "up", "--host", "0.0.0.0", "--state-dir", str(tmp_path / "stack"),
+                            name="stack")
     assert stack.wait(timeout=60) == 2
-    assert "LOOKUPS_API_TOKENS" in processes.log("stack")
+    said = " ".join(processes.log("stack").split())  # one message (rich wraps it at the terminal's width)
+    assert said.startswith("error: --host 0.0.0.0:") and said.count("error:") == 1 and "LOOKUPS_API_TOKENS" in said
     assert not (tmp_path / "stack").exists()
 
 
