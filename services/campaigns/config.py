@@ -10,7 +10,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contract import InvalidInputError
+from services.activity import Activity
 from services.corpus import CorpusSelection
+from services.held_out import TestSampling
 from services.llm.cost import price_hint
 from services.llm.registry import (
     DEFAULT_EXPLAINER,
@@ -54,7 +56,15 @@ class CampaignConfig(BaseModel):
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
     max_prompt_tokens: int = Field(default=100, ge=2)
     prompts_per_neuron: int = Field(default=20, ge=1)
-    test_prompts_per_head: int = Field(default=10, ge=1)
+    test_prompts_per_head: int = Field(
+        default=10, ge=1, le=1000, description="Held-out prompts per head: the first N ('first' sampling), "
+        "or up to N active and N inactive ('balanced').")
+    test_sampling: TestSampling = Field(
+        default="balanced", description="'balanced': up to N active and N inactive test prompts per head, "
+        "from a test scan of 4 N documents per neuron; 'first': the paper's, the first N test prompts.")
+    activity: Activity = Field(
+        default="paper", description="When a head is active on a prompt: 'paper' (attribution above mean + "
+        "2 std of the prompt's heads) or 'per-head' (above the head's median over the training prompts).")
     active_stds: float = Field(default=2.0, gt=0.0)
     worth_range: tuple[float, float] = (0.25, 0.75)
 

@@ -104,7 +104,8 @@ def _stored_explain(store, campaign_id: str, config: CampaignConfig):
     """The explain requests exactly as the explain (or agent) stage builds them."""
 
     with store.session() as session:
-        return [explain_request_for(session, campaign_id, head) for head in campaign_heads(session, campaign_id)]
+        return [explain_request_for(session, campaign_id, head, config)
+                for head in campaign_heads(session, campaign_id)]
 
 
 def _stored_classify(store, campaign_id: str) -> list[LLMRequest]:

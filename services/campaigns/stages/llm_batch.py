@@ -35,7 +35,7 @@ KEY = "batch"
 def explain_requests(session: Session, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """Every request the explain stage makes, one per head."""
     strategy, template = get_strategy(config.explainer_strategy), get_template(config.explainer_template)
-    return [strategy.request(template, explain_request_for(session, campaign_id, head))
+    return [strategy.request(template, explain_request_for(session, campaign_id, head, config))
             for head in campaign_heads(session, campaign_id)]
 
 
