@@ -40,6 +40,11 @@ TEST_SAMPLINGS: tuple[str, ...] = get_args(TestSampling)
 BALANCED_POOL = 4
 
 
+def max_test_prompts(sampling: TestSampling, per_head: int) -> int:
+    """The most held-out prompts a head is tested on."""
+    return per_head * (2 if sampling == "balanced" else 1)
+
+
 def test_pool_size(sampling: TestSampling, per_head: int) -> int:
     """Truncated test prompts to draw per neuron."""
     return per_head * (BALANCED_POOL if sampling == "balanced" else 1)

@@ -266,7 +266,11 @@ def headline_lines(headline) -> list[str]:
         text = f"  {line.scorer}: mean E {s.explanations.mean:.3f} over {s.explanations.n_scored} heads"
         text += f", shuffled {s.control.mean:.3f}" if s.control.mean is not None else ", no shuffled control"
         if s.paired.mean is not None:
-            text += f"; real − shuffled {s.paired.mean:+.3f} ({_interval(s.paired.ci95)}, {s.paired.n_pairs} heads)"
+            text += f"; real − shuffled {s.paired.mean:+.3f} ({_interval(s.paired.ci95)}, {s.paired.n_pairs} heads"
+            text += f"; detectable {s.paired.detectable:.3f})" if s.paired.detectable is not None else ")"
+        if s.probe_share is not None and s.probe_share.fraction is not None:
+            text += (f"; {100 * s.probe_share.fraction:.0f} % of the probe's margin "
+                     f"(on the {s.probe_share.n_heads} heads text predicts)")
         if line.baseline_mean is not None:
             text += f"; random-neuron baseline {line.baseline_mean:.3f}"
         text += (f"; {s.calls} judge calls, {s.explanations.n_unparseable} of {s.explanations.n_answers} "

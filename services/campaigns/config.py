@@ -30,7 +30,8 @@ from services.settings import get_settings
 class CampaignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="campaign", min_length=1, max_length=200)
+    name: str = Field(default="", max_length=200,
+                      description="Default (or empty): what it analyses, e.g. 'smollm2-135m 27:1263,27:876 oneshot'.")
     model: str = Field(default="smollm2-135m", description="Packaged name, local checkpoint or hub name.")
 
     # Which neurons: an explicit list, or per_layer next-token (or random) neurons of these layers.
@@ -74,8 +75,9 @@ class CampaignConfig(BaseModel):
     agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")
     classifier: str = Field(default=DEFAULT_JUDGE, description="LLM backend spec of the judge.")
     classifier_template: str = "neo2024"
-    scorers: list[str] = Field(default=["zero-shot"], min_length=1,
-                               description="Scorers (lookups scorers); the first is the headline score.")
+    scorers: list[str] = Field(default=["zero-shot", "probe"], min_length=1,
+                               description="Scorers (lookups scorers); the first is the headline score. "
+                               "'probe' (no LLM) gives the text-probe ceiling the others are compared with.")
     budget_usd: float | None = Field(default=None, gt=0.0)
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="USD per million input, output tokens of models the settings' "
@@ -84,6 +86,13 @@ class CampaignConfig(BaseModel):
     llm_mode: Literal["live", "batch"] = Field(
         default="live", description="'batch': the explain and classify stages' requests go out as one "
         "provider batch each (OpenAI Batch, Anthropic Message Batch): half the price, answered within hours.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data):
+        if isinstance(data, dict) and not data.get("name"):
+            data = {**data, "name": default_name(data)}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
@@ -129,6 +138,18 @@ class CampaignConfig(BaseModel):
 
     def neuron_refs(self) -> list[NeuronRef] | None:
         return None if self.neurons is None else [NeuronRef.parse(n) for n in self.neurons]
+
+
+def default_name(fields: dict) -> str:
+    """A campaign's name from what it analyses: model, neurons (or layers) and explainer strategy."""
+    neurons = fields.get("neurons")
+    if neurons:
+        what = ",".join(map(str, neurons[:4])) + (f" (+{len(neurons) - 4})" if len(neurons) > 4 else "")
+    else:
+        layers = fields.get("layers")
+        kind = "random neurons" if fields.get("baseline") == "random" else "next-token neurons"
+        what = f"{kind} of layers {','.join(map(str, layers))}" if layers else f"{kind} of the last 3 layers"
+    return f"{fields.get('model') or 'smollm2-135m'} {what} {fields.get('explainer_strategy') or 'oneshot'}"[:200]
 
 
 def load_config(path: Path, overrides: dict | None = None) -> CampaignConfig:

@@ -45,7 +45,7 @@ def classify_requests(session: Session, campaign: Campaign) -> list[LLMRequest]:
     template = get_template(config.classifier_template)
     requests: list[LLMRequest] = []
     for key in classify.plan(session, campaign):
-        _, scorer, _, request = classify.classify_request_for(session, campaign.id, key, config.seed)
+        _, scorer, _, request = classify.classify_request_for(session, campaign.id, key, config)
         requests += get_scorer(scorer).requests(template, request)
     return requests
 
