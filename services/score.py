@@ -135,7 +135,7 @@ def detectable_difference(diffs: list[float], power: float = POWER, alpha: float
 
     n = len(diffs)
     sd = float(np.std(diffs, ddof=1)) if n > 1 else 0.0
-    if n < 2 or sd == 0.0:
+    if n < 2 or sd < 1e-12:  # equal differences (up to rounding) have no spread to power a test with
         return None
     df, critical = n - 1, float(t.ppf(1 - alpha / 2, n - 1))
 
