@@ -37,7 +37,7 @@ def explain_prompts(url: str, campaign_id: str | None) -> tuple[list[str], int]:
             raise SystemExit(f"no campaign in {url}")
         config = CampaignConfig.model_validate(campaign.config)
         strategy, template = get_strategy(config.explainer_strategy), get_template(config.explainer_template)
-        requests = [strategy.request(template, explain_request_for(session, campaign.id, head))
+        requests = [strategy.request(template, explain_request_for(session, campaign.id, head, config))
                     for head in campaign_heads(session, campaign.id)]
     return [r.prompt for r in requests], requests[0].max_tokens
 

@@ -1,15 +1,20 @@
-"""Explanation quality: every explainer strategy × scorer on the same heads, offline.
+"""Explanation quality: every explainer strategy × scorer × activity definition × test
+sampling on the same heads, offline.
 
-One campaign per strategy, all with the same subject model, corpus, neurons and settings, so
-the GPU stages find the same heads and test prompts (deterministic) and only the explanations
-differ. Every scorer judges every campaign. Reported per (strategy, scorer): mean E, the
-shuffled-explanation control, their paired difference with a bootstrap 95 % CI over heads, and
-the judge's calls and tokens; then each strategy against ``oneshot`` on the same heads (paired),
-and detection against zero-shot (calls and mean E). Campaigns live in one store, so an
-interrupted run resumes, and ``lookups summary ID`` shows any of them.
+One campaign per (strategy, activity, sampling), all with the same subject model, corpus,
+neurons and settings, so the GPU stages find the same heads (deterministic) and only the
+explanations, labels and test sets differ. Every scorer judges every campaign. Reported per
+campaign and scorer: mean E, the shuffled-explanation control, their paired difference with a
+bootstrap 95 % CI over heads and the detectable difference, the share of the probe's margin
+(with ``probe`` among the scorers), and the judge's calls and tokens; then each strategy against
+``oneshot`` on the same heads (paired), and detection against zero-shot (calls and mean E).
+Campaigns live in one store, so an interrupted run resumes, and ``lookups summary ID`` shows any
+of them.
 
     .venv/bin/python bench/quality.py --domain owt          # the README campaign
     .venv/bin/python bench/quality.py --domain pydoc        # Python's reference manual
+    .venv/bin/python bench/quality.py --llm local:smollm2-f16 --strategies oneshot \
+        --scorers zero-shot,probe --activities paper,per-head --samplings first,balanced
 """
 
 from __future__ import annotations
@@ -117,7 +122,10 @@ def main() -> None:
     parser.add_argument("--agent-rounds", type=int, default=3)
     parser.add_argument("--agent-neurons", help="Run the agent on these neurons only (its heads are then a subset "
                         "of the others', compared on the heads in common); default: all.")
-    parser.add_argument("--scorers", default="zero-shot,detection,logprob-auc,causal")
+    parser.add_argument("--scorers", default="zero-shot,probe,detection,logprob-auc,causal")
+    parser.add_argument("--activities", default="paper", help="Comma-separated: paper, per-head.")
+    parser.add_argument("--samplings", default="balanced", help="Comma-separated: first, balanced.")
+    parser.add_argument("--test-prompts-per-head", type=int, default=10)
     parser.add_argument("--max-train-docs", type=int, default=200)
     parser.add_argument("--max-test-docs", type=int, default=100)
     parser.add_argument("--context-length", type=int, default=128)
@@ -132,24 +140,29 @@ def main() -> None:
     strategies, scorers = args.strategies.split(","), args.scorers.split(",")
     store = Store(f"sqlite:///{args.store}")
     campaigns = {}
+    settings = [(a, s) for a in args.activities.split(",") for s in args.samplings.split(",")]
     for strategy in strategies:
-        config = CampaignConfig(
-            name=f"quality-{args.domain}-{strategy}-{args.llm}", corpus=corpus,
-            neurons=((strategy == "agent" and args.agent_neurons) or args.neurons or neurons).split(","),
-            max_train_docs=args.max_train_docs,
-            max_test_docs=args.max_test_docs, context_length=args.context_length,
-            explainer=args.llm, classifier=args.llm, explainer_strategy=strategy, scorers=scorers,
-            agent_rounds=args.agent_rounds,
-            ablation=False)
-        print(f"campaign {config.name}", flush=True)
-        campaigns[strategy] = run_campaign(store, config)
+        for activity, sampling in settings:
+            # the key names the strategy alone when one setting runs (as earlier tables did)
+            key = strategy if len(settings) == 1 else f"{strategy} {activity} {sampling}"
+            config = CampaignConfig(
+                name=f"quality-{args.domain}-{strategy}-{args.llm}-{activity}-{sampling}"
+                     f"-{args.test_prompts_per_head}", corpus=corpus,
+                neurons=((strategy == "agent" and args.agent_neurons) or args.neurons or neurons).split(","),
+                max_train_docs=args.max_train_docs,
+                max_test_docs=args.max_test_docs, context_length=args.context_length,
+                explainer=args.llm, classifier=args.llm, explainer_strategy=strategy, scorers=scorers,
+                agent_rounds=args.agent_rounds, activity=activity, test_sampling=sampling,
+                test_prompts_per_head=args.test_prompts_per_head, ablation=False)
+            print(f"campaign {config.name}", flush=True)
+            campaigns[key] = run_campaign(store, config)
 
     figures: dict = {"domain": args.domain, "llm": args.llm, "campaigns": campaigns, "rows": [], "vs_oneshot": [],
                      "detection_vs_zero_shot": []}
     print(f"\n### {args.domain}: explainer and judge {args.llm}\n")
-    print("| strategy | scorer | heads | mean E | shuffled E | real − shuffled | 95 % CI "
-          "| judge calls (fresh) | tokens in / out |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    print("| campaign | scorer | heads | mean E | shuffled E | real − shuffled | 95 % CI | detectable "
+          "| share of the probe's margin | unparseable | judge calls (fresh) | tokens in / out |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for strategy, campaign_id in campaigns.items():
         with store.session() as session:
             summaries = session.get(Campaign, campaign_id).summary["scorers"]
@@ -157,8 +170,12 @@ def main() -> None:
             s = ScorerSummary.model_validate(summaries[scorer])
             cost = judge_cost(store, campaign_id, scorer)
             figures["rows"].append({"strategy": strategy, "scorer": scorer, **s.model_dump(mode="json"), **cost})
+            share = s.probe_share.fraction if s.probe_share else None
+            share_text = f"{100 * share:.0f} % ({s.probe_share.n_heads} heads)" if s.probe_share and share else "–"
             print(f"| {strategy} | {scorer} | {s.explanations.n_scored} | {fmt(s.explanations.mean)} | "
                   f"{fmt(s.control.mean)} | {fmt(s.paired.mean, True)} | {ci(s.paired.ci95)} | "
+                  f"{fmt(s.paired.detectable)} | {share_text} | "
+                  f"{s.explanations.n_unparseable}/{s.explanations.n_answers} | "
                   f"{cost['calls']} ({cost['fresh_calls']}) | {cost['input_tokens']} / {cost['output_tokens']} |")
 
     if "oneshot" in campaigns and len(campaigns) > 1:

@@ -38,6 +38,9 @@ class ClassifyRequest(BaseModel):
     token: str = Field(default="", description="Appended to each prompt, as in the paper.")
     explanation: str = Field(min_length=1)
     prompts: list[TestPrompt] = Field(min_length=1)
+    train: list[TestPrompt] | None = Field(
+        default=None, description="The labelled training prompts the explanation was written from (the "
+        "explainer's evidence): what a supervised scorer such as 'probe' learns from. Campaigns fill it in.")
 
 
 class Judgement(BaseModel):
@@ -67,6 +70,8 @@ class HeadClassification(BaseModel):
     results: list[Classification]
     calls: list[CallRecord] = Field(description="The judge's calls (one per prompt for zero-shot, fewer for "
                                     "detection).")
+    skipped: str | None = Field(default=None, description="Why the scorer could not judge this head at all "
+                                "(e.g. a probe whose training labels are one class); the head is not scored.")
 
 
 class HeadScore(BaseModel):
@@ -79,12 +84,25 @@ class HeadScore(BaseModel):
     fp: int
     unparseable: int
     skipped: str | None = None
+    ci95: tuple[float, float] | None = Field(default=None, description="95 % interval of the score over "
+                                             "resampled test prompts (each class resampled on its own).")
+
+    @property
+    def n_active(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def n_inactive(self) -> int:
+        return self.tn + self.fp
 
 
 def head_score(head: HeadClassification) -> HeadScore:
     """The paper's balanced accuracy over the labelled prompts; unparseable answers count as
     misses in both classes."""
     counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    if head.skipped:
+        return HeadScore(neuron=head.neuron, head=head.head, score=None, unparseable=0, skipped=head.skipped,
+                         **counts)
     unparseable = 0
     labelled = [r for r in head.results if r.active is not None]
     for r in labelled:
@@ -129,6 +147,10 @@ class Scorer:
     def judgements(self, request: ClassifyRequest, answers: list[Completion]) -> list[Judgement]:
         """One judgement per test prompt, in the request's order."""
         raise NotImplementedError
+
+    def cannot_judge(self, request: ClassifyRequest) -> str | None:
+        """Why this head cannot be judged at all (then no request is sent); None when it can."""
+        return None
 
     def score(self, head: HeadClassification) -> HeadScore:
         """The paper's balanced accuracy; unparseable answers count against the judge."""

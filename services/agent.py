@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from contract import AgentRound, Probe, ProbeMeasurement
+from services.activity import Activity, head_labels
 from services.attribution import Prompt, attribute_neuron
 
 if TYPE_CHECKING:
@@ -39,9 +40,11 @@ def measure_probes(
     probes: Sequence[Probe],
     *,
     max_tokens: int,
+    activity: Activity = "paper",
 ) -> list[ProbeMeasurement]:
     """Run the probes that tokenize to 1..``max_tokens`` tokens (the others are rejected with
-    the reason); the verdict uses the neuron's own attribution definition and criterion."""
+    the reason); the verdict uses the neuron's own attribution definition and the campaign's
+    activity definition (per-head: the threshold of ``attribution``, the training prompts)."""
 
     found: list[ProbeMeasurement | None] = []
     runnable: list[tuple[int, Prompt]] = []
@@ -59,10 +62,11 @@ def measure_probes(
         measured = attribute_neuron(model, attribution.neuron, [p for _, p in runnable],
                                     definition=attribution.definition, active_stds=attribution.active_stds,
                                     worth_range=attribution.worth_range)
-        for (index, prompt), record in zip(runnable, measured.prompts):
+        labels = head_labels(measured, head, activity, train=attribution)
+        for (index, prompt), record, active in zip(runnable, measured.prompts, labels):
             found[index] = ProbeMeasurement(
                 **probes[index].model_dump(), tokens=len(prompt.tokens),
-                attribution=record.scores[head.layer][head.head], active=head in record.active)
+                attribution=record.scores[head.layer][head.head], active=active)
     return found  # type: ignore[return-value]
 
 

@@ -8,14 +8,19 @@ that says No. P(Yes) comes from first-token logprobs.
 
 from __future__ import annotations
 
-from contract import Classification, ClassifyRequest, HeadClassification, PromptTemplate, Scorer
+from contract import Classification, ClassifyRequest, HeadClassification, Judgement, PromptTemplate, Scorer
 from services.llm.client import LLMClient
 
 
 def classify(client: LLMClient, scorer: Scorer, template: PromptTemplate,
              request: ClassifyRequest) -> HeadClassification:
-    responses = client.map(scorer.requests(template, request))
-    judgements = scorer.judgements(request, [r.completion for r in responses])
+    skipped = scorer.cannot_judge(request)
+    if skipped:
+        responses = []
+        judgements = [Judgement(answer="unparseable", p_yes=None, raw="") for _ in request.prompts]
+    else:
+        responses = client.map(scorer.requests(template, request))
+        judgements = scorer.judgements(request, [r.completion for r in responses])
     return HeadClassification(
         neuron=request.neuron, head=request.head, explanation=request.explanation,
         scorer=scorer.name, scorer_version=scorer.version(template),
@@ -23,5 +28,5 @@ def classify(client: LLMClient, scorer: Scorer, template: PromptTemplate,
         backend=client.backend.name, model=client.backend.model,
         results=[Classification(prompt=p.text, active=p.active, effect=p.effect, **j.model_dump())
                  for p, j in zip(request.prompts, judgements)],
-        calls=[r.record for r in responses],
+        calls=[r.record for r in responses], skipped=skipped,
     )

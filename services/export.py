@@ -16,20 +16,26 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contract import HeadScore, InvalidInputError
+from contract import HeadClassification, HeadScore, InvalidInputError
 from services.ablation import HeadAblation
+from services.activity import head_labels
+from services.attribution import HeadRef
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import get_campaign
+from services.campaigns.records import neuron_attribution
 from services.campaigns.stages.scan import train_hits
+from services.held_out import HeadTestSet
 from services.schemas import TruncatedPrompt
 from services.store import Store
 from services.store.models import (
     AblationRow,
+    ClassificationRow,
     ExplanationRow,
     HeadRow,
     NeuronRow,
     PromptRow,
     ScoreRow,
+    TestSetRow,
 )
 
 Format = Literal["jsonl", "parquet"]
@@ -96,7 +102,43 @@ def _scores(session: Session, campaign_id: str) -> Iterator[Row]:
         score = HeadScore.model_validate(s.payload)
         yield {**heads[s.head_id], "scorer": s.scorer, "control": s.control, "score": score.score,
                "tp": score.tp, "fn": score.fn, "tn": score.tn, "fp": score.fp, "unparseable": score.unparseable,
-               "skipped": score.skipped}
+               "skipped": score.skipped, "ci95_low": score.ci95[0] if score.ci95 else None,
+               "ci95_high": score.ci95[1] if score.ci95 else None}
+
+
+def _test_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
+    """Per head and held-out prompt: its text and label, and every scorer's answer and P(Yes) from
+    the head's explanation and from the shuffled control's (``SCORER_answer``,
+    ``SCORER_control_p_yes``, ...): every score can be recomputed from these rows."""
+    heads = _heads(session, campaign_id)
+    answers: dict[int, dict[str, HeadClassification]] = {}
+    for c in session.scalars(select(ClassificationRow).where(ClassificationRow.campaign_id == campaign_id)):
+        answers.setdefault(c.head_id, {})[c.scorer + ("_control" if c.control else "")] = (
+            HeadClassification.model_validate(c.payload))
+    for t in session.scalars(select(TestSetRow).where(TestSetRow.campaign_id == campaign_id).order_by(TestSetRow.id)):
+        test_set = HeadTestSet.model_validate(t.payload)
+        for index, prompt in enumerate(test_set.prompts):
+            row = {**heads[t.head_id], "index": index, "doc_id": prompt.prompt.doc_id, "text": prompt.prompt.text,
+                   "active": prompt.active, "effect": prompt.effect, "sampling": test_set.sampling,
+                   "activity": test_set.activity}
+            for name, classified in sorted(answers.get(t.head_id, {}).items()):
+                result = classified.results[index] if index < len(classified.results) else None
+                row[f"{name}_answer"] = result.answer if result else None
+                row[f"{name}_p_yes"] = result.p_yes if result else None
+            yield row
+
+
+def _train_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
+    """Per neuron, training prompt and head worth explaining: the head's attribution there and
+    its label by the campaign's activity definition (what the explainer and the probe saw)."""
+    activity = CampaignConfig.model_validate(get_campaign(session, campaign_id).config).activity
+    for h in session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)):
+        attribution = neuron_attribution(session, campaign_id, h.layer, h.neuron)
+        ref = HeadRef(layer=h.head_layer, head=h.head)
+        for rank, (prompt, active) in enumerate(zip(attribution.prompts, head_labels(attribution, ref, activity))):
+            yield {"campaign_id": campaign_id, "layer": h.layer, "neuron": h.neuron, "head_layer": h.head_layer,
+                   "head": h.head, "rank": rank, "doc_id": prompt.doc_id, "text": prompt.text, "active": active,
+                   "attribution": prompt.scores[h.head_layer][h.head]}
 
 
 def _ablations(session: Session, campaign_id: str) -> Iterator[Row]:
@@ -112,6 +154,7 @@ def _ablations(session: Session, campaign_id: str) -> Iterator[Row]:
 TABLES = {
     "campaign": _campaign, "neurons": _neurons, "contexts": _contexts, "prompts": _prompts, "heads": _head_rows,
     "explanations": _explanations, "scores": _scores, "ablations": _ablations,
+    "test_prompts": _test_prompts, "train_prompts": _train_prompts,
 }
 
 

@@ -7,18 +7,34 @@ rejection), so they can only lower a score, never pass as "No".
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contract import HeadClassification, HeadScore, rank_auc
+
+POWER = 0.8
+ALPHA = 0.05
 
 
 class PairedDifference(BaseModel):
     """Mean over heads of (real score - control score), the same head's test prompts judged with
-    its own and with another head's explanation; the interval is a bootstrap over heads."""
+    its own and with another head's explanation; the interval is a bootstrap over heads.
+    ``detectable``: the smallest mean difference a two-sided paired t-test at 5 % finds with 80 %
+    power, given these heads' spread of differences (how fine a comparison the test sets allow)."""
 
     n_pairs: int
     mean: float | None
     ci95: tuple[float, float] | None
+    detectable: float | None = None
+
+
+class ProbeShare(BaseModel):
+    """A scorer's margin over its shuffled control as a fraction of the text probe's margin, on
+    the heads where the probe beats its own control (where text predicts the head at all)."""
+
+    n_heads: int
+    scorer_margin: float | None
+    probe_margin: float | None
+    fraction: float | None
 
 
 class SkewTest(BaseModel):
@@ -32,7 +48,7 @@ class CampaignSummary(BaseModel):
     mean: float | None
     sd: float | None
     skew: SkewTest | None  # scipy's skewtest needs at least 8 scores
-    ci95: tuple[float, float] | None  # bootstrap percentile interval of the mean
+    ci95: tuple[float, float] | None  # bootstrap percentile interval of the mean; None for one head
     auc: float | None  # pooled over prompts with P(Yes) and a label
     n_with_probability: int
     # The judge's labelled answers, and how many of them were neither Yes nor No: a judge that
@@ -49,6 +65,7 @@ class ScorerSummary(BaseModel):
     control: CampaignSummary
     paired: PairedDifference
     calls: int
+    probe_share: ProbeShare | None = Field(default=None, description="Set when the probe scored the same campaign.")
 
 
 def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
@@ -91,7 +108,8 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
     return CampaignSummary(
         n_heads=len(scores), n_scored=len(values), mean=float(values.mean()),
         sd=float(values.std(ddof=1)) if len(values) > 1 else None, skew=skew,
-        ci95=bootstrap_ci(values, n_boot, seed), auc=area, n_with_probability=n_prob, **answers,
+        ci95=bootstrap_ci(values, n_boot, seed) if len(values) > 1 else None, auc=area,
+        n_with_probability=n_prob, **answers,
     )
 
 
@@ -103,6 +121,65 @@ def paired_difference(pairs: list[tuple[HeadScore, HeadScore]], n_boot: int = 10
     if not diffs:
         return PairedDifference(n_pairs=0, mean=None, ci95=None)
     return PairedDifference(n_pairs=len(diffs), mean=sum(diffs) / len(diffs),
-                            ci95=bootstrap_ci(diffs, n_boot, seed))
+                            ci95=bootstrap_ci(diffs, n_boot, seed) if len(diffs) > 1 else None,
+                            detectable=detectable_difference(diffs))
+
+
+def detectable_difference(diffs: list[float], power: float = POWER, alpha: float = ALPHA) -> float | None:
+    """The smallest true mean difference a two-sided one-sample t-test on ``diffs`` detects with
+    ``power``, taking their standard deviation as the truth (noncentral t); None for fewer than
+    two differences or no spread."""
+    import numpy as np
+    from scipy.optimize import brentq
+    from scipy.stats import nct, t
+
+    n = len(diffs)
+    sd = float(np.std(diffs, ddof=1)) if n > 1 else 0.0
+    if n < 2 or sd < 1e-12:  # equal differences (up to rounding) have no spread to power a test with
+        return None
+    df, critical = n - 1, float(t.ppf(1 - alpha / 2, n - 1))
+
+    def shortfall(effect: float) -> float:
+        shift = effect * np.sqrt(n) / sd
+        lower = float(np.nan_to_num(nct.cdf(-critical, df, shift)))  # the far tail: NaN when negligible
+        return float(nct.sf(critical, df, shift)) + lower - power
+
+    # power exceeds 80 % well before the shift reaches critical + 3 (the t tail is wider than normal)
+    return float(brentq(shortfall, 0.0, (critical + 3 * (1 + 10 / df)) * sd / np.sqrt(n)))
+
+
+def head_interval(score: HeadScore, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile interval of a head's balanced accuracy, resampling its active and its
+    inactive test prompts separately (scipy's bootstrap); None for a skipped head."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if score.score is None:
+        return None
+    hits = np.array([1.0] * score.tp + [0.0] * score.fn)
+    rejections = np.array([1.0] * score.tn + [0.0] * score.fp)
+    result = bootstrap((hits, rejections), lambda a, b, axis: 0.5 * (a.mean(axis=axis) + b.mean(axis=axis)),
+                       n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low), float(high)
+
+
+def margin(real: HeadScore | None, control: HeadScore | None) -> float | None:
+    if real is None or control is None or real.score is None or control.score is None:
+        return None
+    return real.score - control.score
+
+
+def probe_share(scorer: list[tuple[HeadScore | None, HeadScore | None]],
+                probe: list[tuple[HeadScore | None, HeadScore | None]]) -> ProbeShare:
+    """(real, control) scores of a scorer and of the probe, one pair per head in the same order
+    (None where a head has no such score)."""
+    margins = [(margin(*own), margin(*ceiling)) for own, ceiling in zip(scorer, probe, strict=True)]
+    kept = [(own, ceiling) for own, ceiling in margins if own is not None and ceiling is not None and ceiling > 0]
+    if not kept:
+        return ProbeShare(n_heads=0, scorer_margin=None, probe_margin=None, fraction=None)
+    own = sum(m for m, _ in kept) / len(kept)
+    ceiling = sum(p for _, p in kept) / len(kept)
+    return ProbeShare(n_heads=len(kept), scorer_margin=own, probe_margin=ceiling, fraction=own / ceiling)
 
 

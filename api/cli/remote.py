@@ -32,6 +32,7 @@ def submit(
     per_layer: local.PerLayerOpt = None, random: local.RandomOpt = False, seed: local.SeedOpt = None,
     max_train_docs: local.TrainOpt = None, max_test_docs: local.TestOpt = None,
     context_length: local.ContextOpt = None, test_prompts_per_head: local.TestPromptsOpt = None,
+    test_sampling: local.SamplingOpt = None, activity: local.ActivityOpt = None,
     worth_range: local.WorthOpt = None, explainer: local.ExplainerOpt = None,
     classifier: local.ClassifierOpt = None, strategy: local.StrategyOpt = None,
     scorer: local.ScorersOpt = None, budget: local.BudgetOpt = None, price: local.PriceOpt = None,
@@ -40,7 +41,8 @@ def submit(
     """Submit a campaign (same config file and flags as ``lookups run``); prints its id."""
     chosen = local._config(config, name, model, corpus, neurons, layers, per_layer, random, seed,
                            max_train_docs, max_test_docs, context_length, test_prompts_per_head,
-                           worth_range, explainer, classifier, strategy, scorer, budget, ablation, price, llm_mode)
+                           worth_range, explainer, classifier, strategy, scorer, budget, ablation, price, llm_mode,
+                           test_sampling, activity)
     accepted = _client().submit(chosen)
     if not accepted.dispatched:
         Console(stderr=True).print("the broker is unreachable now; the campaign is stored and will start later")

@@ -46,7 +46,9 @@ SeedOpt = Annotated[int | None, typer.Option(help="Seed (random baseline, shuffl
 TrainOpt = Annotated[int | None, typer.Option(help="Use at most this many train documents.")]
 TestOpt = Annotated[int | None, typer.Option(help="Use at most this many test documents.")]
 ContextOpt = Annotated[int | None, typer.Option(help="Tokens per document, BOS included (default 1024).")]
-TestPromptsOpt = Annotated[int | None, typer.Option(help="Held-out test prompts per head (default 10).")]
+TestPromptsOpt = Annotated[int | None, typer.Option(help="Held-out test prompts per head (default 10): the first N (--test-sampling first) or up to N active and N inactive (balanced).")]
+SamplingOpt = Annotated[str | None, typer.Option("--test-sampling", help="balanced (default): up to N active and N inactive test prompts per head, from a test scan of 4 N documents per neuron; first: the paper's, the first N.")]
+ActivityOpt = Annotated[str | None, typer.Option("--activity", help="When a head is active on a prompt: paper (default; attribution above mean + 2 std of the prompt's heads) or per-head (above the head's median over its neuron's training prompts).")]
 WorthOpt = Annotated[str | None, typer.Option(help="Active-fraction range of heads worth explaining, LOW,HIGH (default 0.25,0.75).")]
 ExplainerOpt = Annotated[str | None, typer.Option(help=f"Explainer backend spec (default {DEFAULT_EXPLAINER}), e.g. openai:gpt-4o.")]
 ClassifierOpt = Annotated[str | None, typer.Option(help=f"Judge backend spec (default {DEFAULT_JUDGE}: the packaged SmolLM2 from F16 weights).")]
@@ -77,12 +79,13 @@ def build_config(config: Path | None, **flags):
 
 def _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
             max_test_docs, context_length, test_prompts_per_head, worth_range, explainer, classifier,
-            strategy, scorers, budget, ablation, prices=None, llm_mode=None):
+            strategy, scorers, budget, ablation, prices=None, llm_mode=None, test_sampling=None, activity=None):
     return build_config(
         config, name=name, model=model, corpus=corpus, neurons=neurons, layers=layers or None,
         per_layer=per_layer, baseline="random" if random else None, seed=seed,
         max_train_docs=max_train_docs, max_test_docs=max_test_docs, context_length=context_length,
-        test_prompts_per_head=test_prompts_per_head, worth_range=worth_range, explainer=explainer,
+        test_prompts_per_head=test_prompts_per_head, test_sampling=test_sampling, activity=activity,
+        worth_range=worth_range, explainer=explainer,
         classifier=classifier, explainer_strategy=strategy, scorers=scorers or None,
         budget_usd=budget, ablation=ablation, llm_prices=prices or None, llm_mode=llm_mode)
 
@@ -166,7 +169,8 @@ def run(
     neurons: NeuronsOpt = None, layers: LayersOpt = None, per_layer: PerLayerOpt = None,
     random: RandomOpt = False, seed: SeedOpt = None, max_train_docs: TrainOpt = None,
     max_test_docs: TestOpt = None, context_length: ContextOpt = None,
-    test_prompts_per_head: TestPromptsOpt = None, worth_range: WorthOpt = None,
+    test_prompts_per_head: TestPromptsOpt = None, test_sampling: SamplingOpt = None,
+    activity: ActivityOpt = None, worth_range: WorthOpt = None,
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
     strategy: StrategyOpt = None, scorer: ScorersOpt = None, budget: BudgetOpt = None,
     price: PriceOpt = None, ablation: AblationOpt = None, llm_mode: LLMModeOpt = None,
@@ -187,7 +191,7 @@ def run(
     if resume_id is None:
         chosen = _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
                          max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
-                         classifier, strategy, scorer, budget, ablation, price, llm_mode)
+                         classifier, strategy, scorer, budget, ablation, price, llm_mode, test_sampling, activity)
         console.print(estimate_line(estimate_campaign(chosen, runtime)), highlight=False)
         campaign_id = create_campaign(store, chosen)
     else:
@@ -248,7 +252,11 @@ def headline_lines(headline) -> list[str]:
         text = f"  {line.scorer}: mean E {s.explanations.mean:.3f} over {s.explanations.n_scored} heads"
         text += f", shuffled {s.control.mean:.3f}" if s.control.mean is not None else ", no shuffled control"
         if s.paired.mean is not None:
-            text += f"; real − shuffled {s.paired.mean:+.3f} ({_interval(s.paired.ci95)}, {s.paired.n_pairs} heads)"
+            text += f"; real − shuffled {s.paired.mean:+.3f} ({_interval(s.paired.ci95)}, {s.paired.n_pairs} heads"
+            text += f"; detectable {s.paired.detectable:.3f})" if s.paired.detectable is not None else ")"
+        if s.probe_share is not None and s.probe_share.fraction is not None:
+            text += (f"; {100 * s.probe_share.fraction:.0f} % of the probe's margin "
+                     f"(on the {s.probe_share.n_heads} heads text predicts)")
         if line.baseline_mean is not None:
             text += f"; random-neuron baseline {line.baseline_mean:.3f}"
         text += (f"; {s.calls} judge calls, {s.explanations.n_unparseable} of {s.explanations.n_answers} "
@@ -278,7 +286,7 @@ def estimate(
     heads_per_neuron: Annotated[float, typer.Option(help="Assumed heads worth explaining per neuron.")] = 3.0,
     model: ModelOpt = None, corpus: CorpusOpt = None, neurons: NeuronsOpt = None,
     layers: LayersOpt = None, per_layer: PerLayerOpt = None, test_prompts_per_head: TestPromptsOpt = None,
-    explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
+    test_sampling: SamplingOpt = None, explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
     strategy: StrategyOpt = None, scorer: ScorersOpt = None, price: PriceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -293,7 +301,8 @@ def estimate(
     else:
         chosen = build_config(config, model=model, corpus=corpus or "unused", neurons=neurons,
                               layers=layers or None, per_layer=per_layer,
-                              test_prompts_per_head=test_prompts_per_head, explainer=explainer,
+                              test_prompts_per_head=test_prompts_per_head, test_sampling=test_sampling,
+                              explainer=explainer,
                               classifier=classifier, explainer_strategy=strategy, scorers=scorer or None,
                               llm_prices=price or None)
     result = estimate_campaign(chosen, Runtime(settings), heads_per_neuron, store, campaign)

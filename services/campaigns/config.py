@@ -11,7 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contract import InvalidInputError
+from services.activity import Activity
 from services.corpus import CorpusSelection
+from services.held_out import TestSampling
 from services.llm.cost import price_hint
 from services.llm.registry import (
     DEFAULT_EXPLAINER,
@@ -29,7 +31,8 @@ from services.settings import get_settings
 class CampaignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="campaign", min_length=1, max_length=200)
+    name: str = Field(default="", max_length=200,
+                      description="Default (or empty): what it analyses, e.g. 'smollm2-135m 27:1263,27:876 oneshot'.")
     model: str = Field(default="smollm2-135m", description="Packaged name, local checkpoint or hub name.")
 
     # Which neurons: an explicit list, or per_layer next-token (or random) neurons of these layers.
@@ -55,7 +58,15 @@ class CampaignConfig(BaseModel):
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
     max_prompt_tokens: int = Field(default=100, ge=2)
     prompts_per_neuron: int = Field(default=20, ge=1)
-    test_prompts_per_head: int = Field(default=10, ge=1)
+    test_prompts_per_head: int = Field(
+        default=10, ge=1, le=1000, description="Held-out prompts per head: the first N ('first' sampling), "
+        "or up to N active and N inactive ('balanced').")
+    test_sampling: TestSampling = Field(
+        default="balanced", description="'balanced': up to N active and N inactive test prompts per head, "
+        "from a test scan of 4 N documents per neuron; 'first': the paper's, the first N test prompts.")
+    activity: Activity = Field(
+        default="paper", description="When a head is active on a prompt: 'paper' (attribution above mean + "
+        "2 std of the prompt's heads) or 'per-head' (above the head's median over the training prompts).")
     active_stds: float = Field(default=2.0, gt=0.0)
     worth_range: tuple[float, float] = (0.25, 0.75)
 
@@ -65,8 +76,9 @@ class CampaignConfig(BaseModel):
     agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")
     classifier: str = Field(default=DEFAULT_JUDGE, description="LLM backend spec of the judge.")
     classifier_template: str = "neo2024"
-    scorers: list[str] = Field(default=["zero-shot"], min_length=1,
-                               description="Scorers (lookups scorers); the first is the headline score.")
+    scorers: list[str] = Field(default=["zero-shot", "probe"], min_length=1,
+                               description="Scorers (lookups scorers); the first is the headline score. "
+                               "'probe' (no LLM) gives the text-probe ceiling the others are compared with.")
     budget_usd: float | None = Field(default=None, gt=0.0)
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="USD per million input, output tokens of models the settings' "
@@ -108,6 +120,13 @@ class CampaignConfig(BaseModel):
         get_strategy(value)
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data):
+        if isinstance(data, dict) and not data.get("name"):
+            data = {**data, "name": default_name(data)}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
         if self.budget_usd is not None:
@@ -140,6 +159,18 @@ class CampaignConfig(BaseModel):
 
     def neuron_refs(self) -> list[NeuronRef] | None:
         return None if self.neurons is None else [NeuronRef.parse(n) for n in self.neurons]
+
+
+def default_name(fields: dict) -> str:
+    """A campaign's name from what it analyses: model, neurons (or layers) and explainer strategy."""
+    neurons = fields.get("neurons")
+    if neurons:
+        what = ",".join(map(str, neurons[:4])) + (f" (+{len(neurons) - 4})" if len(neurons) > 4 else "")
+    else:
+        layers = fields.get("layers")
+        kind = "random neurons" if fields.get("baseline") == "random" else "next-token neurons"
+        what = f"{kind} of layers {','.join(map(str, layers))}" if layers else f"{kind} of the last 3 layers"
+    return f"{fields.get('model') or 'smollm2-135m'} {what} {fields.get('explainer_strategy') or 'oneshot'}"[:200]
 
 
 def load_config(path: Path, overrides: dict | None = None) -> CampaignConfig:

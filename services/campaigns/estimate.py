@@ -14,6 +14,7 @@ from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import FINISHED, get_campaign
 from services.campaigns.records import campaign_heads, explain_request_for
 from services.campaigns.stages import STAGE_NAMES, llm_batch
+from services.held_out import max_test_prompts
 from services.llm.registry import get_scorer, get_strategy, get_template
 from services.llm.schemas import CostEstimate
 
@@ -77,6 +78,10 @@ def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], 
     return explainer, judge
 
 
+def n_test_prompts(config: CampaignConfig) -> int:
+    return max_test_prompts(config.test_sampling, config.test_prompts_per_head)
+
+
 def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
 
     template = get_template(config.classifier_template)
@@ -86,7 +91,7 @@ def _planned_classify(config: CampaignConfig, n_heads: int) -> list[LLMRequest]:
             request = ClassifyRequest(
                 token=" word", explanation=_filler(EXPLANATION_WORDS, f"{h}{kind}"),
                 prompts=[TestPrompt(text=_filler(PROMPT_WORDS, f"{h}{kind}{i}"))
-                         for i in range(config.test_prompts_per_head)])
+                         for i in range(n_test_prompts(config))])
             for scorer in config.scorers:
                 requests += get_scorer(scorer).requests(template, request)
     return requests
@@ -104,7 +109,8 @@ def _stored_explain(store, campaign_id: str, config: CampaignConfig):
     """The explain requests exactly as the explain (or agent) stage builds them."""
 
     with store.session() as session:
-        return [explain_request_for(session, campaign_id, head) for head in campaign_heads(session, campaign_id)]
+        return [explain_request_for(session, campaign_id, head, config)
+                for head in campaign_heads(session, campaign_id)]
 
 
 def _stored_classify(store, campaign_id: str) -> list[LLMRequest]:
@@ -135,7 +141,7 @@ def estimate_campaign(config: CampaignConfig, runtime, heads_per_neuron: float =
                            f"({n_neurons} neurons, {n_heads} heads)")
         assumptions.append(f"train prompts of ~{PROMPT_WORDS} words, half of them active")
     if classify_requests is None:
-        assumptions.append(f"every head has a two-class test set of {config.test_prompts_per_head} "
+        assumptions.append(f"every head has a two-class test set of {n_test_prompts(config)} "
                            f"prompts (~{PROMPT_WORDS} words) and an explanation of ~{EXPLANATION_WORDS} "
                            "words; each is judged twice (explanation and shuffled control) by each scorer")
         classify_requests = _planned_classify(config, n_heads)

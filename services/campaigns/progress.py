@@ -58,7 +58,9 @@ def create_campaign(store: Store, config: CampaignConfig, owner: str | None = No
             provenance={"explainer": config.explainer, "classifier": config.classifier,
                         "explainer_template": config.explainer_template,
                         "classifier_template": config.classifier_template,
-                        "explainer_strategy": config.explainer_strategy, "scorers": config.scorers},
+                        "explainer_strategy": config.explainer_strategy, "scorers": config.scorers,
+                        "activity": config.activity, "test_sampling": config.test_sampling,
+                        "test_prompts_per_head": config.test_prompts_per_head},
         ))
     return campaign_id
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contract import ExplainRequest, HeadExample
+from services.activity import head_labels
 from services.attribution import HeadRef, NeuronAttribution
 from services.campaigns.config import CampaignConfig
 from services.store.models import (
@@ -107,23 +108,31 @@ def stored_token(session: Session, campaign_id: str, layer: int, neuron: int) ->
         NeuronRow.campaign_id == campaign_id, NeuronRow.layer == layer, NeuronRow.neuron == neuron)).one()
 
 
-def explain_request_for(session: Session, campaign_id: str, head: HeadRow):
+def train_labels(session: Session, campaign_id: str, head: HeadRow, config: CampaignConfig) -> list[bool]:
+    """Whether the head is active on each of its neuron's training prompts, by the campaign's
+    activity definition: what the explainer is shown, and what the probe learns from."""
+    attribution = neuron_attribution(session, campaign_id, head.layer, head.neuron)
+    return head_labels(attribution, HeadRef(layer=head.head_layer, head=head.head), config.activity)
+
+
+def explain_request_for(session: Session, campaign_id: str, head: HeadRow, config: CampaignConfig):
     """The explain request of one head: its neuron's prompts split by the head's activity, each
     with the head's attribution and reads. The stage and ``lookups estimate`` both build
     requests here, so they never differ."""
 
     ref = HeadRef(layer=head.head_layer, head=head.head)
     attribution = neuron_attribution(session, campaign_id, head.layer, head.neuron)
+    labels = train_labels(session, campaign_id, head, config)
     examples = None
     if attribution.reads is not None:
-        examples = [HeadExample(text=p.text, active=ref in p.active,
+        examples = [HeadExample(text=p.text, active=active,
                                 attribution=p.scores[ref.layer][ref.head],
                                 pieces=r.pieces, reads=r.heads[str(ref)])
-                    for p, r in zip(attribution.prompts, attribution.reads)]
+                    for p, r, active in zip(attribution.prompts, attribution.reads, labels)]
     return ExplainRequest(
         neuron=neuron_key(head.layer, head.neuron), head=str(ref),
         token=stored_token(session, campaign_id, head.layer, head.neuron),
-        active_examples=[p.text for p in attribution.prompts if ref in p.active],
-        inactive_examples=[p.text for p in attribution.prompts if ref not in p.active],
+        active_examples=[p.text for p, active in zip(attribution.prompts, labels) if active],
+        inactive_examples=[p.text for p, active in zip(attribution.prompts, labels) if not active],
         examples=examples,
     )

@@ -15,6 +15,7 @@ from services.agent import AgentOutcome
 from services.attribution import NeuronAttribution
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import CampaignProgress, get_campaign, progress
+from services.held_out import HeadTestSet
 from services.schemas import TruncatedPrompt
 from services.score import CampaignSummary, ScorerSummary
 from services.store import Store
@@ -28,6 +29,7 @@ from services.store.models import (
     NeuronRow,
     PromptRow,
     ScoreRow,
+    TestSetRow,
 )
 
 
@@ -38,6 +40,8 @@ class TestPrediction(BaseModel):
     active: bool | None
     answer: str
     p_yes: float | None
+    others: dict[str, str] = Field(default_factory=dict, description="The other scorers' answers to the same "
+                                   "prompt (the probe's prediction among them).")
 
 
 class HeadResult(BaseModel):
@@ -51,6 +55,9 @@ class HeadResult(BaseModel):
     score: HeadScore | None = Field(description="The headline (first) scorer's score.")
     control_score: HeadScore | None = Field(description="Judged with another head's explanation.")
     scores: dict[str, HeadScore] = Field(default_factory=dict, description="Every scorer's score.")
+    control_scores: dict[str, HeadScore] = Field(default_factory=dict,
+                                                 description="Every scorer's shuffled-control score.")
+    test_note: str | None = Field(default=None, description="Why the head's test set is smaller than asked.")
     agent: AgentOutcome | None = Field(default=None, description="The agent's loop (agent strategy).")
     agent_rounds: list[AgentRound] = Field(default_factory=list, description="Each round: explanation, "
                                            "probes with their measurements, evaluation.")
@@ -145,16 +152,20 @@ def _mean_scores(attribution: NeuronAttribution) -> list[list[float]]:
 
 def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
     explanation = session.scalar(select(ExplanationRow).where(ExplanationRow.head_id == head.id))
-    classified = session.scalar(select(ClassificationRow.payload).where(
-        ClassificationRow.head_id == head.id, ClassificationRow.scorer == headline,
-        ClassificationRow.control.is_(False)))
+    classified = {scorer: HeadClassification.model_validate(payload) for scorer, payload in session.execute(
+        select(ClassificationRow.scorer, ClassificationRow.payload).where(
+            ClassificationRow.head_id == head.id, ClassificationRow.control.is_(False)))}
     ablation = session.scalar(select(AblationRow.payload).where(AblationRow.head_id == head.id))
     rounds = [AgentRound.model_validate(p) for p in session.scalars(
         select(AgentRoundRow.payload).where(AgentRoundRow.head_id == head.id).order_by(AgentRoundRow.round))]
+    test_set = session.scalar(select(TestSetRow.payload).where(TestSetRow.head_id == head.id))
     predictions = []
-    if classified is not None:
-        predictions = [TestPrediction(prompt=r.prompt, active=r.active, answer=r.answer, p_yes=r.p_yes)
-                       for r in HeadClassification.model_validate(classified).results]
+    if headline in classified:
+        others = {name: c.results for name, c in classified.items() if name != headline}
+        predictions = [TestPrediction(prompt=r.prompt, active=r.active, answer=r.answer, p_yes=r.p_yes,
+                                      others={name: found[i].answer for name, found in others.items()
+                                              if i < len(found)})
+                       for i, r in enumerate(classified[headline].results)]
     return HeadResult(
         head_layer=head.head_layer, head=head.head, active_fraction=head.active_fraction,
         explanation=explanation.text if explanation else None,
@@ -164,6 +175,9 @@ def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
         control_score=scores.get((head.id, headline, True)),
         scores={scorer: s for (head_id, scorer, control), s in scores.items()
                 if head_id == head.id and not control},
+        control_scores={scorer: s for (head_id, scorer, control), s in scores.items()
+                        if head_id == head.id and control},
+        test_note=HeadTestSet.model_validate(test_set).note if test_set else None,
         ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
         agent=explanation.payload.get("agent") if explanation else None, agent_rounds=rounds,
     )

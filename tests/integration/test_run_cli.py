@@ -232,7 +232,7 @@ def test_report_renders_in_chromium(finished, tmp_path):
     text = page["text"]
 
     results = campaign_results(Store(finished["env"]["LOOKUPS_RESULTS_URL"]), finished["id"])
-    assert "Campaign campaign" in text and "completed" in text
+    assert f"{results.campaign.name}\n" in text and "3:5,3:17" in results.campaign.name and "completed" in text
     assert f"{results.campaign.input_tokens} in / {results.campaign.output_tokens} out" in text
     assert f"{results.summary.explanations.mean:.3f}" in text  # mean head explanation score
     summary = results.summary.explanations

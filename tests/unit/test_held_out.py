@@ -2,7 +2,7 @@
 
 import pytest
 
-from contract import Document
+from contract import Document, InvalidInputError
 from services.ablation import activation_drops
 from services.attribution import HeadActivity, HeadRef, NeuronAttribution, PromptHeads, head_attributions
 from services.corpus import load_corpus, split_documents
@@ -67,3 +67,60 @@ def test_held_out_prompts_come_from_the_test_split_and_are_labelled(tiny_gpt2, c
 def test_no_heads_worth_explaining_means_no_scan(tiny_gpt2):
     assert held_out_test_prompts(tiny_gpt2, [train_attribution(NeuronRef(layer=1, index=0), [])], [],
                                  fetch=lambda ids: []) == []
+
+
+def test_balanced_sampling_draws_each_class_in_rank_order_and_notes_a_short_class():
+    neuron = NeuronRef(layer=3, index=1)
+    a = HeadRef(layer=0, head=1)
+    prompts = [truncated(i) for i in range(12)]  # a is active on 0, 3, 6, 9
+    tested = train_attribution(neuron, []).model_copy(update={"prompts": [
+        PromptHeads(text=p.text, tokens=p.tokens, scores=[], active=[a] if i % 3 == 0 else [])
+        for i, p in enumerate(prompts)
+    ]})
+    (three,) = label_test_prompts(tested, prompts, [a], per_head=3, sampling="balanced")
+    assert [p.prompt.doc_id for p in three.prompts] == ["t0", "t1", "t2", "t3", "t4", "t6"]
+    assert three.n_active == 3 and three.note is None and three.sampling == "balanced"
+    (five,) = label_test_prompts(tested, prompts, [a], per_head=5, sampling="balanced")
+    assert five.n_active == 4 and len(five.prompts) == 9
+    assert five.note is not None and "4 active" in five.note and not five.one_class
+
+
+def scored(neuron, values, head):
+    """An attribution whose prompts give ``head`` these scores (2 layers x 2 heads, others 0)."""
+    prompts = []
+    for i, value in enumerate(values):
+        scores = [[0.0, 0.0], [0.0, 0.0]]
+        scores[head.layer][head.head] = value
+        prompts.append(PromptHeads(text=f"p{i}", tokens=[i + 1], scores=scores, active=[]))
+    return train_attribution(neuron, [head]).model_copy(update={"prompts": prompts})
+
+
+def test_per_head_activity_labels_test_prompts_against_the_training_median():
+    neuron, head = NeuronRef(layer=2, index=0), HeadRef(layer=1, head=0)
+    train = scored(neuron, [0.1, 0.2, 0.3, 0.4, 0.5], head)  # median 0.3
+    tested = scored(neuron, [0.9, 0.8, 0.35, 0.25, 0.7, 0.6], head)  # its own median would be 0.65
+    prompts = [truncated(i) for i in range(6)]
+    (test_set,) = label_test_prompts(tested, prompts, [head], per_head=6, activity="per-head", train=train)
+    assert [p.active for p in test_set.prompts] == [True, True, True, False, True, True]
+    assert test_set.activity == "per-head"
+    (paper,) = label_test_prompts(tested, prompts, [head], per_head=6)
+    assert paper.one_class  # the paper's rule: never active (active lists are empty)
+    with pytest.raises(InvalidInputError, match="train"):
+        label_test_prompts(tested, prompts, [head], activity="per-head")
+
+
+def test_balanced_test_sets_carry_each_heads_own_ablation_effects(tiny_gpt2, corpus_path):
+    corpus = load_corpus(str(corpus_path))
+    test_docs = [Document(id=d.id, text=d.text[:400])
+                 for d in split_documents(corpus, "test", test_from_id="owt-0800")[:40]]
+    neuron = NeuronRef(layer=3, index=5)
+    heads = [HeadRef(layer=2, head=1), HeadRef(layer=0, head=0), HeadRef(layer=1, head=2)]
+    sets = held_out_test_prompts(tiny_gpt2, [train_attribution(neuron, heads)], iter(test_docs),
+                                 fetch=lambda ids: [d for d in test_docs if d.id in ids],
+                                 per_head=3, sampling="balanced", top_k=5, context_length=64)
+    assert all(len(s.prompts) <= 6 and s.sampling == "balanced" for s in sets)
+    for test_set in sets:
+        tokens = [p.prompt.tokens for p in test_set.prompts]
+        if tokens:
+            expected = activation_drops(tiny_gpt2, neuron, [test_set.head], tokens)[test_set.head]
+            assert [p.effect for p in test_set.prompts] == pytest.approx(expected.tolist())

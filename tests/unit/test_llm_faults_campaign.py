@@ -138,9 +138,9 @@ def test_a_server_turning_bad_mid_campaign_yields_failures_and_unparseables_neve
                           ClassificationRow.campaign_id == campaign_id))}
         scores = {(r.head_id, r.scorer, r.control): HeadScore.model_validate(r.payload)
                   for r in session.scalars(select(ScoreRow).where(ScoreRow.campaign_id == campaign_id))}
-        explain_requests = {key: strategy.request(template, explain_request_for(session, campaign_id, head))
+        explain_requests = {key: strategy.request(template, explain_request_for(session, campaign_id, head, config))
                             for key, head in heads.items()}
-        classify_requests = {key: classify_request_for(session, campaign_id, key, config.seed)
+        classify_requests = {key: classify_request_for(session, campaign_id, key, config)
                              for stage, key in items if stage == "classify"}
 
     # nothing was stored twice

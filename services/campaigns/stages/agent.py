@@ -127,7 +127,8 @@ def _measure(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
         round_ = _rounds(session, head.id)[index]
         attribution = neuron_attribution(session, item.campaign_id, head.layer, head.neuron)
     measured = measure_probes(runtime.model(config.model), attribution, HeadRef(layer=head.head_layer, head=head.head),
-                              round_.probes, max_tokens=min(config.max_prompt_tokens, config.context_length - 1))
+                              round_.probes, max_tokens=min(config.max_prompt_tokens, config.context_length - 1),
+                              activity=config.activity)
     done = round_.model_copy(update={"measurements": measured})
     return _update_round(head.id, done)
 
@@ -155,7 +156,7 @@ def _loop(store: Store, item: StageItem, head_key: str):
     config = item.config
     with store.session() as session:
         head = head_by_key(session, item.campaign_id, head_key)
-        request = explain_request_for(session, item.campaign_id, head)
+        request = explain_request_for(session, item.campaign_id, head, config)
         rounds = _rounds(session, head.id)
         failures = _failures(session, item.campaign_id, head)
     return (get_strategy(config.explainer_strategy), get_template(config.explainer_template), head, request,

@@ -11,7 +11,15 @@ from sqlalchemy.orm import Session
 from contract import ClassifyRequest, TestPrompt
 from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
-from services.campaigns.records import StageItem, Writer, head_by_key, neuron_key, stored_token
+from services.campaigns.records import (
+    StageItem,
+    Writer,
+    head_by_key,
+    neuron_attribution,
+    neuron_key,
+    stored_token,
+    train_labels,
+)
 from services.held_out import HeadTestSet
 from services.llm.batch import require_answered
 from services.llm.registry import get_scorer, get_template
@@ -49,11 +57,12 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
 
 
 def classify_request_for(session: Session, campaign_id: str, key: str,
-                         seed: int) -> tuple[int, str, bool, ClassifyRequest]:
+                         config: CampaignConfig) -> tuple[int, str, bool, ClassifyRequest]:
     """The classify request of one item ``HEAD_KEY/SCORER/explanation|control``: the head's
     labelled test prompts with its own explanation, or, for the shuffled control, with the
-    explanation of the head a seeded derangement gives it. Returns (head id, scorer, control,
-    request); the stage and ``lookups estimate`` both build requests here."""
+    explanation of the head a seeded derangement gives it; ``train`` is the evidence that
+    explanation was written from (the donor head's training prompts and labels). Returns (head
+    id, scorer, control, request); the stage and ``lookups estimate`` both build requests here."""
     head_key, scorer, kind = key.rsplit("/", 2)
     control = kind == "control"
     head = head_by_key(session, campaign_id, head_key)
@@ -61,21 +70,24 @@ def classify_request_for(session: Session, campaign_id: str, key: str,
     if control:
         heads = classifiable(session, campaign_id)
         index = next(i for i, h in enumerate(heads) if h.id == head.id)
-        donor = heads[derangement(len(heads), seed)[index]]
+        donor = heads[derangement(len(heads), config.seed)[index]]
     explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
     test_set = HeadTestSet.model_validate(session.scalar(
         select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
+    train = neuron_attribution(session, campaign_id, donor.layer, donor.neuron).prompts
     request = ClassifyRequest(
         neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
         token=stored_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
-        prompts=[TestPrompt(text=p.prompt.text, active=p.active, effect=p.effect) for p in test_set.prompts])
+        prompts=[TestPrompt(text=p.prompt.text, active=p.active, effect=p.effect) for p in test_set.prompts],
+        train=[TestPrompt(text=p.text, active=active)
+               for p, active in zip(train, train_labels(session, campaign_id, donor, config))])
     return head.id, scorer, control, request
 
 
 def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     config = item.config
     with store.session() as session:
-        head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config.seed)
+        head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config)
     if config.llm_mode == "batch":  # answered by the classify_batch stage's provider batch
         require_answered(runtime.llm(config.classifier, None, config.llm_prices),
                          get_scorer(scorer).requests(get_template(config.classifier_template), request))

@@ -32,7 +32,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     config = item.config
     with store.session() as session:
         head = head_by_key(session, item.campaign_id, item.key)
-        head_id, request = head.id, explain_request_for(session, item.campaign_id, head)
+        head_id, request = head.id, explain_request_for(session, item.campaign_id, head, config)
     if config.llm_mode == "batch":  # answered by the explain_batch stage's provider batch
         require_answered(runtime.llm(config.explainer, None, config.llm_prices), [
             get_strategy(config.explainer_strategy).request(get_template(config.explainer_template), request)])

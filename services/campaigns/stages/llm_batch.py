@@ -35,7 +35,7 @@ KEY = "batch"
 def explain_requests(session: Session, campaign_id: str, config: CampaignConfig) -> list[LLMRequest]:
     """Every request the explain stage makes, one per head."""
     strategy, template = get_strategy(config.explainer_strategy), get_template(config.explainer_template)
-    return [strategy.request(template, explain_request_for(session, campaign_id, head))
+    return [strategy.request(template, explain_request_for(session, campaign_id, head, config))
             for head in campaign_heads(session, campaign_id)]
 
 
@@ -45,7 +45,7 @@ def classify_requests(session: Session, campaign: Campaign) -> list[LLMRequest]:
     template = get_template(config.classifier_template)
     requests: list[LLMRequest] = []
     for key in classify.plan(session, campaign):
-        _, scorer, _, request = classify.classify_request_for(session, campaign.id, key, config.seed)
+        _, scorer, _, request = classify.classify_request_for(session, campaign.id, key, config)
         requests += get_scorer(scorer).requests(template, request)
     return requests
 

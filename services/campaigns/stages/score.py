@@ -10,9 +10,11 @@ from contract import HeadClassification, HeadScore
 from services.campaigns.records import StageItem, Writer, campaign_heads, neuron_key
 from services.llm.registry import get_scorer
 from services.runtime import Runtime
-from services.score import ScorerSummary, paired_difference, summarize
+from services.score import ScorerSummary, head_interval, paired_difference, probe_share, summarize
 from services.store import Store
 from services.store.models import Campaign, ClassificationRow, ScoreRow, TestSetRow
+
+PROBE = "probe"  # the text-probe ceiling's scorer: every other scorer's margin is also given as its share
 
 
 def plan(session: Session, campaign: Campaign) -> list[str]:
@@ -31,13 +33,21 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
             TestSetRow.campaign_id == item.campaign_id, TestSetRow.one_class.is_(True))))
     scores: dict[tuple[int, str, bool], HeadScore] = {}
     by_scorer: dict[str, dict] = {}  # name -> ScorerSummary as JSON
+
+    def pairs(name: str) -> list[tuple[HeadScore, HeadScore]]:
+        """(real, control) scores of every head with both, in head order; a skipped score stays None."""
+        return [(scores[h.id, name, False], scores[h.id, name, True]) for h in heads if (h.id, name, True) in scores]
+
     for name in item.config.scorers:
         scorer = get_scorer(name)
         for head in heads:
             for control in (False, True):
                 found = classified.get((head.id, name, control))
                 if found is not None:
-                    scores[head.id, name, control] = scorer.score(found)
+                    score = scorer.score(found)
+                    if not control:
+                        score = score.model_copy(update={"ci95": head_interval(score)})
+                    scores[head.id, name, control] = score
                 elif not control:
                     reason = ("test labels are all one class" if head.id in one_class
                               else "no classification (a failed or skipped item)")
@@ -49,10 +59,16 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         by_scorer[name] = ScorerSummary(
             explanations=summarize(real, [c for (_, n, ctl), c in classified.items() if n == name and not ctl]),
             control=summarize(shuffled),
-            paired=paired_difference([(scores[h.id, name, False], scores[h.id, name, True])
-                                      for h in heads if (h.id, name, True) in scores]),
+            paired=paired_difference(pairs(name)),
             calls=sum(len(c.calls) for (_, n, _), c in classified.items() if n == name),
         ).model_dump(mode="json")
+    if PROBE in item.config.scorers:
+        def per_head(name: str) -> list[tuple[HeadScore | None, HeadScore | None]]:
+            return [(scores.get((h.id, name, False)), scores.get((h.id, name, True))) for h in heads]
+
+        for name in item.config.scorers:
+            if name != PROBE:
+                by_scorer[name]["probe_share"] = probe_share(per_head(name), per_head(PROBE)).model_dump(mode="json")
     headline = by_scorer[item.config.scorers[0]]
     summary = {"explanations": headline["explanations"], "control": headline["control"],
                "scorers": by_scorer}

@@ -35,6 +35,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     test_sets = held_out_test_prompts(
         runtime.model(config.model), attributions, stream_selection(selection),
         fetch=lambda ids: fetch_documents(selection, ids), per_head=config.test_prompts_per_head,
+        sampling=config.test_sampling, activity=config.activity,
         top_k=config.top_k, context_length=config.context_length, total=total, report=reporter,
     ) if attributions else []
     corpus = corpus_info(selection)

@@ -53,7 +53,7 @@ def test_explain_dry_run_estimates_without_calling(settings, fake_server, tmp_pa
     (["explain", "-b", "local", "--input", "{BAD}"], "--input"),
     (["explain", "-b", "local", "--input", "{NOEX}"], "active_examples: Field required"),
     (["classify", "-b", "local", "-s", "nosuch", "-e", "x", "-p", "{P}"],
-     "unknown scorer 'nosuch'; installed: causal, detection, logprob-auc, zero-shot"),
+     "unknown scorer 'nosuch'; installed: causal, detection, logprob-auc, probe, zero-shot"),
     (["explain", "-b", "local", "-s", "nosuch", "--input", "{EX}"],
      "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot"),
     (["explain", "-b", "local", "-s", "contrastive", "--input", "{EX}"], "use the oneshot strategy"),
