@@ -120,6 +120,19 @@ def stream_corpus(spec: str) -> Iterator[Document]:
     raise CorpusError(f"no corpus source accepts {spec!r} (sources: {names}); give an existing {SPEC_FORMS}")
 
 
+@cache
+def packaged_builders() -> frozenset[str]:
+    """The builders ``datasets`` ships (``text``, ``json``, ``csv``, ``parquet``, ``imagefolder``,
+    ``sql``, ...): as an ``hf:`` name they read local files, with no data files given those of
+    the working directory, so the API refuses them. Read from the installed ``datasets``, so a
+    new builder is refused too."""
+    import pkgutil
+
+    import datasets.packaged_modules
+
+    return frozenset(module.name for module in pkgutil.iter_modules(datasets.packaged_modules.__path__))
+
+
 @dataclass(frozen=True)
 class CorpusIndex:
     """A corpus's document ids in order: all a process keeps of it."""
