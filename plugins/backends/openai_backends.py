@@ -75,9 +75,8 @@ class OpenAIBackend(Backend):
         import langchain_openai  # noqa: F401  about 2 s
 
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
-        from langchain_openai import ChatOpenAI
-
         import openai
+        from langchain_openai import ChatOpenAI
 
         extra = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if logprobs else {}
         return ChatOpenAI(
