@@ -10,12 +10,15 @@
   under a prefix in ``LOOKUPS_ALLOWED_BACKEND_URLS``; prompt templates by registered name only.
   Nothing configured means no local paths and no URLs.
 - A campaign's size, neurons x documents, under ``LOOKUPS_API_MAX_CAMPAIGN_SIZE``.
+- Numbers finite everywhere in a request (NaN, Infinity and 1e999 are refused), and prices only
+  for models the operator's ``LOOKUPS_LLM_PRICES`` does not price.
 
 The CLI on the machine itself runs the same requests without these limits.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Collection, Mapping, Sequence
@@ -195,6 +198,26 @@ def check_template(spec: str, registered: Collection[str]) -> str | None:
     return "through the API a template is a registered name (GET /v1/templates); template files are CLI-only"
 
 
+def check_prices(prices: Mapping[str, Any], operator_priced: Collection[str]) -> str | None:
+    """A request may price models the operator does not; never replace (or lower) the operator's."""
+    priced = sorted(set(prices) & set(operator_priced))
+    if priced:
+        return (f"the operator prices {', '.join(map(repr, priced))} (LOOKUPS_LLM_PRICES); a request may only "
+                "price models the operator does not")
+    return None
+
+
+def non_finite(value: Any, path: tuple[str, ...] = ()) -> Problems:
+    """Every NaN or infinite number anywhere in a request body, by its dotted path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(".".join(path), "must be a finite number (no NaN or Infinity)")]
+    if isinstance(value, Mapping):
+        return [problem for key, item in value.items() for problem in non_finite(item, (*path, str(key)))]
+    if isinstance(value, list | tuple):
+        return [problem for i, item in enumerate(value) for problem in non_finite(item, (*path, str(i)))]
+    return []
+
+
 def check_campaign_size(*, neurons: Sequence[str] | None, layers: Sequence[int] | None, per_layer: int,
                         max_train_docs: int | None, max_test_docs: int | None, cap: int | None) -> Problems:
     """neurons x documents at most ``cap``: neurons are the explicit ones, or layers x per_layer
@@ -228,19 +251,22 @@ class Policy:
     templates: Collection[str] = ()
     corpus_builders: Collection[str] = ()
     local_models: Collection[str] = ("",)
+    operator_priced: Collection[str] = ()
 
 
 def policy(settings: Settings, packaged_models: Collection[str], templates: Collection[str],
            corpus_builders: Collection[str], local_models: Collection[str]) -> Policy:
     return Policy(corpus_roots=tuple(settings.corpus_roots), model_roots=tuple(settings.model_roots),
                   allowed_urls=tuple(settings.allowed_backend_urls), packaged_models=packaged_models,
-                  templates=templates, corpus_builders=corpus_builders, local_models=local_models)
+                  templates=templates, corpus_builders=corpus_builders, local_models=local_models,
+                  operator_priced=tuple(settings.llm_prices))
 
 
 def request_problems(body: Mapping[str, Any], rules: Policy) -> Problems:
     """Every field of a campaign config or job request that names something outside the policy:
-    corpus, model, backend specs, templates, and the base_url of any options object."""
-    problems: Problems = []
+    corpus, model, backend specs, templates, the base_url of any options object, prices the
+    operator sets; and any number that is not finite."""
+    problems: Problems = non_finite(body)
     for field, value in body.items():
         problem = None
         if isinstance(value, str) and field in CORPUS_FIELDS:
@@ -251,6 +277,8 @@ def request_problems(body: Mapping[str, Any], rules: Policy) -> Problems:
             problem = check_backend(value, rules.model_roots, rules.allowed_urls, rules.local_models)
         elif isinstance(value, str) and field in TEMPLATE_FIELDS:
             problem = check_template(value, rules.templates)
+        elif isinstance(value, Mapping) and field == "llm_prices":
+            problem = check_prices(value, rules.operator_priced)
         elif isinstance(value, Mapping) and value.get("base_url") is not None:
             url_problem = check_url(str(value["base_url"]), rules.allowed_urls)
             if url_problem:

@@ -58,7 +58,7 @@ class CorpusSelection(BaseModel):
     """Which documents of a corpus a piece of work reads: the corpus, a deterministic split and
     an optional cap on the number of documents."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     corpus: str = Field(min_length=1, max_length=500, description=f"A {SPEC_FORMS}.")
     split: Split = "train"
