@@ -55,7 +55,7 @@ ModelName = Annotated[str, Field(min_length=1, max_length=500, description="Pack
                                  "directory or hub name.")]
 Spec = Annotated[str, Field(min_length=1, max_length=500)]
 MAX_BUDGET_USD = 1_000_000.0
-MAX_LAYER = 1023  # no model has more layers; a layer past the model's is refused when it loads
+MAX_LAYER = 1023  # far past any model's last layer
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1, description="Fits a 64-bit integer.")]
 
 
