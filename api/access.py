@@ -4,17 +4,21 @@
   ``LOOKUPS_API_TOKENS`` entry is an admin named token-1, token-2, ...). A principal sees the
   campaigns and jobs it submitted; admins see all, including those with no owner.
 - Paths and URLs a request may name: corpora under ``LOOKUPS_CORPUS_ROOTS`` or ``hf:`` dataset
-  ids; subject-model checkpoints and ``local:/path.gguf`` backends under ``LOOKUPS_MODEL_ROOTS``
-  (packaged and hub names are always fine); backend URLs under a prefix in
-  ``LOOKUPS_ALLOWED_BACKEND_URLS``; prompt templates by registered name only. Nothing configured
-  means no local paths and no URLs.
+  ids, never a ``datasets`` packaged builder (``hf:text`` reads the worker's folder);
+  subject-model checkpoints and ``local:/path.gguf`` backends under ``LOOKUPS_MODEL_ROOTS``
+  (packaged and hub names are always fine; nothing relative to a worker's folder); backend URLs
+  under a prefix in ``LOOKUPS_ALLOWED_BACKEND_URLS``; prompt templates by registered name only.
+  Nothing configured means no local paths and no URLs.
 - A campaign's size, neurons x documents, under ``LOOKUPS_API_MAX_CAMPAIGN_SIZE``.
+- Numbers finite everywhere in a request (NaN, Infinity and 1e999 are refused), and prices only
+  for models the operator's ``LOOKUPS_LLM_PRICES`` does not price.
 
 The CLI on the machine itself runs the same requests without these limits.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Collection, Mapping, Sequence
@@ -27,8 +31,6 @@ from services.settings import Settings
 
 # A Hugging Face repo id: NAME or OWNER/NAME (no path traversal, no absolute path).
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?", re.ASCII)
-# A named local LLM (``local:qwen2.5-coder-1.5b``), as opposed to a GGUF path.
-LOCAL_LLM_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,99}", re.ASCII)
 # How the openai-compatible backend reads ``URL:MODEL`` (plugins/backends/openai_backends.py).
 URL_AND_MODEL = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
 DEFAULT_LAYER_COUNT = 3  # services.neurons.default_layers: the model's last three layers
@@ -104,12 +106,16 @@ def _local_path(path: str, roots: Sequence[Path], setting: str, what: str) -> st
     return None
 
 
-def check_corpus(spec: str, roots: Sequence[Path]) -> str | None:
-    """``hf:OWNER/NAME[:CONFIG][?OPTIONS]``, or an absolute file or folder under the corpus roots."""
+def check_corpus(spec: str, roots: Sequence[Path], builders: Collection[str] = ()) -> str | None:
+    """``hf:OWNER/NAME[:CONFIG][?OPTIONS]``, or an absolute file or folder under the corpus roots;
+    never one of the ``datasets`` packaged ``builders``, which read local files."""
     if spec.startswith("hf:"):
         name = spec.removeprefix("hf:").partition("?")[0].partition(":")[0]
         if Path(name).is_absolute():  # a dataset folder, read by datasets.load_dataset
             return _local_path(name, roots, "LOOKUPS_CORPUS_ROOTS", "corpus")
+        if name.lower() in builders:
+            return (f"{name!r} is a packaged datasets builder, which reads local files; through the API an hf: "
+                    "corpus is a Hugging Face dataset id (NAME or OWNER/NAME)")
         if not _is_hub_id(name):
             return f"{name!r} is not a Hugging Face dataset id (NAME or OWNER/NAME)"
         return None
@@ -166,13 +172,18 @@ def _url(url: str) -> tuple[str, str, int, str] | None:
     return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80), parts.path
 
 
-def check_backend(spec: str, model_roots: Sequence[Path], allowed_urls: Sequence[str]) -> str | None:
-    """``local:/path.gguf`` under the model roots; a URL in a spec (``openai-compatible:URL:MODEL``)
-    under an allowed prefix. Other specs name hosted models and are fine."""
+def check_backend(spec: str, model_roots: Sequence[Path], allowed_urls: Sequence[str],
+                  local_models: Collection[str] = ("",)) -> str | None:
+    """``local`` with a packaged model (``local_models``, "" the default) or ``local:/path.gguf``
+    under the model roots; a URL in a spec (``openai-compatible:URL:MODEL``) under an allowed
+    prefix. Other specs name hosted models and are fine."""
     name, _, target = spec.strip().partition(":")
     if name == "local":
-        if not target or (LOCAL_LLM_NAME.fullmatch(target) and not target.endswith(".gguf")):
+        if target in local_models:
             return None
+        if not Path(target).is_absolute():  # never resolved against a worker's folder
+            return (f"through the API a local backend is local, local:NAME with a packaged model "
+                    f"({', '.join(sorted(filter(None, local_models)))}), or local:/path.gguf under LOOKUPS_MODEL_ROOTS")
         return _local_path(target, model_roots, "LOOKUPS_MODEL_ROOTS", "GGUF model")
     if name == "openai-compatible" or "://" in target:
         match = URL_AND_MODEL.match(target)
@@ -185,6 +196,26 @@ def check_template(spec: str, registered: Collection[str]) -> str | None:
     if spec in registered:
         return None
     return "through the API a template is a registered name (GET /v1/templates); template files are CLI-only"
+
+
+def check_prices(prices: Mapping[str, Any], operator_priced: Collection[str]) -> str | None:
+    """A request may price models the operator does not; never replace (or lower) the operator's."""
+    priced = sorted(set(prices) & set(operator_priced))
+    if priced:
+        return (f"the operator prices {', '.join(map(repr, priced))} (LOOKUPS_LLM_PRICES); a request may only "
+                "price models the operator does not")
+    return None
+
+
+def non_finite(value: Any, path: tuple[str, ...] = ()) -> Problems:
+    """Every NaN or infinite number anywhere in a request body, by its dotted path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(".".join(path), "must be a finite number (no NaN or Infinity)")]
+    if isinstance(value, Mapping):
+        return [problem for key, item in value.items() for problem in non_finite(item, (*path, str(key)))]
+    if isinstance(value, list | tuple):
+        return [problem for i, item in enumerate(value) for problem in non_finite(item, (*path, str(i)))]
+    return []
 
 
 def check_campaign_size(*, neurons: Sequence[str] | None, layers: Sequence[int] | None, per_layer: int,
@@ -218,28 +249,36 @@ class Policy:
     allowed_urls: Sequence[str] = ()
     packaged_models: Collection[str] = ()
     templates: Collection[str] = ()
+    corpus_builders: Collection[str] = ()
+    local_models: Collection[str] = ("",)
+    operator_priced: Collection[str] = ()
 
 
-def policy(settings: Settings, packaged_models: Collection[str], templates: Collection[str]) -> Policy:
+def policy(settings: Settings, packaged_models: Collection[str], templates: Collection[str],
+           corpus_builders: Collection[str], local_models: Collection[str]) -> Policy:
     return Policy(corpus_roots=tuple(settings.corpus_roots), model_roots=tuple(settings.model_roots),
                   allowed_urls=tuple(settings.allowed_backend_urls), packaged_models=packaged_models,
-                  templates=templates)
+                  templates=templates, corpus_builders=corpus_builders, local_models=local_models,
+                  operator_priced=tuple(settings.llm_prices))
 
 
 def request_problems(body: Mapping[str, Any], rules: Policy) -> Problems:
     """Every field of a campaign config or job request that names something outside the policy:
-    corpus, model, backend specs, templates, and the base_url of any options object."""
-    problems: Problems = []
+    corpus, model, backend specs, templates, the base_url of any options object, prices the
+    operator sets; and any number that is not finite."""
+    problems: Problems = non_finite(body)
     for field, value in body.items():
         problem = None
         if isinstance(value, str) and field in CORPUS_FIELDS:
-            problem = check_corpus(value, rules.corpus_roots)
+            problem = check_corpus(value, rules.corpus_roots, rules.corpus_builders)
         elif isinstance(value, str) and field in MODEL_FIELDS:
             problem = check_model(value, rules.model_roots, rules.packaged_models)
         elif isinstance(value, str) and field in BACKEND_FIELDS:
-            problem = check_backend(value, rules.model_roots, rules.allowed_urls)
+            problem = check_backend(value, rules.model_roots, rules.allowed_urls, rules.local_models)
         elif isinstance(value, str) and field in TEMPLATE_FIELDS:
             problem = check_template(value, rules.templates)
+        elif isinstance(value, Mapping) and field == "llm_prices":
+            problem = check_prices(value, rules.operator_priced)
         elif isinstance(value, Mapping) and value.get("base_url") is not None:
             url_problem = check_url(str(value["base_url"]), rules.allowed_urls)
             if url_problem:

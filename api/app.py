@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.middleware import BodyLimit, SecurityHeaders
 from api.ratelimit import SubmissionLimiter
 from api.routes import campaigns, jobs, meta
 from api.schemas import ErrorPublic, Problem
@@ -69,31 +70,11 @@ async def _lookups_error(request: Request, error: LookupsError) -> JSONResponse:
     return JSONResponse(ErrorPublic(detail=str(error)).model_dump(), status_code=400)
 
 
-class BodyLimit:
-    """413 for bodies over the limit; 411 for bodies without a Content-Length (no chunked uploads)."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length")
-            problem = None
-            if length is None and headers.get(b"transfer-encoding"):
-                problem = (411, "send a Content-Length header")
-            elif length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-                problem = (413, f"request body over {self.max_bytes} bytes")
-            if problem:
-                response = JSONResponse(ErrorPublic(detail=problem[1]).model_dump(), status_code=problem[0])
-                return await response(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_api()
-    app = FastAPI(title="lookups", version="1", lifespan=lifespan,
+    # redirect_slashes off: the API answers nothing with a redirect (Starlette's would echo Host).
+    app = FastAPI(title="lookups", version="1", lifespan=lifespan, redirect_slashes=False,
                   description="Automated interpretability of attention-MLP context look-ups: "
                               "campaigns, single jobs and reports.",
                   responses={400: {"model": ErrorPublic}, 401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
@@ -105,6 +86,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(LookupsError, _lookups_error)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_request_bytes)
+    app.add_middleware(SecurityHeaders, docs_paths=tuple(p for p in (app.docs_url, app.redoc_url) if p))  # outermost
     for module in (campaigns, jobs, meta):
         app.include_router(module.router)
     return app

@@ -13,7 +13,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.access import Principal, Problems, policy, principal_for, request_problems, token_table
 from api.ratelimit import SubmissionLimiter
 from api.schemas import ErrorPublic
-from services.llm.registry import templates
+from services.corpus import packaged_builders
+from services.llm.registry import named_targets, templates
 from services.settings import Settings
 from services.store import Store
 from services.subject_model import PACKAGED_MODELS
@@ -71,7 +72,8 @@ def refuse(problems: Problems) -> None:
 
 def access_problems(body: dict, settings: Settings) -> Problems:
     """The corpus, model, backend, template or base_url fields of ``body`` the policy refuses."""
-    return request_problems(body, policy(settings, PACKAGED_MODELS, templates()))
+    return request_problems(body, policy(settings, PACKAGED_MODELS, templates(), packaged_builders(),
+                                         named_targets("local")))
 
 
 RATE_LIMITED = {429: {"model": ErrorPublic, "description": "Too many submissions this minute by this principal.",

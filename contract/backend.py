@@ -47,6 +47,9 @@ class Backend:
     default_model: ClassVar[str] = ""
     # Runs on this machine: no per-token price, so a budget has nothing to cap and needs none.
     local: ClassVar[bool] = False
+    # A backend whose target may be a file path: the targets it knows by name instead (packaged
+    # models). The API lets a request name these, and paths only under LOOKUPS_MODEL_ROOTS.
+    named_targets: ClassVar[tuple[str, ...]] = ()
     # Takes a list of requests as one provider batch job (cheaper, answered within hours):
     # implements ``submit_batch`` and ``poll_batch``.
     supports_batch: ClassVar[bool] = False

@@ -58,6 +58,21 @@ def _records_parquet(path: Path) -> Iterator[dict]:
         yield from batch.to_pylist()
 
 
+def check_no_links_out(folder: Path, spec: str) -> None:
+    """Every entry of ``folder``, symlinks followed, stays inside it: a link to a file or folder
+    elsewhere (``/etc/passwd``, another user's data) is refused, not skipped, so a corpus never
+    silently differs from what its folder shows. The error names the entry, not its target."""
+    base = folder.resolve()
+    for entry in folder.rglob("*"):
+        try:
+            inside = entry.resolve().is_relative_to(base)
+        except (OSError, RuntimeError):  # a symlink loop
+            inside = False
+        if not inside:
+            raise CorpusError(f"corpus {spec!r}: {entry.relative_to(folder).as_posix()!r} is a link out of the "
+                              "corpus folder; a folder corpus reads only files inside it")
+
+
 def documents_from_file(path: Path, id_prefix: str) -> Iterator[Document]:
     suffix = _suffix(path)
     if suffix == ".txt":
@@ -74,7 +89,8 @@ def documents_from_file(path: Path, id_prefix: str) -> Iterator[Document]:
 
 class LocalFiles:
     """``.jsonl``/``.jsonl.gz`` (``{"id"?, "text"}`` per line), ``.txt`` (one document per
-    file), ``.parquet`` (``text`` and optional ``id`` columns), or a folder of them."""
+    file), ``.parquet`` (``text`` and optional ``id`` columns), or a folder of them (whose
+    entries must not link out of it)."""
 
     name = "local"
 
@@ -89,6 +105,7 @@ class LocalFiles:
                 raise CorpusError(f"{root}: unsupported corpus file; use one of {LOCAL_SUFFIXES}")
             files = [(root, root.name[: -len(suffix)])]
         else:
+            check_no_links_out(root, spec)
             paths = sorted(p for p in root.rglob("*") if p.is_file() and _suffix(p))
             if not paths:
                 raise CorpusError(f"folder {root} holds no {', '.join(LOCAL_SUFFIXES)} files")
@@ -131,7 +148,8 @@ def parse_hub_spec(spec: str) -> HubSpec:
 class HuggingFaceDataset:
     """``hf:NAME[:CONFIG][?split=S&revision=R&text_column=C]`` or a bare ``owner/name``, streamed
     with ``datasets.load_dataset(..., streaming=True)`` (split ``train``, column ``text`` unless
-    given). NAME may also be a local dataset folder, which is how this is tested offline.
+    given). NAME may also be an absolute local dataset folder (whose entries must not link out of
+    it), which is how this is tested offline; never a path relative to the working directory.
     """
 
     name = "huggingface"
@@ -145,6 +163,12 @@ class HuggingFaceDataset:
         import datasets
 
         hub = parse_hub_spec(spec)
+        local = Path(hub.name)
+        if local.is_absolute() and local.is_dir():
+            check_no_links_out(local, spec)
+        elif not local.is_absolute() and local.exists():  # datasets would read it, wherever the process runs
+            raise CorpusError(f"{spec!r}: {hub.name!r} is a path relative to the working directory; give a "
+                              "local dataset folder by its absolute path")
         try:
             rows = datasets.load_dataset(hub.name, hub.config, split=hub.split, revision=hub.revision,
                                          streaming=True)

@@ -58,7 +58,7 @@ class CorpusSelection(BaseModel):
     """Which documents of a corpus a piece of work reads: the corpus, a deterministic split and
     an optional cap on the number of documents."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     corpus: str = Field(min_length=1, max_length=500, description=f"A {SPEC_FORMS}.")
     split: Split = "train"
@@ -118,6 +118,19 @@ def stream_corpus(spec: str) -> Iterator[Document]:
             return iter(source.load(spec))
     names = ", ".join(source.name for source in sources)
     raise CorpusError(f"no corpus source accepts {spec!r} (sources: {names}); give an existing {SPEC_FORMS}")
+
+
+@cache
+def packaged_builders() -> frozenset[str]:
+    """The builders ``datasets`` ships (``text``, ``json``, ``csv``, ``parquet``, ``imagefolder``,
+    ``sql``, ...): as an ``hf:`` name they read local files, with no data files given those of
+    the working directory, so the API refuses them. Read from the installed ``datasets``, so a
+    new builder is refused too."""
+    import pkgutil
+
+    import datasets.packaged_modules
+
+    return frozenset(module.name for module in pkgutil.iter_modules(datasets.packaged_modules.__path__))
 
 
 @dataclass(frozen=True)

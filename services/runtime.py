@@ -13,6 +13,7 @@ import threading
 from contract import Backend
 from services.llm.budget import Budget
 from services.llm.client import LLMClient
+from services.llm.cost import with_prices
 from services.llm.ratelimit import limiter_for
 from services.llm.registry import create_backend
 from services.llm.store import LLMStore, default_url
@@ -44,7 +45,7 @@ class Runtime:
     def llm(self, spec: str, budget: Budget | None, prices: dict[str, tuple[float, float]] | None = None):
         """An LLM client over a per-process backend (a local model loads once, and its concurrency
         limit holds across clients); ``prices`` add to the settings' price table (USD per million
-        input, output tokens)."""
+        input, output tokens) the models it lacks, never replacing the operator's."""
 
         with self._lock:
             if spec not in self._backends:
@@ -53,7 +54,7 @@ class Runtime:
                 self._llm_store = LLMStore(default_url(self.settings))
         settings = self.settings
         if prices:
-            settings = settings.model_copy(update={"llm_prices": {**settings.llm_prices, **prices}})
+            settings = settings.model_copy(update={"llm_prices": with_prices(settings, prices)})
         backend = self._backends[spec]
         limiter = limiter_for(settings, backend.name, backend.model, self.rate_redis_url)
         return LLMClient(backend, settings=settings, store=self._llm_store, budget=budget, limiter=limiter)

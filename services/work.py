@@ -40,6 +40,7 @@ from services.corpus import (
 from services.explain import Explanation, explain
 from services.head_reads import head_reads
 from services.llm.budget import Budget, local_budget
+from services.llm.cost import Prices
 from services.llm.registry import DEFAULT_EXPLAINER, DEFAULT_JUDGE, get_scorer, get_strategy, get_template
 from services.neurons import default_layers, describe_neurons, next_token_neurons, random_neurons
 from services.runtime import Runtime
@@ -53,13 +54,16 @@ HeadStr = Annotated[str, Field(pattern=r"^\d+\.\d+$", examples=["20.3"])]
 ModelName = Annotated[str, Field(min_length=1, max_length=500, description="Packaged name, local checkpoint "
                                  "directory or hub name.")]
 Spec = Annotated[str, Field(min_length=1, max_length=500)]
-# USD per million (input, output) tokens, by model name.
-Prices = dict[Annotated[str, Field(min_length=1, max_length=200)], tuple[Annotated[float, Field(ge=0)],
-                                                                        Annotated[float, Field(ge=0)]]]
+MAX_BUDGET_USD = 1_000_000.0
+MAX_LAYER = 1023  # far past any model's last layer
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1, description="Fits a 64-bit integer.")]
 
 
 class _Work(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Finite numbers only: NaN and infinities are refused (JSON has neither; stored they would
+    come back as null)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- requests and results
@@ -69,10 +73,11 @@ class NeuronsWork(_Work):
     model: ModelName = "smollm2-135m"
     neurons: list[NeuronStr] | None = Field(default=None, min_length=1, max_length=10_000,
                                             description="Describe these neurons instead of searching.")
-    layers: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, description="Default: the last three.")
+    layers: list[Annotated[int, Field(ge=0, le=MAX_LAYER)]] | None = Field(
+        default=None, max_length=MAX_LAYER + 1, description="Default: the last three.")
     per_layer: int = Field(default=20, ge=1, le=10_000)
     random: bool = Field(default=False, description="The random-neuron baseline instead.")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class NeuronsResult(BaseModel):
@@ -103,8 +108,8 @@ class TruncateWork(_Work, CorpusSelection):
     contexts: list[NeuronContexts] = Field(min_length=1, max_length=10_000)
     context_length: int | None = Field(default=None, ge=2, le=131_072, description="The scan's.")
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
-    max_prompt_tokens: int = Field(default=100, ge=2)
-    prompts_per_neuron: int = Field(default=20, ge=1)
+    max_prompt_tokens: int = Field(default=100, ge=2, le=131_072)
+    prompts_per_neuron: int = Field(default=20, ge=1, le=1000)
     batch_tokens: int = Field(default=DEFAULT_TOKEN_BUDGET, ge=2, le=1_048_576)
 
 
@@ -152,8 +157,10 @@ class ExplainWork(_Work):
     template: Spec = "neo2024"
     strategy: str = Field(default="oneshot", min_length=1, max_length=100)
     request: ExplainRequest
-    budget_usd: float | None = Field(default=None, gt=0, description="Refuse calls that could cost more.")
-    llm_prices: Prices = Field(default_factory=dict, description="Prices of models the settings do not price.")
+    budget_usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD,
+                                     description="Refuse calls that could cost more.")
+    llm_prices: Prices = Field(default_factory=dict,
+                               description="Prices of models the operator does not price (never replaces theirs).")
 
 
 class ClassifyWork(_Work):
@@ -161,8 +168,10 @@ class ClassifyWork(_Work):
     template: Spec = "neo2024"
     scorer: str = Field(default="zero-shot", min_length=1, max_length=100)
     request: ClassifyRequest
-    budget_usd: float | None = Field(default=None, gt=0, description="Refuse calls that could cost more.")
-    llm_prices: Prices = Field(default_factory=dict, description="Prices of models the settings do not price.")
+    budget_usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD,
+                                     description="Refuse calls that could cost more.")
+    llm_prices: Prices = Field(default_factory=dict,
+                               description="Prices of models the operator does not price (never replaces theirs).")
 
 
 # ---------------------------------------------------------------- compute functions

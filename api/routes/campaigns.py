@@ -23,6 +23,7 @@ from api.deps import (
     refuse,
     require_token,
 )
+from api.middleware import report_policy
 from api.schemas import (
     CampaignAccepted,
     CampaignBrief,
@@ -172,9 +173,11 @@ def get_report(
     campaign_id: str, store: StoreDep, principal: PrincipalDep,
     baseline: Annotated[str | None, Query(max_length=64, description="Random-neuron baseline campaign id.")] = None,
 ) -> HTMLResponse:
-    """A self-contained HTML report (figures embedded)."""
+    """A self-contained HTML report (figures embedded), under a policy that lets it load nothing
+    and run no script."""
 
     _existing(store, campaign_id, principal)
     if baseline is not None:
         _existing(store, baseline, principal)
-    return HTMLResponse(render_report(store, campaign_id, baseline))
+    html = render_report(store, campaign_id, baseline)
+    return HTMLResponse(html, headers={"Content-Security-Policy": report_policy(html)})

@@ -31,6 +31,7 @@ class LocalBackend(Backend):
     supports_logprobs = True
     max_context = 8192
     local = True
+    named_targets = ("", *known_models())
     # Prompt lookup changes how many tokens a forward pass checks, not which answer is greedy
     # (up to rounding, as prefix reuse does), so it leaves the LLM cache key alone.
     transport_options = Backend.transport_options | {"draft_tokens"}

@@ -1,7 +1,9 @@
 """OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp server) via ``ChatOpenAI``.
 
 The SDK's own retries are off (``max_retries=0``): the one call path retries every backend
-the same way and counts the attempts in the ledger. Batch mode (OpenAI only) goes through the
+the same way and counts the attempts in the ledger. Redirects are never followed (the SDK's
+default is to follow them): a server the URL policy allows must not pass the prompt on to one it
+refuses, so a 3xx answer is an error. Batch mode (OpenAI only) goes through the
 ``openai`` SDK: a JSONL file of chat-completion bodies, ``batches.create``, ``batches.retrieve``
 and the output and error files.
 """
@@ -73,10 +75,13 @@ class OpenAIBackend(Backend):
         import langchain_openai  # noqa: F401  about 2 s
 
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
+        import openai
         from langchain_openai import ChatOpenAI
 
         extra = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if logprobs else {}
         return ChatOpenAI(
+            http_client=openai.DefaultHttpxClient(follow_redirects=False),
+            http_async_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
             model=self.model,
             api_key=self.api_key() or "not-needed",
             base_url=self.base_url,
@@ -122,7 +127,8 @@ class OpenAIBackend(Backend):
         import openai
 
         return openai.OpenAI(api_key=self.api_key() or "not-needed", base_url=self.base_url,
-                             timeout=self.options.timeout or self.defaults.timeout_s)
+                             timeout=self.options.timeout or self.defaults.timeout_s,
+                             http_client=openai.DefaultHttpxClient(follow_redirects=False))
 
     def _body(self, request: LLMRequest) -> dict[str, Any]:
         """The chat-completion body ``chat_model`` would send for this request."""

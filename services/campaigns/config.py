@@ -6,7 +6,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -14,7 +14,7 @@ from contract import InvalidInputError
 from services.activity import Activity
 from services.corpus import CorpusSelection
 from services.held_out import TestSampling
-from services.llm.cost import price_hint
+from services.llm.cost import Prices, price_hint, with_prices
 from services.llm.registry import (
     DEFAULT_EXPLAINER,
     DEFAULT_JUDGE,
@@ -26,38 +26,43 @@ from services.llm.registry import (
 from services.scan import SCAN_CHUNK_DOCS
 from services.schemas import NeuronRef
 from services.settings import get_settings
+from services.work import MAX_BUDGET_USD, MAX_LAYER, ModelName, Seed, Spec
 
 
 class CampaignConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every number finite (NaN and infinities refused) and bounded as the matching job field."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(default="", max_length=200,
                       description="Default (or empty): what it analyses, e.g. 'smollm2-135m 27:1263,27:876 oneshot'.")
-    model: str = Field(default="smollm2-135m", description="Packaged name, local checkpoint or hub name.")
+    model: ModelName = "smollm2-135m"
 
     # Which neurons: an explicit list, or per_layer next-token (or random) neurons of these layers.
-    neurons: list[str] | None = Field(default=None, description="Explicit neurons, e.g. ['27:1263'].")
-    layers: list[int] | None = Field(default=None, description="Default: the model's last three layers.")
+    neurons: list[str] | None = Field(default=None, min_length=1, max_length=10_000,
+                                      description="Explicit neurons, e.g. ['27:1263'].")
+    layers: list[Annotated[int, Field(ge=0, le=MAX_LAYER)]] | None = Field(
+        default=None, max_length=MAX_LAYER + 1, description="Default: the model's last three layers.")
     per_layer: int = Field(default=20, ge=1, le=10_000)
     baseline: Literal["next-token", "random"] = "next-token"
-    seed: int = 0
+    seed: Seed = 0
 
-    corpus: str = Field(min_length=1,
+    corpus: str = Field(min_length=1, max_length=500,
                         description="File, folder or hf:NAME[:CONFIG][?split=S&revision=R&text_column=C].")
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    test_from_id: str | None = None
-    max_train_docs: int | None = Field(default=None, ge=1)
-    max_test_docs: int | None = Field(default=None, ge=1)
-    context_length: int = Field(default=1024, ge=2)
+    test_from_id: str | None = Field(default=None, max_length=500)
+    max_train_docs: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_test_docs: int | None = Field(default=None, ge=1, le=1_000_000)
+    context_length: int = Field(default=1024, ge=2, le=131_072)
     scan_shard_docs: int = Field(
-        default=8192, ge=SCAN_CHUNK_DOCS, multiple_of=SCAN_CHUNK_DOCS,
+        default=8192, ge=SCAN_CHUNK_DOCS, le=1_048_576, multiple_of=SCAN_CHUNK_DOCS,
         description=f"Train documents per scan item: a longer split is scanned in shards, one item each, "
                     f"so several GPU workers share it; their top K merge exactly. A multiple of {SCAN_CHUNK_DOCS}.")
 
-    top_k: int = Field(default=30, ge=1)
+    top_k: int = Field(default=30, ge=1, le=1000)
     keep_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
-    max_prompt_tokens: int = Field(default=100, ge=2)
-    prompts_per_neuron: int = Field(default=20, ge=1)
+    max_prompt_tokens: int = Field(default=100, ge=2, le=131_072)
+    prompts_per_neuron: int = Field(default=20, ge=1, le=1000)
     test_prompts_per_head: int = Field(
         default=10, ge=1, le=1000, description="Held-out prompts per head: the first N ('first' sampling), "
         "or up to N active and N inactive ('balanced').")
@@ -67,22 +72,25 @@ class CampaignConfig(BaseModel):
     activity: Activity = Field(
         default="paper", description="When a head is active on a prompt: 'paper' (attribution above mean + "
         "2 std of the prompt's heads) or 'per-head' (above the head's median over the training prompts).")
-    active_stds: float = Field(default=2.0, gt=0.0)
+    active_stds: float = Field(default=2.0, gt=0.0, le=100)
     worth_range: tuple[float, float] = (0.25, 0.75)
 
-    explainer: str = Field(default=DEFAULT_EXPLAINER, description="LLM backend spec, e.g. openai:gpt-4o.")
-    explainer_template: str = "neo2024"
-    explainer_strategy: str = Field(default="oneshot", description="Explainer strategy (lookups explainers).")
+    explainer: Spec = Field(default=DEFAULT_EXPLAINER, description="LLM backend spec, e.g. openai:gpt-4o.")
+    explainer_template: Spec = "neo2024"
+    explainer_strategy: str = Field(default="oneshot", max_length=100,
+                                    description="Explainer strategy (lookups explainers).")
     agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")
-    classifier: str = Field(default=DEFAULT_JUDGE, description="LLM backend spec of the judge.")
-    classifier_template: str = "neo2024"
-    scorers: list[str] = Field(default=["zero-shot", "probe"], min_length=1,
-                               description="Scorers (lookups scorers); the first is the headline score. "
-                               "'probe' (no LLM) gives the text-probe ceiling the others are compared with.")
-    budget_usd: float | None = Field(default=None, gt=0.0)
-    llm_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=dict, description="USD per million input, output tokens of models the settings' "
-        "price table lacks (LOOKUPS_LLM_PRICES); a budget needs a price for every remote model.")
+    classifier: Spec = Field(default=DEFAULT_JUDGE, description="LLM backend spec of the judge.")
+    classifier_template: Spec = "neo2024"
+    scorers: list[Annotated[str, Field(max_length=100)]] = Field(
+        default=["zero-shot", "probe"], min_length=1, max_length=20,
+        description="Scorers (lookups scorers); the first is the headline score. "
+        "'probe' (no LLM) gives the text-probe ceiling the others are compared with.")
+    budget_usd: float | None = Field(default=None, gt=0.0, le=MAX_BUDGET_USD)
+    llm_prices: Prices = Field(
+        default_factory=dict, description="USD per million input, output tokens (0 to 10000) of models the "
+        "operator's price table (LOOKUPS_LLM_PRICES) lacks; never replaces the operator's. A budget needs a "
+        "price for every remote model.")
     ablation: bool = True
     llm_mode: Literal["live", "batch"] = Field(
         default="live", description="'batch': the explain and classify stages' requests go out as one "
@@ -99,8 +107,6 @@ class CampaignConfig(BaseModel):
     @field_validator("neurons")
     @classmethod
     def _neurons(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("neurons, when given, must not be empty")
         for neuron in value or []:
             NeuronRef.parse(neuron)
         return value
@@ -130,7 +136,7 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
         if self.budget_usd is not None:
-            prices = {**get_settings().llm_prices, **self.llm_prices}
+            prices = with_prices(get_settings(), self.llm_prices)
             for role, spec in (("explainer", self.explainer), ("classifier", self.classifier)):
                 model = unpriced_model(spec, prices)
                 if model is not None:

@@ -1,7 +1,24 @@
 """Prices and token estimates, for the ledger and for the estimate shown before a run."""
 
+from typing import Annotated
+
+from pydantic import Field
+
 from contract import Backend, Completion
 from services.settings import Settings
+
+MAX_PRICE = 10_000.0  # USD per million tokens: far above any model's, far below what breaks a sum
+# What a request may add to the operator's price table: USD per million (input, output) tokens of
+# models the operator does not price, finite, 0 to MAX_PRICE, at most 100 models.
+_Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+Prices = Annotated[dict[Annotated[str, Field(min_length=1, max_length=200)], tuple[_Price, _Price]],
+                   Field(max_length=100)]
+
+
+def with_prices(settings: Settings, prices: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """The operator's price table with ``prices`` added for the models it lacks: a request never
+    lowers or replaces a price the operator set."""
+    return {**prices, **settings.llm_prices}
 
 
 def price(settings: Settings, model: str) -> tuple[float, float] | None:

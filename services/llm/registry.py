@@ -131,6 +131,12 @@ def preload_backends(specs: Iterable[str] | None = None) -> threading.Thread:
     return thread
 
 
+def named_targets(name: str) -> frozenset[str]:
+    """The targets backend ``name`` knows by name (``Backend.named_targets``), as opposed to paths."""
+    found = backend_classes().get(name)
+    return frozenset(found[0].named_targets) if found else frozenset()
+
+
 def is_local_backend(spec: str) -> bool:
     """The spec names a backend that runs on this machine (no per-token price)."""
     found = backend_classes().get(spec.strip().partition(":")[0])

@@ -36,3 +36,35 @@ def client(settings, store, monkeypatch):
     monkeypatch.setenv("LOOKUPS_BROKER_URL", settings.broker_url)
     with TestClient(create_app(settings, store), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
+
+
+PRINCIPALS = {"alice": "tok-alice-1", "bob": "tok-bob-22", "root": "tok-root-333"}
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN if name == 'legacy' else PRINCIPALS[name]}"}
+
+
+@pytest.fixture
+def client_for(settings, store, monkeypatch):
+    """A client of an app with principals alice, bob and root (an admin) beside the legacy
+    LOOKUPS_API_TOKENS token, and whatever other settings a test gives."""
+    from api.app import create_app
+
+    monkeypatch.setenv("LOOKUPS_BROKER_URL", settings.broker_url)
+    clients = []
+
+    def make(**update) -> TestClient:
+        changed = settings.model_copy(update={"api_principals": PRINCIPALS, "api_admins": ["root"], **update})
+        client = TestClient(create_app(changed, store))
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def fields(response) -> dict[str, str]:
+    assert response.status_code == 422, response.text
+    return {e["field"]: e["problem"] for e in response.json()["errors"]}

@@ -24,6 +24,7 @@ from api.access import (
     visible,
 )
 from api.ratelimit import SubmissionLimiter
+from services.llm.registry import named_targets
 from services.settings import Settings
 
 ALLOWED = ["http://llm.internal:8000/v1", "https://proxy.example.com/"]
@@ -103,14 +104,18 @@ def test_backend_rule(roots):
     fine_backends = (
         "local", "local:smollm2-f16", "local:qwen2.5-coder-1.5b", "openai:gpt-4o", "anthropic:claude-haiku-4-5", "echo",
     )
+    local = named_targets("local")
     for fine in fine_backends:
-        assert check_backend(fine, [], []) is None, fine
+        assert check_backend(fine, [], [], local) is None, fine
+    for relative in ("local:secrets.env", "local:models", "local:m.bin", "local:./m"):  # the worker's folder
+        assert "local:NAME with a packaged model (qwen2.5-coder-1.5b, smollm2-f16)" in check_backend(
+            relative, [root], [], local), relative
     assert check_backend(f"local:{root}/sub/m.gguf", [root], []) is None
     assert "is not set" in check_backend(f"local:{root}/sub/m.gguf", [], [])
     assert "not under LOOKUPS_MODEL_ROOTS" in check_backend(f"local:{outside}/m.gguf", [root], [])
     assert "not under" in check_backend(f"local:{root}/escape/m.gguf", [root], [])
-    assert "absolute" in check_backend("local:m.gguf", [root], [])
-    assert "absolute" in check_backend("local:~/m.gguf", [root], [])
+    assert "/path.gguf under LOOKUPS_MODEL_ROOTS" in check_backend("local:m.gguf", [root], [])
+    assert "/path.gguf under LOOKUPS_MODEL_ROOTS" in check_backend("local:~/m.gguf", [root], [])
     assert check_backend("openai-compatible:http://llm.internal:8000/v1:qwen", [], ALLOWED) is None
     assert "is not set" in check_backend("openai-compatible:http://llm.internal:8000/v1:qwen", [], [])
     assert "not under" in check_backend("openai-compatible:http://evil:8000/v1:qwen", [], ALLOWED)

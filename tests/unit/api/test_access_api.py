@@ -5,20 +5,12 @@ campaigns capped in size (422)."""
 
 from __future__ import annotations
 
-import pytest
-from fastapi.testclient import TestClient
+from tests.unit.api.conftest import auth, fields
 
-from tests.unit.api.conftest import TOKEN
-
-PRINCIPALS = {"alice": "tok-alice-1", "bob": "tok-bob-22", "root": "tok-root-333"}
 CONFIG = {"corpus": "hf:owner/corpus", "neurons": ["3:5"], "model": "tiny", "name": "t"}
 EXPLAIN = {"request": {"token": " right", "active_examples": ["a b"]}}
 ATTRIBUTION = {"neuron": {"layer": 3, "index": 5}, "definition": "paper", "active_stds": 2.0,
                "worth_range": [0.25, 0.75], "prompts": [], "worth_explaining": []}
-
-
-def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN if name == 'legacy' else PRINCIPALS[name]}"}
 
 
 def job_bodies(corpus: str, model: str, backend: str) -> dict[str, dict]:
@@ -32,31 +24,6 @@ def job_bodies(corpus: str, model: str, backend: str) -> dict[str, dict]:
         "explain": {"backend": backend, **EXPLAIN},
         "classify": {"backend": backend, "request": {"explanation": "e", "prompts": [{"text": "a"}]}},
     }
-
-
-@pytest.fixture
-def client_for(settings, store, monkeypatch):
-    """A client of an app with principals alice, bob and root (an admin) beside the legacy
-    LOOKUPS_API_TOKENS token, and whatever other settings a test gives."""
-    from api.app import create_app
-
-    monkeypatch.setenv("LOOKUPS_BROKER_URL", settings.broker_url)
-    clients = []
-
-    def make(**update) -> TestClient:
-        changed = settings.model_copy(update={"api_principals": PRINCIPALS, "api_admins": ["root"], **update})
-        client = TestClient(create_app(changed, store))
-        clients.append(client.__enter__())
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-def fields(response) -> dict[str, str]:
-    assert response.status_code == 422, response.text
-    return {e["field"]: e["problem"] for e in response.json()["errors"]}
 
 
 def test_a_principal_never_reads_cancels_reports_or_lists_anothers(client_for, store):
