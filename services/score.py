@@ -150,11 +150,12 @@ def detectable_difference(diffs: list[float], power: float = POWER, alpha: float
 
 def head_interval(score: HeadScore, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """95 % percentile interval of a head's balanced accuracy, resampling its active and its
-    inactive test prompts separately (scipy's bootstrap); None for a skipped head."""
+    inactive test prompts separately (scipy's bootstrap); None for a skipped head and for one with
+    a single prompt in a class (that class cannot be resampled: there is no interval to give)."""
     import numpy as np
     from scipy.stats import bootstrap
 
-    if score.score is None:
+    if score.score is None or min(score.n_active, score.n_inactive) < 2:
         return None
     hits = np.array([1.0] * score.tp + [0.0] * score.fn)
     rejections = np.array([1.0] * score.tn + [0.0] * score.fp)

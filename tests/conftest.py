@@ -205,10 +205,14 @@ def offline_hub(monkeypatch):
 
 def tiny_campaign(model_dir: Path, corpus: Path, llm: str = "local", **overrides):
     """The campaign the state-machine, agent and worker tests run: two neurons of a tiny model,
-    30 train and 30 test documents of 48 tokens, and every head worth explaining."""
+    30 train and 30 test documents of 48 tokens, and every head worth explaining. Its test sets
+    are the paper's (the first 6 test prompts) and zero-shot its one scorer, so the tests of the
+    campaign machinery count items and calls the same way whatever the defaults; tests of
+    balanced sampling, activity definitions and the probe ask for them."""
     from services.campaigns.config import CampaignConfig
 
-    return CampaignConfig(
+    fields = dict(
         model=str(model_dir), neurons=["3:5", "3:17"], corpus=str(corpus), max_train_docs=30,
-        max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8,
-        worth_range=(0.05, 0.95), test_prompts_per_head=6, explainer=llm, classifier=llm, **overrides)
+        max_test_docs=30, context_length=48, top_k=8, prompts_per_neuron=8, worth_range=(0.05, 0.95),
+        test_prompts_per_head=6, test_sampling="first", scorers=["zero-shot"], explainer=llm, classifier=llm)
+    return CampaignConfig(**{**fields, **overrides})

@@ -31,7 +31,8 @@ def finished(tiny_gpt2_dir, corpus_path, runtime, tmp_path_factory):
     with FakeOpenAI() as server:
         server.respond = lambda prompt: "Yes" if "Answer:" in prompt else "It is active after a list."
         config = tiny_campaign(tiny_gpt2_dir, corpus_path, f"openai-compatible:{server.url}:fake-export",
-                               scorers=["zero-shot", "detection"])
+                               scorers=["zero-shot", "detection", "probe"], activity="per-head",
+                               test_sampling="balanced", test_prompts_per_head=3)
         campaign_id = create_campaign(store, config)
         assert run_in_process(store, campaign_id, runtime).status == "completed"
     yield store, campaign_id
@@ -66,8 +67,48 @@ def test_every_table_reads_back_with_datasets_and_joins_on_its_keys(finished, tm
     assert {key[:2] for key in heads} <= neurons
     for name in ("explanations", "scores", "ablations"):
         assert {tuple(row[k] for k in head_key) for row in tables[name]} <= heads, name
-    assert {row["scorer"] for row in tables["scores"]} == {"zero-shot", "detection"}
-    assert json.loads(tables["campaign"][0]["config"])["scorers"] == ["zero-shot", "detection"]
+    assert {row["scorer"] for row in tables["scores"]} == {"zero-shot", "detection", "probe"}
+    assert json.loads(tables["campaign"][0]["config"])["scorers"] == ["zero-shot", "detection", "probe"]
+
+
+def balanced_accuracy(labels: list[bool], answers: list[str]) -> float | None:
+    active = [a == "yes" for label, a in zip(labels, answers) if label]
+    inactive = [a == "no" for label, a in zip(labels, answers) if not label]
+    return 0.5 * (sum(active) / len(active) + sum(inactive) / len(inactive)) if active and inactive else None
+
+
+@pytest.mark.slow  # reads a campaign run to the end in-process
+def test_every_score_is_recomputed_from_the_per_prompt_tables(finished, tmp_path):
+    from collections import defaultdict
+    from statistics import median
+
+    store, campaign_id = finished
+    export_campaign(store, campaign_id, tmp_path, "jsonl")
+    read = {name: [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("scores", "test_prompts", "train_prompts")}
+    head_key = ("layer", "neuron", "head_layer", "head")
+
+    per_head = defaultdict(list)
+    for row in read["test_prompts"]:
+        per_head[tuple(row[k] for k in head_key)].append(row)
+    recomputed = 0
+    for score in read["scores"]:
+        rows = sorted(per_head[tuple(score[k] for k in head_key)], key=lambda r: r["index"])
+        column = score["scorer"] + ("_control" if score["control"] else "") + "_answer"
+        if score["skipped"] is None:
+            assert score["score"] == pytest.approx(
+                balanced_accuracy([r["active"] for r in rows], [r[column] for r in rows]))
+            recomputed += 1
+    assert recomputed > 0
+
+    # per-head activity: a head is active on a training prompt above its own median attribution
+    train = defaultdict(list)
+    for row in read["train_prompts"]:
+        train[tuple(row[k] for k in head_key)].append(row)
+    assert set(train) == set(per_head)
+    for rows in train.values():
+        middle = median(r["attribution"] for r in rows)
+        assert [r["active"] for r in rows] == [r["attribution"] > middle for r in rows]
 
 
 @pytest.mark.slow  # reads a campaign run to the end in-process

@@ -44,6 +44,7 @@ def test_a_heads_interval_holds_its_score_and_narrows_with_more_test_prompts():
     assert small[0] <= 0.7 <= small[1] and large[0] <= 0.7 <= large[1]
     assert large[1] - large[0] < small[1] - small[0]
     assert head_interval(score(None)) is None
+    assert head_interval(score(0.75, tp=1, fn=0, tn=1, fp=1)) is None  # one active prompt: nothing to resample
 
 
 def test_the_probe_share_counts_only_heads_the_probe_predicts():
