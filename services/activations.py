@@ -1,7 +1,8 @@
 """Tokenising, length-bucketed batching, and hooked forward passes that stop early or start late.
 
 Shared by the scan and truncation: both need MLP post-activations of a few layers only, so the
-forward pass hooks ``blocks.L.mlp.hook_post`` of just those layers and stops after the deepest.
+forward pass hooks ``blocks.L.mlp.hook_post`` of just those layers and stops after the deepest,
+on the model's fast path where it has one.
 Ablation changes nothing before the ablated head's block, so its passes start there, from the
 block inputs a clean pass recorded (``record_block_inputs`` and ``resume``).
 """
@@ -87,9 +88,13 @@ def run_mlp_post(
     """Forward ``tokens`` up to the deepest of ``layers``, calling ``read(layer, post)`` for each.
 
     ``post`` is ``blocks.L.mlp.hook_post`` (batch, pos, d_mlp); the reader keeps only what it
-    needs, so no full activation cache is ever held.
+    needs, so no full activation cache is ever held. The model's fast path computes it where
+    there is one (``services.fast_forward``), else the bridge.
     """
     layers = sorted(set(layers))
+    if model.fast is not None:
+        model.fast.run_mlp_post(tokens, layers, read)
+        return
 
     def hook_for(layer: int):
         def hook(post, hook):  # noqa: ARG001 - TransformerLens passes the hook point

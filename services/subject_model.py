@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from contract import ModelLoadError
+from services.fast_forward import fast_forward_or_none
 from services.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import torch
     from transformer_lens.model_bridge import TransformerBridge
+
+    from services.fast_forward import FastForward
 
 PROCESSING = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True}
 
@@ -81,10 +84,12 @@ class ModelInfo(BaseModel):
 
 @dataclass
 class SubjectModel:
-    """A booted bridge plus its provenance."""
+    """A booted bridge plus its provenance, and the fast path for MLP activations over the
+    bridge's weights (None where the architecture has none: the bridge serves)."""
 
     bridge: TransformerBridge
     info: ModelInfo
+    fast: FastForward | None = None
 
     @property
     def tokenizer(self):
@@ -264,4 +269,4 @@ def load_subject_model(
         d_mlp=cfg.d_mlp,
         gated_mlp=bool(getattr(cfg, "gated_mlp", False)),
     )
-    return SubjectModel(bridge=bridge, info=info)
+    return SubjectModel(bridge=bridge, info=info, fast=fast_forward_or_none(bridge))

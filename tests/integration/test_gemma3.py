@@ -83,3 +83,30 @@ def test_gpu_stages_neurons_scan_truncate_attribute_ablate(gemma3, last_layer_ne
         (ablation,) = ablate_heads(gemma3, result, [head])
         assert len(ablation.prompts) == len(result.prompts)
         assert all(0.0 <= p.p_clean <= 1.0 and 0.0 <= p.p_ablated <= 1.0 for p in ablation.prompts)
+
+
+def test_fast_path_gives_the_bridge_scan_prompts_and_hook_post(gemma3, last_layer_neurons, corpus_path):
+    """SDPA over the bridge's processed tensors, with Gemma's post-norms and sliding windows."""
+    import dataclasses
+
+    assert gemma3.fast is not None
+    bridge = dataclasses.replace(gemma3, fast=None)
+    documents = split_documents(load_corpus(str(corpus_path)), "train")[:10]
+    neurons = [NeuronRef(layer=n.layer, index=n.neuron) for n in last_layer_neurons[:2]] + [NeuronRef(layer=9, index=5)]
+    fast = scan_corpus(gemma3, neurons, documents, top_k=3, context_length=48)
+    slow = scan_corpus(bridge, neurons, documents, top_k=3, context_length=48)
+    assert [[(h.doc_id, h.position) for h in c.hits] for c in fast] == [
+        [(h.doc_id, h.position) for h in c.hits] for c in slow]
+    prompts = [[(p.doc_id, p.tokens) for p in c.prompts]
+               for c in truncate_contexts(gemma3, fast, documents, context_length=48)]
+    assert prompts == [[(p.doc_id, p.tokens) for p in c.prompts]
+                       for c in truncate_contexts(bridge, fast, documents, context_length=48)]
+
+    text = gemma3.tokenizer(TEXTS[0], add_special_tokens=False)["input_ids"]
+    tokens = torch.tensor([[gemma3.tokenizer.bos_token_id, *text]])
+    with torch.no_grad():
+        _, cache = gemma3.bridge.run_with_cache(tokens)
+    posts = {}
+    gemma3.fast.run_mlp_post(tokens, [0, 9, LAST], lambda layer, post: posts.__setitem__(layer, post.clone()))
+    for layer, post in posts.items():
+        torch.testing.assert_close(post, cache[f"blocks.{layer}.mlp.hook_post"], rtol=1e-4, atol=5e-4)

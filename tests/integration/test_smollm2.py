@@ -41,3 +41,35 @@ def test_scan_and_truncate_on_real_text(smollm2, corpus_path):
     for prompt in prompts:
         assert 1 <= len(prompt.tokens) < 100
         assert prompt.activation >= 0.8 * prompt.original_activation - 1e-4
+
+
+def test_fast_path_gives_the_bridge_scan_and_prompts(smollm2, corpus_path):
+    """The README campaign's neurons: the same top 6 and truncated prompts on the fast path
+    (SDPA over the bridge's processed weights) as on the bridge's own attention."""
+    import dataclasses
+
+    import pytest
+    import torch
+
+    assert smollm2.fast is not None
+    documents = split_documents(load_corpus(str(corpus_path)), "train")[:40]
+    neurons = [NeuronRef(layer=27, index=1263), NeuronRef(layer=27, index=876), NeuronRef(layer=29, index=1135)]
+    bridge = dataclasses.replace(smollm2, fast=None)
+    fast = scan_corpus(smollm2, neurons, documents, top_k=6, context_length=128)
+    slow = scan_corpus(bridge, neurons, documents, top_k=6, context_length=128)
+    for a, b in zip(fast, slow):
+        assert [(h.doc_id, h.position) for h in a.hits] == [(h.doc_id, h.position) for h in b.hits]
+        assert [h.activation for h in a.hits] == pytest.approx([h.activation for h in b.hits], abs=1e-4)
+    fast_prompts = truncate_contexts(smollm2, fast, documents, context_length=128)
+    slow_prompts = truncate_contexts(bridge, fast, documents, context_length=128)
+    assert all(c.prompts for c in fast_prompts)
+    for a, b in zip(fast_prompts, slow_prompts):
+        assert [(p.doc_id, p.tokens) for p in a.prompts] == [(p.doc_id, p.tokens) for p in b.prompts]
+
+    tokens = torch.tensor([[smollm2.tokenizer.bos_token_id, *smollm2.tokenizer(documents[0].text)["input_ids"][:60]]])
+    with torch.inference_mode():
+        _, cache = smollm2.bridge.run_with_cache(tokens)
+    posts = {}
+    smollm2.fast.run_mlp_post(tokens, [0, 15, 29], lambda layer, post: posts.__setitem__(layer, post.clone()))
+    for layer, post in posts.items():
+        torch.testing.assert_close(post, cache[f"blocks.{layer}.mlp.hook_post"], rtol=1e-4, atol=5e-4)
