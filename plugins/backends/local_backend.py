@@ -15,7 +15,7 @@ it is used, and the joined file must have the pinned SHA-256 (the official
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,7 @@ class LocalBackend(Backend):
     supports_logprobs = True
     max_context = 8192
     local = True
+    constrains_choices = True  # the answer is the choice whose first token the model likes most
     # Prompt lookup changes how many tokens a forward pass checks, not which answer is greedy
     # (up to rounding, as prefix reuse does), so it leaves the LLM cache key alone.
     transport_options = Backend.transport_options | {"draft_tokens"}
@@ -70,6 +71,9 @@ class LocalBackend(Backend):
                             n_threads=self.options.n_threads, max_tokens=max_tokens,
                             logprobs=logprobs, reuse_prefix=self.options.reuse_prefix,
                             draft_tokens=self.options.draft_tokens)
+
+    def choice_arguments(self, choices: tuple[str, ...]) -> dict[str, Any]:
+        return {"choices": list(choices)}
 
 
 @hookimpl
