@@ -120,7 +120,7 @@ class LlamaCppChat(BaseChatModel):
             best = max(range(len(choices)), key=lambda i: logits[firsts[i]])
             return choices[best], top, len(tokens), len(tokens) - prefix, 1, 0, None
         out: list[int] = []
-        text, passes, cut = "", 0, None
+        text, passes = "", 0
         for token, passes in self._greedy(llm, logits, list(tokens)):
             if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                 break
@@ -130,13 +130,11 @@ class LlamaCppChat(BaseChatModel):
             if stop >= 0:
                 text = text[:stop]
                 break
-            loop = repeat_start(_PARTIAL_WORD.sub("", text))  # the last word may still grow
-            if loop is not None:
-                text = text[:loop].rstrip()
-                cut = f"began repeating a run of {REPEAT_WORDS} words; the repeat was dropped"
+            if repeat_start(_PARTIAL_WORD.sub("", text)) is not None:  # the last word may still grow
                 break
             if len(out) == self.max_tokens:
                 break
+        text, cut = cut_repeat(text)  # also a run that the answer's last word completed
         return text, top, len(tokens), len(tokens) - prefix, len(out), passes, cut
 
     def _greedy(self, llm: Any, logits: Float[np.ndarray, " vocab"],
@@ -224,6 +222,15 @@ def choice_tokens(llm: Any, choices: list[str]) -> list[int]:
         raise BackendError(f"local backend: the choices {choices} share a first token, which is how "
                            f"it tells them apart")
     return firsts
+
+
+def cut_repeat(text: str) -> tuple[str, str | None]:
+    """``text`` up to its first repeated run of ``REPEAT_WORDS`` words, and why it was cut (None:
+    it was not)."""
+    start = repeat_start(text)
+    if start is None:
+        return text, None
+    return text[:start].rstrip(), f"began repeating a run of {REPEAT_WORDS} words; the repeat was dropped"
 
 
 def repeat_start(text: str, words: int = REPEAT_WORDS) -> int | None:
