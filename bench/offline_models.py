@@ -9,8 +9,9 @@ for every candidate, and on 2 shared cores they take most of a campaign.
 
 ``table STORE...``: one Markdown row per store, finished or not: explanations that repeat an
 8-word run (as stored; how many the local backend cut), the zero-shot scorer's mean E over the
-heads judged so far, the shuffled control, their paired difference, unparseable answers, and
-the wall time of the explain and classify stages (first item started to last item finished).
+heads judged so far, the shuffled control, their paired difference, the judge's answers, the
+AUC of its P(Yes) pooled over the real explanations' prompts, and the wall time of the explain
+and classify stages (first item started to last item finished).
 
     .venv/bin/python bench/offline_models.py fork /tmp/a.sqlite /tmp/b.sqlite --explainer X --classifier Y
     LOOKUPS_RESULTS_URL=sqlite:////tmp/b.sqlite .venv/bin/lookups run --resume latest
@@ -30,7 +31,7 @@ from plugins.backends.llama_chat import repeat_start
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import STAGE_NAMES
 from services.llm.registry import get_scorer
-from services.score import bootstrap_ci
+from services.score import auc, bootstrap_ci
 from services.store import Store
 from services.store.models import (
     AgentRoundRow,
@@ -96,11 +97,13 @@ def row(path: Path) -> str:
     paired = [scores[(h, False)] - scores[(h, True)] for h, control in scores
               if control and scores[(h, True)] is not None and scores.get((h, False)) is not None]
     answers = [r.answer for head in heads.values() for r in head.results if r.active is not None]
+    pooled, _ = auc([head for (_, control), head in heads.items() if not control])
+    yes = answers.count("yes")
     ci = "({:+.3f}, {:+.3f})".format(*bootstrap_ci(paired)) if len(paired) > 1 else ""
     cells = [path.name, config.explainer, config.classifier, campaign.status,
              f"{looping} of {len(explanations)} ({cut} cut)", f"{len(real)}",
              _mean(real), _mean(shuffled), f"{_mean(paired, '+.3f')} {ci}",
-             f"{answers.count('unparseable')} of {len(answers)}",
+             f"{yes} / {answers.count('no')} / {answers.count('unparseable')}", _mean([pooled] if pooled else []),
              *(f"{t:.0f}" if t is not None else "-" for t in times)]
     return "| " + " | ".join(cells) + " |"
 
@@ -124,9 +127,9 @@ def main() -> None:
         print(fork(args.source, args.target, args.explainer, args.classifier))
         return
     print("| store | explainer | judge | status | explanations repeating an 8-word run | heads judged "
-          "| mean E | shuffled | paired difference (95 % CI) | unparseable answers | explain stage s "
-          "| classify stage s |")
-    print("|" + " --- |" * 12)
+          "| mean E | shuffled | paired difference (95 % CI) | answers yes / no / unparseable (real and shuffled) "
+          "| AUC of P(Yes) | explain stage s | classify stage s |")
+    print("|" + " --- |" * 13)
     for path in args.stores:
         print(row(path))
 
