@@ -57,6 +57,10 @@ class Backend:
     # (Anthropic: reads 0.1, writes 1.25; OpenAI: reads 0.5, caching automatic and free).
     cache_read_price: ClassVar[float] = 1.0
     cache_write_price: ClassVar[float] = 1.0
+    # Answers a request's ``choices`` with exactly one of them (a judge's Yes or No), by
+    # ``choice_arguments``; a backend that cannot keeps answering freely, and the text is parsed.
+    # Read per backend object: an OpenAI-compatible server's ability is an option.
+    constrains_choices: bool = False
     # Options that change how a request travels, never what it answers: left out of
     # ``answer_options`` and so of the LLM cache key. A backend with other such options extends it.
     transport_options: ClassVar[frozenset[str]] = frozenset(
@@ -123,9 +127,15 @@ class Backend:
         return retry_after_seconds(headers) if headers is not None else None
 
     def complete(self, request: LLMRequest) -> Completion:
+        constrain = self.choice_arguments(request.choices) if request.choices and self.constrains_choices else {}
         message = self._chat_model(request.max_tokens, request.logprobs and self.supports_logprobs).invoke(
-            self.messages(request))
+            self.messages(request), **constrain)
         return completion_from_message(message)
+
+    def choice_arguments(self, choices: tuple[str, ...]) -> dict[str, Any]:
+        """Keyword arguments of the chat model's ``invoke`` that restrict its answer to one of
+        ``choices``; only called where ``constrains_choices``."""
+        raise NotImplementedError(f"backend {self.name!r} cannot constrain its answer")
 
     def messages(self, request: LLMRequest) -> list[BaseMessage]:
         """The chat messages of a request: its prompt as one user message. A backend whose
@@ -200,6 +210,7 @@ def completion_from_message(message: AIMessage) -> Completion:
         top_logprobs=first_token_logprobs(message.response_metadata.get("logprobs")),
         cache_read_tokens=details.get("cache_read") or 0,
         cache_write_tokens=details.get("cache_creation") or 0,
+        cut=message.response_metadata.get("cut"),
     )
 
 

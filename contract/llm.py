@@ -11,7 +11,10 @@ class LLMRequest(BaseModel):
     """One prompt to send. ``purpose`` and ``template_version`` only label the ledger entry.
     ``cache_prefix``: how many leading characters of the prompt other requests share (a head's
     explanation before each test prompt); backends with provider prompt caching mark them
-    cacheable. Like the labels it shapes no answer, so the response cache ignores it."""
+    cacheable. Like the labels it shapes no answer, so the response cache ignores it.
+    ``choices``: the answer is one of these (a judge's Yes or No); a backend that
+    ``constrains_choices`` answers exactly one of them, others answer freely. It shapes the
+    answer, so it is part of the cache key."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -21,12 +24,19 @@ class LLMRequest(BaseModel):
     purpose: str = "other"
     template_version: str | None = None
     cache_prefix: int = Field(default=0, ge=0)
+    choices: tuple[str, ...] | None = Field(default=None, min_length=2)
 
     @model_validator(mode="after")
     def _prefix_within_prompt(self) -> "LLMRequest":
         if self.cache_prefix > len(self.prompt):
             raise ValueError(f"cache_prefix {self.cache_prefix} is longer than the prompt "
                              f"({len(self.prompt)} characters)")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_choices(self) -> "LLMRequest":
+        if self.choices is not None and (len(set(self.choices)) < len(self.choices) or not all(self.choices)):
+            raise ValueError(f"choices must be distinct non-empty strings, got {list(self.choices)}")
         return self
 
 
@@ -44,7 +54,8 @@ def share_prefix(requests: list[LLMRequest]) -> list[LLMRequest]:
 class Completion(BaseModel):
     """What a backend answered. ``top_logprobs``: the first output token's alternatives.
     ``cache_read_tokens`` and ``cache_write_tokens``: the part of ``input_tokens`` the
-    provider read from, or wrote to, its prompt cache (priced differently)."""
+    provider read from, or wrote to, its prompt cache (priced differently). ``cut``: why the
+    backend stopped the text early and dropped its tail (a repeating loop), None if it did not."""
 
     text: str
     input_tokens: int = Field(ge=0)
@@ -52,6 +63,7 @@ class Completion(BaseModel):
     top_logprobs: dict[str, float] | None = None
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
+    cut: str | None = None
 
 
 class CallRecord(BaseModel):

@@ -26,6 +26,8 @@ class Explanation(BaseModel):
     backend: str
     model: str
     call: CallRecord
+    cut: str | None = Field(default=None, description="Why the explainer's answer was stopped early "
+                            "and its tail dropped (it began repeating itself); None if it was not.")
     agent: AgentOutcome | None = Field(default=None, description="The agent's loop: rounds, accuracies, "
                                        "the round kept and why it stopped (agent strategy only).")
 
@@ -40,6 +42,7 @@ def explain(client: LLMClient, strategy: ExplainerStrategy, template: PromptTemp
             strategy=strategy.name, strategy_version=strategy.version(template),
             template=template.name, template_version=template.version,
             backend=client.backend.name, model=client.backend.model, call=response.record,
+            cut=response.completion.cut,
         )
         for r, response in zip(requests, responses)
     ]

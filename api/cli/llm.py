@@ -94,10 +94,11 @@ def backends(as_json: JsonOpt = False) -> None:
     found = list_backends()
     if as_json:
         return print_json(found)
-    table = Table("name", "package", "logprobs", "max context", "JSON mode", "key env var")
+    table = Table("name", "package", "logprobs", "max context", "JSON mode", "Yes/No by construction",
+                  "key env var")
     for b in found:
         table.add_row(b.name, b.package, "yes" if b.logprobs else "no", str(b.max_context or "model"),
-                      "yes" if b.json_mode else "no", b.key_env_var or "")
+                      "yes" if b.json_mode else "no", "yes" if b.constrains_choices else "no", b.key_env_var or "")
     console.print(table)
 
 

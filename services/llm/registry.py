@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contract import (
     Backend,
@@ -42,6 +42,8 @@ class BackendInfo(BaseModel):
     logprobs: bool
     max_context: int | None
     json_mode: bool
+    constrains_choices: bool = Field(description="Answers a judge's question with one of its choices "
+                                     "(Yes or No) by construction; otherwise the answer is parsed.")
     key_env_var: str | None
     needs_key: bool
 
@@ -87,7 +89,8 @@ def list_backends() -> list[BackendInfo]:
     return [
         BackendInfo(name=name, package=package, description=cls.description,
                     logprobs=cls.supports_logprobs, max_context=cls.max_context,
-                    json_mode=cls.json_mode, key_env_var=cls.key_env_var, needs_key=cls.needs_key)
+                    json_mode=cls.json_mode, constrains_choices=cls.constrains_choices,
+                    key_env_var=cls.key_env_var, needs_key=cls.needs_key)
         for name, (cls, package) in sorted(backend_classes().items())
     ]
 

@@ -61,6 +61,7 @@ class CachedResponse(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     top_logprobs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    cut: Mapped[str | None] = mapped_column(Text, nullable=True)  # migration 0004
 
 
 class LedgerRow(Base):
@@ -146,6 +147,11 @@ def _cached_row(key: str, completion: Completion) -> CachedResponse:
     return CachedResponse(key=key, created_at=datetime.now(), **completion.model_dump(exclude=BILLING_ONLY))
 
 
+def _completion(row: CachedResponse) -> Completion:
+    return Completion(text=row.text, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                      top_logprobs=row.top_logprobs, cut=row.cut)
+
+
 def _write_ahead_log(dbapi_connection, _record) -> None:
     """Concurrent LLM items read the cache while others write answers and ledger rows: with a
     write-ahead log the readers never wait for a writer (SQLite's busy wait sleeps in steps of
@@ -175,15 +181,13 @@ class LLMStore:
             row = session.get(CachedResponse, key)
             if row is None:
                 return None
-            return Completion(text=row.text, input_tokens=row.input_tokens,
-                              output_tokens=row.output_tokens, top_logprobs=row.top_logprobs)
+            return _completion(row)
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
         """The cached answers among these keys, in one query."""
         with Session(self.engine) as session:
             rows = session.scalars(select(CachedResponse).where(CachedResponse.key.in_(set(keys))))
-            return {row.key: Completion(text=row.text, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
-                                        top_logprobs=row.top_logprobs) for row in rows}
+            return {row.key: _completion(row) for row in rows}
 
     def put(self, key: str, completion: Completion) -> None:
         """Cache an answer. Another process asking the same request at the same moment may

@@ -51,10 +51,45 @@ def test_explain_and_classify_end_to_end(client):
                     ClassifyRequest(explanation=explanation.text, token=" right", prompts=TESTS))
     assert len(head.results) == len(head.calls) == len(TESTS)
     assert all(call.output_tokens == 1 for call in head.calls)
-    for result in head.results:
+    for result in head.results:  # restricted to the choices' first tokens: Yes or No by construction
         assert result.p_yes is not None and 0.0 <= result.p_yes <= 1.0
-        assert result.answer in {"yes", "no", "unparseable"}
-        assert (result.answer == "unparseable") == (result.raw.strip().lower()[:3] not in {"yes", "no"})
+        assert (result.answer, result.raw) in {("yes", "Yes"), ("no", "No")}
+
+
+def test_the_judge_answers_its_choice_with_the_larger_logit(client):
+    """The constrained answer is the choice the unconstrained judge's first-token logits prefer,
+    even where its free answer is neither (SmolLM2-135M often starts "The")."""
+    from contract import LLMRequest
+
+    template = get_template("neo2024")
+    prompts = [template.render_classifier(e, t.text + " right") for t in TESTS
+               for e in ("The head is active on directions.", "Documents about law.")]
+    free = [client.call(LLMRequest(prompt=p, max_tokens=1, logprobs=True)).completion for p in prompts]
+    chosen = [client.call(LLMRequest(prompt=p, max_tokens=1, logprobs=True, choices=("Yes", "No"))).completion
+              for p in prompts]
+
+    for f, c in zip(free, chosen):
+        assert c.text in {"Yes", "No"} and {"Yes", "No"} <= c.top_logprobs.keys()
+        assert c.text == max(("Yes", "No"), key=lambda choice: c.top_logprobs[choice])
+        assert f.top_logprobs.items() <= c.top_logprobs.items()  # the same logits, two tokens more
+    assert any(f.text.strip() not in {"Yes", "No"} for f in free)
+
+
+def test_a_looping_explanation_is_cut_before_it_repeats(tmp_path):
+    """The default explainer, on this head, repeats a sentence of its answer until the token
+    limit; decoding stops at the first repeated run of 8 words, drops it and says so, in the
+    explanation and in the cached answer a rerun reads."""
+    from plugins.backends.llama_chat import REPEAT_WORDS, repeat_start
+
+    client = LLMClient(create_backend(DEFAULT_JUDGE, {"n_ctx": 2048}), settings=Settings(cache_dir=tmp_path))
+    template = get_template("neo2024")
+    (first,) = explain(client, ONESHOT, template, [HEAD])
+    (again,) = explain(client, ONESHOT, template, [HEAD])
+
+    assert first.cut == again.cut == f"began repeating a run of {REPEAT_WORDS} words; the repeat was dropped"
+    assert again.call.cache_hit and again.text == first.text
+    assert repeat_start(first.text) is None and len(first.text.split()) > REPEAT_WORDS
+    assert first.call.output_tokens < template.explain_max_tokens
 
 
 def test_rerun_costs_zero_new_tokens(client):

@@ -12,7 +12,8 @@
 - ``("text", content)``: a well-formed completion whose content is ``content`` (nonsense, say),
   its first-token logprobs naming neither Yes nor No.
 
-``respond(prompt) -> str`` picks the answer text; ``refuse(prompt)`` may return any fault for
+``respond(prompt) -> str`` picks the answer text (a request with vLLM's ``guided_choice`` gets
+it only if it is one of the choices, else the first choice); ``refuse(prompt)`` may return any fault for
 that prompt (every time it is sent); ``logprobs`` (token → probability) is sent back as
 first-token top logprobs when the client asks for them; ``cached_tokens`` are reported as read
 from the prompt cache. Each entry of ``requests`` records the
@@ -81,7 +82,8 @@ class FakeOpenAI:
                     return self._send(200, fake.completion(body, fault[1], logprobs={"Ban": 0.6, "The": 0.4}))
                 if kind == "sleep":
                     time.sleep(fault[1])
-                self._send(200, fake.completion(body, fake.respond(prompt)))
+                answer, allowed = fake.respond(prompt), body.get("guided_choice")
+                self._send(200, fake.completion(body, answer if not allowed or answer in allowed else allowed[0]))
 
             def _send(self, code: int, payload: dict | bytes, headers: dict | None = None):
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -13,7 +13,7 @@ from sqlalchemy import MetaData, Table, create_engine, inspect, text
 from services.llm.store import VERSION_TABLE, Base, CachedResponse, LedgerRow, LLMStore
 
 PROCESSES = 8
-LATER_COLUMNS = {"cache_read_tokens", "cache_write_tokens"}  # the ledger's, added by 0003
+LATER_COLUMNS = {"cache_read_tokens", "cache_write_tokens", "cut"}  # the ledger's by 0003, the cache's by 0004
 
 
 def first_tables() -> MetaData:
