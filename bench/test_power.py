@@ -102,9 +102,9 @@ def main() -> None:
                     if t is None:
                         continue
                     refs = [h.head for h in a.worth_explaining]
+                    # 'first' takes the pool's first n: exactly the pool a 'first' campaign draws
                     for ref, test_set in zip(refs, label_test_prompts(
-                            t, (c.prompts or [])[:test_pool_size(sampling, n)], refs, n,
-                            sampling=sampling, activity=activity, train=a)):
+                            t, c.prompts or [], refs, n, sampling=sampling, activity=activity, train=a)):
                         labels = head_labels(a, ref, activity)
                         heads.append(([TestPrompt(text=p.text, active=x) for p, x in zip(a.prompts, labels)],
                                       [TestPrompt(text=p.prompt.text, active=p.active) for p in test_set.prompts]))

@@ -72,6 +72,8 @@ class HeadClassification(BaseModel):
                                     "detection).")
     skipped: str | None = Field(default=None, description="Why the scorer could not judge this head at all "
                                 "(e.g. a probe whose training labels are one class); the head is not scored.")
+    constrained: bool | None = Field(default=None, description="Whether the judge's answers were restricted to "
+                                     "the question's choices by construction; None when none was asked with choices.")
 
 
 class HeadScore(BaseModel):

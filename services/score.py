@@ -65,6 +65,8 @@ class ScorerSummary(BaseModel):
     control: CampaignSummary
     paired: PairedDifference
     calls: int
+    constrained: bool | None = Field(default=None, description="Every judge answer restricted to Yes/No by "
+                                     "construction (False: some were parsed from free text); None: no such question.")
     probe_share: ProbeShare | None = Field(default=None, description="Set when the probe scored the same campaign.")
 
 

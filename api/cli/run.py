@@ -261,6 +261,8 @@ def headline_lines(headline) -> list[str]:
             text += f"; random-neuron baseline {line.baseline_mean:.3f}"
         text += (f"; {s.calls} judge calls, {s.explanations.n_unparseable} of {s.explanations.n_answers} "
                  "answers unparseable")
+        if s.constrained is False:
+            text += " (the judge's backend cannot restrict its answers to Yes/No: they are parsed)"
         lines.append(text)
     return lines
 

@@ -130,3 +130,20 @@ def test_an_unknown_format_is_a_usage_error(finished, tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "xml" in done.stderr
+
+
+@pytest.mark.slow  # reads a campaign run to the end in-process
+def test_the_summary_says_when_the_judge_could_not_be_constrained(finished):
+    from api.cli.run import headline_lines
+    from services.campaigns.summary import campaign_headline
+
+    store, campaign_id = finished
+    headline = campaign_headline(store, campaign_id)
+    lines = {line.scorer: line.summary for line in headline.scorers}
+    assert lines["zero-shot"].constrained is False  # an openai-compatible server without guided_choice
+    assert lines["probe"].constrained is None  # asks no judge
+    text = "\n".join(headline_lines(headline))
+    zero_shot_line = next(line for line in text.splitlines() if line.strip().startswith("zero-shot"))
+    probe_line = next(line for line in text.splitlines() if line.strip().startswith("probe"))
+    assert "cannot restrict its answers to Yes/No" in zero_shot_line and "cannot restrict" not in probe_line
+    assert ("detectable" in zero_shot_line) == (lines["zero-shot"].paired.detectable is not None)

@@ -17,6 +17,13 @@ from services.store.models import Campaign, ClassificationRow, ScoreRow, TestSet
 PROBE = "probe"  # the text-probe ceiling's scorer: every other scorer's margin is also given as its share
 
 
+def all_constrained(classifications: list[HeadClassification]) -> bool | None:
+    """True when every judge answer asked with choices was constrained to them, False when some
+    were parsed from free text, None when no question had choices."""
+    asked = [c.constrained for c in classifications if c.constrained is not None]
+    return all(asked) if asked else None
+
+
 def plan(session: Session, campaign: Campaign) -> list[str]:
     return ["all"] if campaign_heads(session, campaign.id) else []
 
@@ -61,6 +68,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
             control=summarize(shuffled),
             paired=paired_difference(pairs(name)),
             calls=sum(len(c.calls) for (_, n, _), c in classified.items() if n == name),
+            constrained=all_constrained([c for (_, n, _), c in classified.items() if n == name]),
         ).model_dump(mode="json")
     if PROBE in item.config.scorers:
         def per_head(name: str) -> list[tuple[HeadScore | None, HeadScore | None]]:
