@@ -11,7 +11,8 @@ class LLMRequest(BaseModel):
     """One prompt to send. ``purpose`` and ``template_version`` only label the ledger entry.
     ``cache_prefix``: how many leading characters of the prompt other requests share (a head's
     explanation before each test prompt); backends with provider prompt caching mark them
-    cacheable. Like the labels it shapes no answer, so the response cache ignores it."""
+    cacheable. Like the labels it shapes no answer, so the response cache ignores it.
+    ``temperature`` and ``sample`` do shape it: k samples of one prompt are k cache entries."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -21,6 +22,10 @@ class LLMRequest(BaseModel):
     purpose: str = "other"
     template_version: str | None = None
     cache_prefix: int = Field(default=0, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sample at this temperature "
+                                      "instead of the backend's own setting (best of k).")
+    sample: int = Field(default=0, ge=0, description="Which of k samples: with a temperature, each "
+                        "index is its own LLM cache entry (and, where the backend takes one, seed).")
 
     @model_validator(mode="after")
     def _prefix_within_prompt(self) -> "LLMRequest":

@@ -152,6 +152,8 @@ class ExplainWork(_Work):
     template: Spec = "neo2024"
     strategy: str = Field(default="oneshot", min_length=1, max_length=100)
     request: ExplainRequest
+    samples: int = Field(default=1, ge=1, le=16, description="Best of k: answers sampled by a program strategy.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Their sampling temperature.")
     budget_usd: float | None = Field(default=None, gt=0, description="Refuse calls that could cost more.")
     llm_prices: Prices = Field(default_factory=dict, description="Prices of models the settings do not price.")
 
@@ -229,7 +231,8 @@ def ablate(runtime: Runtime, work: AblateWork) -> AblateResult:
 def explain_head(runtime: Runtime, work: ExplainWork, budget: Budget | None = None) -> Explanation:
     """``budget``: a campaign's, shared by its items; default the work's own ``budget_usd``."""
     client = runtime.llm(work.backend, budget or local_budget(work.budget_usd), work.llm_prices)
-    return explain(client, get_strategy(work.strategy), get_template(work.template), [work.request])[0]
+    return explain(client, get_strategy(work.strategy), get_template(work.template), [work.request],
+                   samples=work.samples, temperature=work.temperature)[0]
 
 
 def classify_prompts(runtime: Runtime, work: ClassifyWork, budget: Budget | None = None) -> HeadClassification:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.cli._common import err_console, print_json
-from contract import ClassifyRequest, ExplainRequest, InvalidInputError
+from contract import ClassifyRequest, ExplainRequest, InvalidInputError, check_program
 from services.classify import classify as run_classify
 from services.explain import explain as run_explain
 from services.llm.budget import local_budget
@@ -157,10 +157,48 @@ def explain(
         console.print(f"[bold]{r.neuron or '-'} head {r.head or '-'} ({r.token!r}):[/] {r.text}")
 
 
+def _explanation(explanation: str | None, explanation_file: Path | None, programs: bool) -> str:
+    """The explanation given inline or in a file; a program scorer's is checked before it runs."""
+    if (explanation is None) == (explanation_file is None):
+        raise InvalidInputError("give the explanation with --explanation TEXT or --explanation-file FILE (one of them)")
+    if explanation_file is not None:
+        try:
+            explanation = explanation_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInputError(f"--explanation-file {explanation_file}: {error}") from None
+    assert explanation is not None
+    if programs:
+        try:
+            check_program(explanation)
+        except InvalidInputError as error:
+            raise InvalidInputError(f"--explanation{'-file ' + str(explanation_file) if explanation_file else ''}: "
+                                    f"{error}") from None
+    return explanation
+
+
+def _with_pieces(request: ClassifyRequest, model: str) -> ClassifyRequest:
+    """Prompts without ``pieces`` split by the subject model's tokenizer (a program sees them)."""
+    if all(p.pieces is not None for p in request.prompts):
+        return request
+    from services.head_reads import token_pieces
+    from services.subject_model import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    return request.model_copy(update={"prompts": [
+        p if p.pieces is not None else p.model_copy(update={"pieces": token_pieces(
+            tokenizer, tokenizer(p.text, add_special_tokens=False)["input_ids"])})
+        for p in request.prompts]})
+
+
 def classify(
-    explanation: Annotated[str, typer.Option("--explanation", "-e", help="The explanation to judge with.")],
     prompts_file: Annotated[Path, typer.Option("--prompts-file", "-p", help="JSON: a list of prompts "
-                                               "(strings or {text, active}), or {token, prompts}")],
+                                               "(strings or {text, active, pieces?}), or {token, prompts}")],
+    explanation: Annotated[str | None, typer.Option("--explanation", "-e", help="The explanation to judge with.")] = None,
+    explanation_file: Annotated[Path | None, typer.Option(
+        "--explanation-file", help="The explanation from a file: for --scorer program, a Python file "
+        "defining active(text, tokens) -> bool.")] = None,
+    model: Annotated[str, typer.Option(help="Subject model whose tokenizer gives the program scorer "
+                                       "each prompt's tokens, where the file has no pieces.")] = "smollm2-135m",
     token: Annotated[str | None, typer.Option(help="Appended to each prompt (overrides the file's).")] = None,
     backend: BackendOpt = DEFAULT_JUDGE,
     template: TemplateOpt = "neo2024",
@@ -170,9 +208,11 @@ def classify(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Classify test prompts from an explanation (zero-shot by default); scores them when
-    labels are given."""
+    """Classify test prompts from an explanation (zero-shot by default), or run a program on
+    them (--scorer program --explanation-file F.py); scores them when labels are given."""
 
+    chosen = get_scorer(scorer)
+    explanation = _explanation(explanation, explanation_file, chosen.programs)
     data = _read_json(prompts_file, "--prompts-file")
     body = data if isinstance(data, dict) else {"prompts": data}
     if not isinstance(body.get("prompts"), list):
@@ -184,7 +224,9 @@ def classify(
         })
     except ValidationError as error:
         raise InvalidInputError(f"--prompts-file {prompts_file}: {_brief(error)}") from None
-    prompt_template, chosen = get_template(template), get_scorer(scorer)
+    if chosen.programs:
+        request = _with_pieces(request, model)
+    prompt_template = get_template(template)
     client = _client(backend, option, budget)
     _show_estimate(client, chosen.requests(prompt_template, request))
     if dry_run:

@@ -13,11 +13,11 @@ it is used, and the joined file must have the pinned SHA-256 (the official
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import Backend, BackendDefaults, UnknownBackendError, hookimpl
+from contract import Backend, BackendDefaults, LLMRequest, UnknownBackendError, hookimpl
 from plugins.backends.gguf_files import known_models, resolve_gguf
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ class LocalBackend(Backend):
         import llama_cpp  # noqa: F401
 
         import plugins.backends.llama_chat  # noqa: F401
+
+    def sampling(self, request: LLMRequest) -> dict[str, Any]:
+        """A sampled request's temperature, seeded by its sample index."""
+        return {} if request.temperature is None else {"temperature": request.temperature, "seed": request.sample}
 
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
         from plugins.backends.llama_chat import LlamaCppChat

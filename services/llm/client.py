@@ -91,6 +91,8 @@ class LLMClient:
                     "prompt": request.prompt,
                     "max_tokens": request.max_tokens,
                     "logprobs": request.logprobs and self.backend.supports_logprobs}
+        if request.temperature is not None:  # a sampled answer: one cache entry per sample index
+            identity |= {"temperature": request.temperature, "sample": request.sample}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def estimate(self, requests: Sequence[LLMRequest]) -> CostEstimate:
