@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from contract import AgentRound, HeadClassification, HeadScore
+from contract import AgentRound, HeadClassification, HeadScore, ProgramExplanation
 from services.ablation import HeadAblation, KSResult
 from services.agent import AgentOutcome
 from services.attribution import NeuronAttribution
@@ -51,6 +51,8 @@ class HeadResult(BaseModel):
     score: HeadScore | None = Field(description="The headline (first) scorer's score.")
     control_score: HeadScore | None = Field(description="Judged with another head's explanation.")
     scores: dict[str, HeadScore] = Field(default_factory=dict, description="Every scorer's score.")
+    program: ProgramExplanation | None = Field(default=None, description="The explanation's program and "
+                                               "its training accuracy (program strategies).")
     agent: AgentOutcome | None = Field(default=None, description="The agent's loop (agent strategy).")
     agent_rounds: list[AgentRound] = Field(default_factory=list, description="Each round: explanation, "
                                            "probes with their measurements, evaluation.")
@@ -165,5 +167,6 @@ def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
         scores={scorer: s for (head_id, scorer, control), s in scores.items()
                 if head_id == head.id and not control},
         ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
+        program=explanation.payload.get("program") if explanation else None,
         agent=explanation.payload.get("agent") if explanation else None, agent_rounds=rounds,
     )
