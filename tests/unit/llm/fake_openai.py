@@ -12,7 +12,8 @@
 - ``("text", content)``: a well-formed completion whose content is ``content`` (nonsense, say),
   its first-token logprobs naming neither Yes nor No.
 
-``respond(prompt) -> str`` picks the answer text; ``refuse(prompt)`` may return any fault for
+``respond(prompt) -> str`` picks the answer text (``sampled(prompt, seed)``, when set, for a
+request with a seed: one of k samples); ``refuse(prompt)`` may return any fault for
 that prompt (every time it is sent); ``logprobs`` (token → probability) is sent back as
 first-token top logprobs when the client asks for them; ``cached_tokens`` are reported as read
 from the prompt cache. Each entry of ``requests`` records the
@@ -37,6 +38,7 @@ class FakeOpenAI:
     def __init__(self):
         self.faults: deque = deque()
         self.respond: Callable[[str], str] = lambda prompt: "Yes"
+        self.sampled: Callable[[str, int], str] | None = None  # (prompt, seed) for sampled requests
         self.refuse: Callable[[str], tuple | None] = lambda prompt: None
         self.logprobs: dict[str, float] = {"Yes": 0.7, "No": 0.2, "Maybe": 0.1}
         self.cached_tokens = 0  # reported as read from OpenAI's automatic prompt cache
@@ -81,7 +83,9 @@ class FakeOpenAI:
                     return self._send(200, fake.completion(body, fault[1], logprobs={"Ban": 0.6, "The": 0.4}))
                 if kind == "sleep":
                     time.sleep(fault[1])
-                self._send(200, fake.completion(body, fake.respond(prompt)))
+                sampled = fake.sampled is not None and "seed" in body
+                self._send(200, fake.completion(body, fake.sampled(prompt, body["seed"]) if sampled
+                                                else fake.respond(prompt)))
 
             def _send(self, code: int, payload: dict | bytes, headers: dict | None = None):
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
