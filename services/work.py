@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError
+from contract import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError, check_program
 from services.ablation import HeadAblation, ablate_heads
 from services.attribution import (
     ACTIVE_STDS,
@@ -165,6 +165,18 @@ class ClassifyWork(_Work):
     request: ClassifyRequest
     budget_usd: float | None = Field(default=None, gt=0, description="Refuse calls that could cost more.")
     llm_prices: Prices = Field(default_factory=dict, description="Prices of models the settings do not price.")
+
+    @model_validator(mode="after")
+    def _program_runs(self) -> ClassifyWork:
+        """A program scorer's explanation is a program, and every prompt needs its pieces: both
+        checked on arrival, so a bad program is refused (422) rather than run."""
+        if get_scorer(self.scorer).programs:
+            check_program(self.request.explanation)
+            missing = [i for i, p in enumerate(self.request.prompts) if p.pieces is None]
+            if missing:
+                raise ValueError(f"request.prompts[{missing[0]}].pieces: the {self.scorer} scorer needs each "
+                                 "prompt's tokens as text")
+        return self
 
 
 # ---------------------------------------------------------------- compute functions
