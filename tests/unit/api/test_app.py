@@ -56,7 +56,8 @@ def test_validation_errors_name_the_field(client):
 def test_unknown_strategies_and_scorers_are_refused_naming_the_installed_ones(client):
     strategy = client.post("/v1/campaigns", json={**CONFIG, "explainer_strategy": "nosuch"})
     assert strategy.status_code == 422
-    assert "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot, program, program-agent" in strategy.text
+    assert ("unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot, program, "
+            "program-agent") in strategy.text
     scorer = client.post("/v1/campaigns", json={**CONFIG, "scorers": ["zero-shot", "nosuch"]})
     assert scorer.status_code == 422 and "unknown scorer 'nosuch'" in scorer.text
     repeated = client.post("/v1/campaigns", json={**CONFIG, "scorers": ["detection", "detection"]})
