@@ -115,10 +115,20 @@ def _globals() -> dict[str, Any]:
     return {"__builtins__": safe, "__name__": "program", **modules}
 
 
+NOBODY = 65534
+
+
 def _limit(cpu_s: int, memory_mb: int) -> None:
     """No new files or processes, at most ``memory_mb`` of address space and ``cpu_s`` CPU
-    seconds. Set before the program is even parsed; the hard limits cannot be raised again."""
+    seconds. Set before the program is even parsed; the hard limits cannot be raised again.
+    Started as root (which the process limit does not bind), it becomes ``nobody`` first."""
+    import os
     import resource
+
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
 
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.syntax import Syntax
 from rich.table import Table
 
 from api.cli._common import err_console, print_json
@@ -133,12 +134,16 @@ def explain(
     backend: BackendOpt = DEFAULT_EXPLAINER,
     template: TemplateOpt = "neo2024",
     strategy: StrategyOpt = "oneshot",
+    samples: Annotated[int, typer.Option(min=1, max=16, help="Best of k for a program strategy: answers "
+                                         "sampled per head, the best program on the examples kept.")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Temperature of those samples.")] = 0.7,
     option: OptionOpt = None,
     budget: BudgetOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Explain when each attention head is active (one LLM call per neuron-head pair)."""
+    """Explain when each attention head is active (one LLM call per neuron-head pair; k with
+    --samples for a program strategy)."""
 
     data = _read_json(input, "--input")
     try:
@@ -147,14 +152,21 @@ def explain(
         raise InvalidInputError(f"--input {input}: {_brief(error)}") from None
     prompt_template, chosen = get_template(template), get_strategy(strategy)
     client = _client(backend, option, budget)
-    _show_estimate(client, [chosen.request(prompt_template, r) for r in requests])
+    k = samples if chosen.programs else 1
+    _show_estimate(client, [chosen.request(prompt_template, r).model_copy(
+        update={"temperature": temperature, "sample": i} if k > 1 else {}) for r in requests for i in range(k)])
     if dry_run:
         return
-    results = run_explain(client, chosen, prompt_template, requests)
+    results = run_explain(client, chosen, prompt_template, requests, samples=samples, temperature=temperature)
     if as_json:
         return print_json(results)
     for r in results:
         console.print(f"[bold]{r.neuron or '-'} head {r.head or '-'} ({r.token!r}):[/] {r.text}")
+        if r.program is not None:
+            console.print(f"training balanced accuracy {r.program.train_accuracy}, sample {r.program.sample} "
+                          f"of {len(r.program.sample_accuracies)}: {r.program.error or ''}", highlight=False)
+            if r.program.source:
+                console.print(Syntax(r.program.source, "python"))
 
 
 def _explanation(explanation: str | None, explanation_file: Path | None, programs: bool) -> str:

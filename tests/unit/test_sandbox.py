@@ -139,24 +139,25 @@ def test_the_total_time_caps_a_program_slow_on_every_prompt():
 
 def test_the_process_limits_refuse_files_and_processes_even_without_the_allow_list(tmp_path):
     """Defence in depth: the child's own limits, tried with unrestricted Python after them."""
-    target = tmp_path / "written"
+    target, secret = tmp_path / "written", tmp_path / "secret"
+    secret.write_text("sk-do-not-read")
     script = textwrap.dedent(f'''
-        import os, sys
+        import os, socket, sys
         sys.path.insert(0, {str(sys.modules["contract"].__path__[0])!r})
         from sandbox_child import _limit
         _limit(5, 256)
         results = []
-        for attempt in (lambda: open({str(target)!r}, "w"), lambda: os.fork(),
-                        lambda: bytearray(1 << 30)):
+        for attempt in (lambda: open({str(target)!r}, "w"), lambda: open({str(secret)!r}).read(),
+                        lambda: socket.socket(), lambda: os.fork(), lambda: bytearray(1 << 30)):
             try:
                 attempt()
                 results.append("allowed")
             except (OSError, MemoryError) as error:
-                results.append(type(error).__name__)
+                results.append("OSError" if isinstance(error, OSError) else type(error).__name__)
         sys.stdout.write(",".join(results))
     ''')
     done = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=30)
-    assert done.stdout.split(",") == ["OSError", "OSError", "MemoryError"], done.stderr
+    assert done.stdout.split(",") == ["OSError"] * 4 + ["MemoryError"], done.stderr
     assert not target.exists()
 
 
