@@ -17,17 +17,14 @@ from plugins.explainers.contrastive import evidence
 MAX_TOKENS = 400
 MAX_WRONG = 8
 
-_ASK = '''Explain the head as a rule a computer can check. Answer in exactly this format:
-EXPLANATION: <one sentence: what the active documents have and the near misses lack>
+_ASK = '''Write a Python function that tells from a document alone whether the head is active on it:
 ```python
-import re
-
 def active(text: str, tokens: list[str]) -> bool:
-    # text: a document (without the final "{token}"); tokens: its tokens as strings, which
-    # concatenate to text; the head acts at the last token.
-    ...
 ```
-The function returns True exactly when the head is active. Check concrete words or patterns near the end of the document. Use only the modules re, string and math; no other imports, no files, no printing.'''
+`text` is a document (without the final "{token}"); `tokens` are its tokens as strings, which concatenate to `text`; the head acts at the last token. Return True exactly when the head is active: check concrete words or patterns near the end of the document, such as the tokens read more often when active. Use only the modules re, string and math; no other imports, no files, no printing.
+
+Answer with the complete function in a ```python block, then one line:
+EXPLANATION: <one sentence: what the active documents have and the near misses lack>'''
 
 _REVISE = '''Your rule so far:
 EXPLANATION: {sentence}
@@ -46,11 +43,12 @@ _DEF = re.compile(r"^(?:import |from |def active\b)", re.MULTILINE)
 
 
 def parse_program(answer: str) -> tuple[str, str | None, str | None]:
-    """(sentence, source, why no source): the EXPLANATION line (else the answer's first line), and
+    """(sentence, source, why no source): the EXPLANATION line (else the first line outside code), and
     the first fenced block defining ``active``, else the code from the first import or
     ``def active`` line on."""
     found = _EXPLANATION.search(answer)
-    sentence = (found.group(1) if found else answer.strip().split("\n", 1)[0]).strip().strip('"“”')
+    prose = [line for line in _FENCE.sub("", answer).splitlines() if line.strip()]
+    sentence = (found.group(1) if found else prose[0] if prose else "(no sentence)").strip().strip('"“”')
     blocks = [b for b in _FENCE.findall(answer) if "def active" in b]
     if blocks:
         return sentence, blocks[0].strip("\n"), None

@@ -118,3 +118,10 @@ def test_the_program_agent_revises_from_the_training_prompts_its_program_gets_wr
         accuracies = payload["program"]["sample_accuracies"]
         kept = accuracies[payload["program"]["sample"]]
         assert kept is None or kept == max(a for a in accuracies if a is not None)
+
+
+def test_an_answer_with_the_code_first_gives_the_explanation_line_after_it():
+    answer = "```python\ndef active(text, tokens):\n    return True\n```\nEXPLANATION: After a list."
+    assert parse_program(answer) == ("After a list.", "def active(text, tokens):\n    return True", None)
+    assert parse_program("```python\ndef active(text, tokens):\n    return True\n```\nIt reads lists.")[0] == \
+        "It reads lists."
