@@ -42,11 +42,13 @@ from contract.explainers import (
     HeadExample,
     Probe,
     ProbeMeasurement,
+    ProgramExplanation,
     RoundEvaluation,
     SourceRead,
 )
 from contract.hooks import LookupsHooks, get_plugin_manager, hookimpl
 from contract.llm import BatchPoll, BatchResult, CallRecord, Completion, LLMRequest, share_prefix
+from contract.sandbox import ProgramAnswer, balanced_accuracy, check_program, run_program
 from contract.scorers import (
     Answer,
     Classification,
@@ -73,7 +75,9 @@ __all__ = [
     "PromptTemplate", "template_from_file",
     # explainer strategies
     "AgentRound", "ExplainRequest", "ExplainerStrategy", "HeadExample", "Probe", "ProbeMeasurement",
-    "RoundEvaluation", "SourceRead",
+    "ProgramExplanation", "RoundEvaluation", "SourceRead",
+    # programs: the sandbox that runs them
+    "ProgramAnswer", "balanced_accuracy", "check_program", "run_program",
     # scorers
     "Answer", "Classification", "ClassifyRequest", "HeadClassification", "HeadScore", "Judgement",
     "Scorer", "TestPrompt", "head_score", "rank_auc",

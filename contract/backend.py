@@ -129,13 +129,19 @@ class Backend:
     def complete(self, request: LLMRequest) -> Completion:
         constrain = self.choice_arguments(request.choices) if request.choices and self.constrains_choices else {}
         message = self._chat_model(request.max_tokens, request.logprobs and self.supports_logprobs).invoke(
-            self.messages(request), **constrain)
+            self.messages(request), **constrain, **self.sampling(request))
         return completion_from_message(message)
 
     def choice_arguments(self, choices: tuple[str, ...]) -> dict[str, Any]:
         """Keyword arguments of the chat model's ``invoke`` that restrict its answer to one of
         ``choices``; only called where ``constrains_choices``."""
         raise NotImplementedError(f"backend {self.name!r} cannot constrain its answer")
+
+    def sampling(self, request: LLMRequest) -> dict[str, Any]:
+        """Keyword arguments of the chat model's call for a request that asks for its own
+        temperature (best of k); none otherwise. A backend whose provider takes a seed adds
+        ``request.sample`` as one."""
+        return {} if request.temperature is None else {"temperature": request.temperature}
 
     def messages(self, request: LLMRequest) -> list[BaseMessage]:
         """The chat messages of a request: its prompt as one user message. A backend whose

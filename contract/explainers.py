@@ -65,6 +65,19 @@ class ProbeMeasurement(Probe):
     rejected: str | None = Field(default=None, description="Why the probe was not run.")
 
 
+class ProgramExplanation(BaseModel):
+    """An explanation as a program: the sentence, the function ``active(text, tokens)``, and how
+    well it predicts the training prompts (never the held-out ones). Best of k: the sample kept."""
+
+    sentence: str
+    source: str | None = Field(description="The program; None when no answer held one.")
+    error: str | None = Field(default=None, description="Why there is no program, or why it does not load.")
+    train_accuracy: float | None = Field(description="Balanced accuracy on the training prompts.")
+    sample: int = Field(default=0, ge=0, description="Which of the k samples (or agent rounds) was kept.")
+    sample_accuracies: list[float | None] = Field(default_factory=list, description="Each sample's "
+                                                  "training balanced accuracy.")
+
+
 class RoundEvaluation(BaseModel):
     """How well one round's explanation predicts what was measured (training prompts and probes)."""
 
@@ -72,6 +85,8 @@ class RoundEvaluation(BaseModel):
     train_total: int
     probe_correct: int
     probe_total: int
+    wrong: list[int] | None = Field(default=None, description="Training examples (indices into the "
+                                    "request's examples) a program got wrong; programs only.")
 
     @property
     def accuracy(self) -> float | None:
@@ -98,6 +113,9 @@ class ExplainerStrategy:
     # A closed-loop strategy proposes probes and revises from their measurements over several
     # rounds (the campaign's agent stage); it implements ``revision`` and ``parse`` too.
     closed_loop: ClassVar[bool] = False
+    # A program strategy answers with a sentence and a program (``program``); the campaign
+    # samples k answers and keeps the program that best predicts the training prompts.
+    programs: ClassVar[bool] = False
 
     def version(self, template: PromptTemplate) -> str:
         shaping = [self.name, self.wording, template.version]
@@ -116,4 +134,8 @@ class ExplainerStrategy:
 
     def parse(self, answer: str, token: str) -> tuple[str, list[Probe]]:
         """Closed-loop only: the explanation and the probes in the LLM's answer."""
+        raise NotImplementedError
+
+    def program(self, answer: str) -> tuple[str, str | None, str | None]:
+        """Program strategies only: (sentence, program source or None, why there is none)."""
         raise NotImplementedError

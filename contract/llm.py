@@ -14,7 +14,8 @@ class LLMRequest(BaseModel):
     cacheable. Like the labels it shapes no answer, so the response cache ignores it.
     ``choices``: the answer is one of these (a judge's Yes or No); a backend that
     ``constrains_choices`` answers exactly one of them, others answer freely. It shapes the
-    answer, so it is part of the cache key."""
+    answer, so it is part of the cache key (where the backend constrains). ``temperature`` and
+    ``sample`` shape it too: k samples of one prompt are k cache entries."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,6 +26,10 @@ class LLMRequest(BaseModel):
     template_version: str | None = None
     cache_prefix: int = Field(default=0, ge=0)
     choices: tuple[str, ...] | None = Field(default=None, min_length=2)
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sample at this temperature "
+                                      "instead of the backend's own setting (best of k).")
+    sample: int = Field(default=0, ge=0, description="Which of k samples: with a temperature, each "
+                        "index is its own LLM cache entry (and, where the backend takes one, seed).")
 
     @model_validator(mode="after")
     def _prefix_within_prompt(self) -> "LLMRequest":

@@ -28,6 +28,8 @@ class TestPrompt(BaseModel):
     active: bool | None = Field(default=None, description="Ground truth, when known.")
     effect: float | None = Field(default=None, description="Drop of the neuron's activation when the "
                                  "head is ablated, where measured (the causal scorer needs it).")
+    pieces: list[str] | None = Field(default=None, description="The subject model's tokens as text "
+                                     "(they concatenate to the prompt); the program scorer needs them.")
 
 
 class ClassifyRequest(BaseModel):
@@ -138,6 +140,9 @@ class Scorer:
     description: ClassVar[str] = ""
     # Everything the scorer itself says to the judge: part of its version, with the template's.
     wording: ClassVar[str] = ""
+    # Runs the explanation as a program (``request.explanation`` is its source) on each test
+    # prompt's ``pieces``, which campaigns decode with the subject model's tokenizer.
+    programs: ClassVar[bool] = False
 
     def version(self, template: PromptTemplate) -> str:
         shaping = [self.name, self.wording, template.version]

@@ -93,7 +93,8 @@ def _explanations(session: Session, campaign_id: str) -> Iterator[Row]:
                "strategy_version": e.payload.get("strategy_version"), "template": e.payload["template"],
                "template_version": e.payload["template_version"], "backend": e.payload["backend"],
                "model": e.payload["model"], "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
-               "cost_usd": e.cost_usd}
+               "cost_usd": e.cost_usd, "program": (e.payload.get("program") or {}).get("source"),
+               "program_train_accuracy": (e.payload.get("program") or {}).get("train_accuracy")}
 
 
 def _scores(session: Session, campaign_id: str) -> Iterator[Row]:

@@ -186,6 +186,18 @@ def _dequantize(gguf_path: Path, checkpoint: Path) -> None:
     tokenizer.save_pretrained(checkpoint)
 
 
+def load_tokenizer(name: str, settings: Settings | None = None):
+    """The subject model's tokenizer alone (packaged name, checkpoint directory or hub name):
+    what splits a prompt into the pieces a program sees, without loading the weights."""
+    from transformers import AutoTokenizer
+
+    target = str(dequantized_checkpoint(name, settings or get_settings())[0]) if name in PACKAGED_MODELS else name
+    try:
+        return AutoTokenizer.from_pretrained(target)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load the tokenizer of {name!r}: {error}") from error
+
+
 def _hub_unreachable(error: Exception) -> bool:
     text = f"{type(error).__name__}: {error}".lower()
     return any(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError
+from contract import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError, check_program
 from services.ablation import HeadAblation, ablate_heads
 from services.attribution import (
     ACTIVE_STDS,
@@ -157,6 +157,8 @@ class ExplainWork(_Work):
     template: Spec = "neo2024"
     strategy: str = Field(default="oneshot", min_length=1, max_length=100)
     request: ExplainRequest
+    samples: int = Field(default=1, ge=1, le=16, description="Best of k: answers sampled by a program strategy.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Their sampling temperature.")
     budget_usd: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD,
                                      description="Refuse calls that could cost more.")
     llm_prices: Prices = Field(default_factory=dict,
@@ -172,6 +174,18 @@ class ClassifyWork(_Work):
                                      description="Refuse calls that could cost more.")
     llm_prices: Prices = Field(default_factory=dict,
                                description="Prices of models the operator does not price (never replaces theirs).")
+
+    @model_validator(mode="after")
+    def _program_runs(self) -> ClassifyWork:
+        """A program scorer's explanation is a program, and every prompt needs its pieces: both
+        checked on arrival, so a bad program is refused (422) rather than run."""
+        if get_scorer(self.scorer).programs:
+            check_program(self.request.explanation)
+            missing = [i for i, p in enumerate(self.request.prompts) if p.pieces is None]
+            if missing:
+                raise ValueError(f"request.prompts[{missing[0]}].pieces: the {self.scorer} scorer needs each "
+                                 "prompt's tokens as text")
+        return self
 
 
 # ---------------------------------------------------------------- compute functions
@@ -238,7 +252,8 @@ def ablate(runtime: Runtime, work: AblateWork) -> AblateResult:
 def explain_head(runtime: Runtime, work: ExplainWork, budget: Budget | None = None) -> Explanation:
     """``budget``: a campaign's, shared by its items; default the work's own ``budget_usd``."""
     client = runtime.llm(work.backend, budget or local_budget(work.budget_usd), work.llm_prices)
-    return explain(client, get_strategy(work.strategy), get_template(work.template), [work.request])[0]
+    return explain(client, get_strategy(work.strategy), get_template(work.template), [work.request],
+                   samples=work.samples, temperature=work.temperature)[0]
 
 
 def classify_prompts(runtime: Runtime, work: ClassifyWork, budget: Budget | None = None) -> HeadClassification:

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.syntax import Syntax
 from rich.table import Table
 
 from api.cli._common import err_console, parse_prices, print_json
-from contract import ClassifyRequest, ExplainRequest, InvalidInputError
+from contract import ClassifyRequest, ExplainRequest, InvalidInputError, check_program
 from services.classify import classify as run_classify
 from services.explain import explain as run_explain
 from services.llm.budget import local_budget
@@ -141,6 +142,9 @@ def explain(
     explainer: ExplainerOpt = DEFAULT_EXPLAINER,
     template: TemplateOpt = "neo2024",
     explainer_strategy: StrategyOpt = "oneshot",
+    samples: Annotated[int, typer.Option(min=1, max=16, help="Best of k for a program strategy: answers "
+                                         "sampled per head, the best program on the examples kept.")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Temperature of those samples.")] = 0.7,
     option: OptionOpt = None,
     budget: BudgetOpt = None,
     price: PriceOpt = None,
@@ -149,7 +153,8 @@ def explain(
     backend: OldBackendOpt = None,
     strategy: OldStrategyOpt = None,
 ) -> None:
-    """Explain when each attention head is active (one LLM call per neuron-head pair)."""
+    """Explain when each attention head is active (one LLM call per neuron-head pair; k with
+    --samples for a program strategy)."""
 
     data = _read_json(input, "--input")
     try:
@@ -158,20 +163,65 @@ def explain(
         raise InvalidInputError(f"--input {input}: {_brief(error)}") from None
     prompt_template, chosen = get_template(template), get_strategy(strategy or explainer_strategy)
     client = _client(backend or explainer, option, budget, price)
-    _show_estimate(client, [chosen.request(prompt_template, r) for r in requests])
+    k = samples if chosen.programs else 1
+    _show_estimate(client, [chosen.request(prompt_template, r).model_copy(
+        update={"temperature": temperature, "sample": i} if k > 1 else {}) for r in requests for i in range(k)])
     if dry_run:
         return
-    results = run_explain(client, chosen, prompt_template, requests)
+    results = run_explain(client, chosen, prompt_template, requests, samples=samples, temperature=temperature)
     if as_json:
         return print_json(results)
     for r in results:
         console.print(f"[bold]{r.neuron or '-'} head {r.head or '-'} ({r.token!r}):[/] {r.text}")
+        if r.program is not None:
+            console.print(f"training balanced accuracy {r.program.train_accuracy}, sample {r.program.sample} "
+                          f"of {len(r.program.sample_accuracies)}: {r.program.error or ''}", highlight=False)
+            if r.program.source:
+                console.print(Syntax(r.program.source, "python"))
+
+
+def _explanation(explanation: str | None, explanation_file: Path | None, programs: bool) -> str:
+    """The explanation given inline or in a file; a program scorer's is checked before it runs."""
+    if (explanation is None) == (explanation_file is None):
+        raise InvalidInputError("give the explanation with --explanation TEXT or --explanation-file FILE (one of them)")
+    if explanation_file is not None:
+        try:
+            explanation = explanation_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInputError(f"--explanation-file {explanation_file}: {error}") from None
+    assert explanation is not None
+    if programs:
+        try:
+            check_program(explanation)
+        except InvalidInputError as error:
+            raise InvalidInputError(f"--explanation{'-file ' + str(explanation_file) if explanation_file else ''}: "
+                                    f"{error}") from None
+    return explanation
+
+
+def _with_pieces(request: ClassifyRequest, model: str) -> ClassifyRequest:
+    """Prompts without ``pieces`` split by the subject model's tokenizer (a program sees them)."""
+    if all(p.pieces is not None for p in request.prompts):
+        return request
+    from services.head_reads import token_pieces
+    from services.subject_model import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    return request.model_copy(update={"prompts": [
+        p if p.pieces is not None else p.model_copy(update={"pieces": token_pieces(
+            tokenizer, tokenizer(p.text, add_special_tokens=False)["input_ids"])})
+        for p in request.prompts]})
 
 
 def classify(
-    explanation: Annotated[str, typer.Option("--explanation", "-e", help="The explanation to judge with.")],
     prompts_file: Annotated[Path, typer.Option("--prompts-file", "-p", help="JSON: a list of prompts "
-                                               "(strings or {text, active}), or {token, prompts}")],
+                                               "(strings or {text, active, pieces?}), or {token, prompts}")],
+    explanation: Annotated[str | None, typer.Option("--explanation", "-e", help="The explanation to judge with.")] = None,
+    explanation_file: Annotated[Path | None, typer.Option(
+        "--explanation-file", help="The explanation from a file: for --scorer program, a Python file "
+        "defining active(text, tokens) -> bool.")] = None,
+    model: Annotated[str, typer.Option(help="Subject model whose tokenizer gives the program scorer "
+                                       "each prompt's tokens, where the file has no pieces.")] = "smollm2-135m",
     token: Annotated[str | None, typer.Option(help="Appended to each prompt (overrides the file's).")] = None,
     classifier: ClassifierOpt = DEFAULT_JUDGE,
     template: TemplateOpt = "neo2024",
@@ -183,9 +233,11 @@ def classify(
     as_json: JsonOpt = False,
     backend: OldBackendOpt = None,
 ) -> None:
-    """Classify test prompts from an explanation (zero-shot by default); scores them when
-    labels are given."""
+    """Classify test prompts from an explanation (zero-shot by default), or run a program on
+    them (--scorer program --explanation-file F.py); scores them when labels are given."""
 
+    chosen = get_scorer(scorer)
+    explanation = _explanation(explanation, explanation_file, chosen.programs)
     data = _read_json(prompts_file, "--prompts-file")
     body = data if isinstance(data, dict) else {"prompts": data}
     if not isinstance(body.get("prompts"), list):
@@ -197,7 +249,9 @@ def classify(
         })
     except ValidationError as error:
         raise InvalidInputError(f"--prompts-file {prompts_file}: {_brief(error)}") from None
-    prompt_template, chosen = get_template(template), get_scorer(scorer)
+    if chosen.programs:
+        request = _with_pieces(request, model)
+    prompt_template = get_template(template)
     client = _client(backend or classifier, option, budget, price)
     _show_estimate(client, chosen.requests(prompt_template, request))
     if dry_run:

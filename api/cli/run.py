@@ -57,6 +57,8 @@ ScorersOpt = Annotated[list[str] | None, typer.Option("--scorer", help="Scorer, 
 BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Stop LLM calls beyond this many USD.")]
 PriceOpt = Annotated[list[str] | None, typer.Option("--price", help="MODEL=IN,OUT: USD per million input and output tokens of a model the price table lacks (repeatable); a budget needs one for every remote model.")]
 AblationOpt = Annotated[bool | None, typer.Option("--ablation/--no-ablation", help="Run the ablation check (default on).")]
+SamplesOpt = Annotated[int | None, typer.Option("--explainer-samples", help="Best of k: answers a program strategy samples per head, the best program on the training prompts kept (default 4).")]
+TemperatureOpt = Annotated[float | None, typer.Option("--explainer-temperature", help="Temperature of those samples (default 0.7).")]
 LLMModeOpt = Annotated[str | None, typer.Option("--llm-mode", help="live (default) or batch: the explain and classify stages' requests go out as one provider batch each (openai, anthropic backends), half the price, answered within hours; polled every LOOKUPS_LLM_BATCH_POLL_S seconds, resumable with --resume.")]
 
 
@@ -79,7 +81,8 @@ def build_config(config: Path | None, **flags):
 
 def _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
             max_test_docs, context_length, test_prompts_per_head, worth_range, explainer, classifier,
-            strategy, scorers, budget, ablation, prices=None, llm_mode=None, test_sampling=None, activity=None):
+            strategy, scorers, budget, ablation, prices=None, llm_mode=None, samples=None, temperature=None,
+            test_sampling=None, activity=None):
     return build_config(
         config, name=name, model=model, corpus=corpus, neurons=neurons, layers=layers or None,
         per_layer=per_layer, baseline="random" if random else None, seed=seed,
@@ -87,7 +90,8 @@ def _config(config, name, model, corpus, neurons, layers, per_layer, random, see
         test_prompts_per_head=test_prompts_per_head, test_sampling=test_sampling, activity=activity,
         worth_range=worth_range, explainer=explainer,
         classifier=classifier, explainer_strategy=strategy, scorers=scorers or None,
-        budget_usd=budget, ablation=ablation, llm_prices=prices or None, llm_mode=llm_mode)
+        budget_usd=budget, ablation=ablation, llm_prices=prices or None, llm_mode=llm_mode,
+        explainer_samples=samples, explainer_temperature=temperature)
 
 
 def work_cell(work) -> str:
@@ -174,6 +178,7 @@ def run(
     explainer: ExplainerOpt = None, classifier: ClassifierOpt = None,
     strategy: StrategyOpt = None, scorer: ScorersOpt = None, budget: BudgetOpt = None,
     price: PriceOpt = None, ablation: AblationOpt = None, llm_mode: LLMModeOpt = None,
+    explainer_samples: SamplesOpt = None, explainer_temperature: TemperatureOpt = None,
     llm_concurrency: Annotated[int | None, typer.Option(help="LLM items in flight at once (default LOOKUPS_LLM_MAX_CONCURRENCY, 8; one when the explainer and judge are both local models); each backend still makes at most its own max_concurrency calls at once (a local model: one).")] = None,
     resume_id: Annotated[str | None, typer.Option("--resume", help="Continue this campaign, or 'latest' (after Ctrl-C, a failure or cancel; or retry the failed items of one completed with failures).")] = None,
 ) -> None:
@@ -191,7 +196,9 @@ def run(
     if resume_id is None:
         chosen = _config(config, name, model, corpus, neurons, layers, per_layer, random, seed, max_train_docs,
                          max_test_docs, context_length, test_prompts_per_head, worth_range, explainer,
-                         classifier, strategy, scorer, budget, ablation, price, llm_mode, test_sampling, activity)
+                         classifier, strategy, scorer, budget, ablation, price, llm_mode,
+                         samples=explainer_samples, temperature=explainer_temperature,
+                         test_sampling=test_sampling, activity=activity)
         console.print(estimate_line(estimate_campaign(chosen, runtime)), highlight=False)
         campaign_id = create_campaign(store, chosen)
     else:

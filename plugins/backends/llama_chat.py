@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -84,9 +84,10 @@ class LlamaCppChat(BaseChatModel):
         formatted = engine.formatter(messages=chat)
         stops = [*(formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []),
                  *(stop or [])]
+        pick = sampler(kwargs.get("temperature"), kwargs.get("seed", 0))
         with engine.lock:
             text, top, n_prompt, n_evaluated, n_out, passes, cut = self._run(
-                engine, formatted, stops, kwargs.get("choices"))
+                engine, formatted, stops, kwargs.get("choices"), pick)
         logprobs = {"content": [{"token": "", "logprob": 0.0, "top_logprobs": top}]} if top else None
         message = AIMessage(
             content=text,
@@ -97,7 +98,7 @@ class LlamaCppChat(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _run(self, engine: _Engine, formatted: Any, stops: list[str], choices: list[str] | None):
+    def _run(self, engine: _Engine, formatted: Any, stops: list[str], choices: list[str] | None, pick: Pick):
         import llama_cpp
         import numpy as np
 
@@ -121,7 +122,7 @@ class LlamaCppChat(BaseChatModel):
             return choices[best], top, len(tokens), len(tokens) - prefix, 1, 0, None
         out: list[int] = []
         text, passes = "", 0
-        for token, passes in self._greedy(llm, logits, list(tokens)):
+        for token, passes in self._greedy(llm, logits, list(tokens), pick):
             if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                 break
             out.append(token)
@@ -138,7 +139,7 @@ class LlamaCppChat(BaseChatModel):
         return text, top, len(tokens), len(tokens) - prefix, len(out), passes, cut
 
     def _greedy(self, llm: Any, logits: Float[np.ndarray, " vocab"],
-                history: list[int]) -> Iterator[tuple[int, int]]:
+                history: list[int], pick: Pick) -> Iterator[tuple[int, int]]:
         """Greedy tokens after the prompt, each with the forward passes run so far after the
         prompt's; a token is evaluated only when the next one is asked for.
 
@@ -151,25 +152,47 @@ class LlamaCppChat(BaseChatModel):
         so near-ties can break the other way (F16 weights: logits differ by about 0.03, and the
         README campaign's 24 explanations came out the same; the packaged Q4_1 file: by up to
         0.8, and 13 of 24 came out the same).
+
+        ``pick`` chooses each token from its logits: argmax, or a sample (``sampler``). A guess is
+        kept while the token picked at its position equals it, so sampling stays exact too.
         """
         last = len(history) + self.max_tokens  # the history's length once the answer is at its cap
         passes = 0
         while True:
-            token = int(logits.argmax())
+            token = pick(logits)
             yield token, passes
             history.append(token)
             draft = lookup_draft(history, self.lookup_ngram, min(self.draft_tokens, last - len(history)))
             rows = eval_with_logits(llm, [token, *draft])
             passes += 1
-            predicted = rows.argmax(axis=1)
             accepted = 0
-            while accepted < len(draft) and predicted[accepted] == draft[accepted]:
+            while accepted < len(draft) and pick(rows[accepted]) == draft[accepted]:
                 accepted += 1
             llm.n_tokens -= len(draft) - accepted  # the rejected guesses leave the cache
             for guess in draft[:accepted]:
                 yield guess, passes
                 history.append(guess)
             logits = rows[accepted]
+
+
+Pick = Callable[[Any], int]  # logits of one position -> the token chosen
+
+
+def sampler(temperature: float | None, seed: int) -> Pick:
+    """Greedy (argmax) without a temperature or at 0; else a draw from softmax(logits / T)
+    with a generator seeded by ``seed``, so a sample index always gives the same answer."""
+    import numpy as np
+
+    if not temperature:
+        return lambda logits: int(logits.argmax())
+    rng = np.random.default_rng(seed)
+
+    def draw(logits: Float[np.ndarray, " vocab"]) -> int:
+        scaled = logits.astype(np.float64) / temperature
+        weights = np.exp(scaled - scaled.max())
+        return int(rng.choice(len(weights), p=weights / weights.sum()))
+
+    return draw
 
 
 def eval_with_logits(llm: Any, tokens: list[int]) -> Float[np.ndarray, "n vocab"]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import Backend, BackendDefaults, UnknownBackendError, hookimpl
+from contract import Backend, BackendDefaults, LLMRequest, UnknownBackendError, hookimpl
 from plugins.backends.gguf_files import known_models, resolve_gguf
 
 if TYPE_CHECKING:
@@ -64,6 +64,10 @@ class LocalBackend(Backend):
         import llama_cpp  # noqa: F401
 
         import plugins.backends.llama_chat  # noqa: F401
+
+    def sampling(self, request: LLMRequest) -> dict[str, Any]:
+        """A sampled request's temperature, seeded by its sample index."""
+        return {} if request.temperature is None else {"temperature": request.temperature, "seed": request.sample}
 
     def chat_model(self, max_tokens: int, logprobs: bool) -> BaseChatModel:
         from plugins.backends.llama_chat import LlamaCppChat

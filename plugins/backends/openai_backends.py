@@ -101,6 +101,10 @@ class OpenAIBackend(Backend):
             **extra,
         )
 
+    def sampling(self, request: LLMRequest) -> dict[str, Any]:
+        """A sampled request's temperature, with its sample index as OpenAI's ``seed``."""
+        return {} if request.temperature is None else {"temperature": request.temperature, "seed": request.sample}
+
     def is_transient(self, error: BaseException) -> bool:
         import openai
 

@@ -80,6 +80,9 @@ class CampaignConfig(BaseModel):
     explainer_strategy: str = Field(default="oneshot", max_length=100,
                                     description="Explainer strategy (lookups explainers).")
     agent_rounds: int = Field(default=3, ge=1, le=10, description="Rounds of a closed-loop strategy (agent).")
+    explainer_samples: int = Field(default=4, ge=1, le=16, description="Best of k: answers a program "
+                                   "strategy samples per head, the best on the training prompts kept.")
+    explainer_temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="Temperature of those samples.")
     classifier: Spec = Field(default=DEFAULT_JUDGE, description="LLM backend spec of the judge.")
     classifier_template: Spec = "neo2024"
     scorers: list[Annotated[str, Field(max_length=100)]] = Field(
@@ -147,9 +150,12 @@ class CampaignConfig(BaseModel):
         return self
 
     def _check_batch(self) -> None:
-        if get_strategy(self.explainer_strategy).closed_loop:
+        strategy = get_strategy(self.explainer_strategy)
+        if strategy.closed_loop or strategy.programs:
             raise ValueError(f"llm_mode 'batch' needs a one-call explainer strategy: "
-                             f"{self.explainer_strategy!r} explains in rounds, each waiting on the last")
+                             f"{self.explainer_strategy!r} " + ("explains in rounds, each waiting on the last"
+                                                                 if strategy.closed_loop else
+                                                                 "samples k answers per head and runs their programs"))
         capable = batch_backends()
         for role, spec in (("explainer", self.explainer), ("classifier", self.classifier)):
             name = spec.strip().partition(":")[0]

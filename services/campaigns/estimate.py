@@ -57,20 +57,25 @@ def _planned_explain(config: CampaignConfig, n_heads: int):
 
 
 def _loop_requests(config: CampaignConfig, requests) -> tuple[list[LLMRequest], list[LLMRequest]]:
-    """Explainer and judge requests of the explain step: one each for a one-call strategy; for
-    a closed-loop one, a proposal per round (each about the size of the first) and the judge's
-    detection calls that evaluate every round on the training prompts."""
+    """Explainer and judge requests of the explain step: one each for a one-call strategy, k
+    samples for a program strategy; for a closed-loop one, a proposal per round (each about the
+    size of the first) and the judge's detection calls that evaluate every round on the training
+    prompts (none for programs: the sandbox runs them)."""
 
     strategy = get_strategy(config.explainer_strategy)
     template = get_template(config.explainer_template)
     first = [strategy.request(template, r) for r in requests]
     if not strategy.closed_loop:
-        return first, []
+        k = config.explainer_samples if strategy.programs else 1
+        return [r.model_copy(update={"temperature": config.explainer_temperature, "sample": i}) if k > 1 else r
+                for r in first for i in range(k)], []
     explainer, judge = [], []
     detection, judge_template = get_scorer("detection"), get_template(config.classifier_template)
     for index, (request, proposal) in enumerate(zip(requests, first)):
         for round_ in range(config.agent_rounds):
             explainer.append(proposal.model_copy(update={"prompt": f"{proposal.prompt}\n(round {round_})"}))
+            if strategy.programs:
+                continue
             judge += detection.requests(judge_template, ClassifyRequest(
                 token=request.token, explanation=_filler(EXPLANATION_WORDS, f"{index}r{round_}"),
                 prompts=[TestPrompt(text=e.text) for e in request.examples or []]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from contract import AgentRound, HeadClassification, HeadScore
+from contract import AgentRound, HeadClassification, HeadScore, ProgramExplanation
 from services.ablation import HeadAblation, KSResult
 from services.agent import AgentOutcome
 from services.attribution import NeuronAttribution
@@ -58,6 +58,8 @@ class HeadResult(BaseModel):
     control_scores: dict[str, HeadScore] = Field(default_factory=dict,
                                                  description="Every scorer's shuffled-control score.")
     test_note: str | None = Field(default=None, description="Why the head's test set is smaller than asked.")
+    program: ProgramExplanation | None = Field(default=None, description="The explanation's program and "
+                                               "its training accuracy (program strategies).")
     agent: AgentOutcome | None = Field(default=None, description="The agent's loop (agent strategy).")
     agent_rounds: list[AgentRound] = Field(default_factory=list, description="Each round: explanation, "
                                            "probes with their measurements, evaluation.")
@@ -179,5 +181,6 @@ def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
                         if head_id == head.id and control},
         test_note=HeadTestSet.model_validate(test_set).note if test_set else None,
         ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
+        program=explanation.payload.get("program") if explanation else None,
         agent=explanation.payload.get("agent") if explanation else None, agent_rounds=rounds,
     )

@@ -94,6 +94,8 @@ class LLMClient:
                     "logprobs": request.logprobs and self.backend.supports_logprobs}
         if request.choices and self.backend.constrains_choices:  # absent otherwise: older keys stay valid
             identity["choices"] = list(request.choices)
+        if request.temperature is not None:  # a sampled answer: one cache entry per sample index
+            identity |= {"temperature": request.temperature, "sample": request.sample}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def estimate(self, requests: Sequence[LLMRequest]) -> CostEstimate:

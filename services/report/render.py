@@ -109,7 +109,8 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
     model = results.provenance.get("model", {})
     train = results.provenance.get("corpus_train", {})
     return environment.get_template("report.html.j2").render(
-        r=results, fmt=_fmt, top_contexts=TOP_CONTEXTS, summaries=summaries, shown_failures=SHOWN_FAILURES,
+        r=results, fmt=_fmt, python=_python, code_css=code_css(), top_contexts=TOP_CONTEXTS, summaries=summaries,
+        shown_failures=SHOWN_FAILURES,
         model=f"{model.get('name', results.config['model'])} ({model.get('architecture', '?')}, "
               f"{model.get('n_layers', '?')} layers × {model.get('n_heads', '?')} heads, {model.get('dtype', '?')})",
         corpus=f"{train.get('n_documents', '?')} train documents, "
@@ -118,6 +119,27 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
         neurons=[_neuron(n, tokenizer) for n in results.neurons],
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), scan=scan,
     )
+
+
+CODE_CLASS = "code"
+
+
+def _python(source: str):
+    """A program as highlighted HTML: pygments escapes it and marks tokens with classes, styled by
+    ``code_css`` in the report's one style block (its content-security policy admits that block
+    by hash and no inline style attribute)."""
+    from markupsafe import Markup
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    return Markup(highlight(source, PythonLexer(), HtmlFormatter(cssclass=CODE_CLASS)))  # noqa: S704 - pygments escapes
+
+
+def code_css() -> str:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(cssclass=CODE_CLASS).get_style_defs(f".{CODE_CLASS}")
 
 
 def render_report(store: Store, campaign_id: str, baseline_id: str | None = None) -> str:

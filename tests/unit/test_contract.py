@@ -18,7 +18,9 @@ SURFACE = {
     "PromptTemplate", "template_from_file",
     # explainer strategies
     "AgentRound", "ExplainRequest", "ExplainerStrategy", "HeadExample", "Probe", "ProbeMeasurement",
-    "RoundEvaluation", "SourceRead",
+    "ProgramExplanation", "RoundEvaluation", "SourceRead",
+    # programs: the sandbox that runs them
+    "ProgramAnswer", "balanced_accuracy", "check_program", "run_program",
     # scorers
     "Answer", "Classification", "ClassifyRequest", "HeadClassification", "HeadScore", "Judgement", "Scorer",
     "TestPrompt", "head_score", "rank_auc",
@@ -56,6 +58,7 @@ def test_every_built_in_plugin_implements_only_declared_hooks():
     for module in ("plugins.corpora", "plugins.templates", "plugins.backends.openai_backends",
                    "plugins.backends.anthropic_backend", "plugins.backends.local_backend",
                    "plugins.explainers.oneshot", "plugins.explainers.contrastive", "plugins.explainers.agent",
-                   "plugins.scorers.zero_shot", "plugins.scorers.detection", "plugins.scorers.causal"):
+                   "plugins.explainers.program", "plugins.scorers.zero_shot", "plugins.scorers.detection",
+                   "plugins.scorers.causal", "plugins.scorers.program"):
         assert pm.is_registered(importlib.import_module(module)), f"{module} is not registered"
     assert plugins

@@ -33,6 +33,7 @@ from services.campaigns.records import (
 from services.classify import classify
 from services.explain import Explanation
 from services.llm.registry import get_scorer, get_strategy, get_template
+from services.programs import best_program, program_evaluation
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import (
@@ -135,9 +136,13 @@ def _measure(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
 
 def _evaluate(runtime: Runtime, store: Store, item: StageItem, request, round_: AgentRound) -> AgentRound:
     """The round with its evaluation: the judge labels the neuron's training prompts from the
-    explanation alone (the detection scorer: a few calls), plus the probes' agreement."""
+    explanation alone (the detection scorer: a few calls), plus the probes' agreement. A
+    program strategy's round runs its program on them instead, in the sandbox: no judge call."""
 
     config = item.config
+    strategy = get_strategy(config.explainer_strategy)
+    if strategy.programs:
+        return round_.model_copy(update={"evaluation": program_evaluation(strategy, round_.raw, request.examples)})
     examples = [TestPrompt(text=e.text, active=e.active) for e in request.examples]
     judge = runtime.llm(config.classifier, campaign_budget(store, item), config.llm_prices)
     judged = classify(judge, get_scorer("detection"), get_template(config.classifier_template),
@@ -175,7 +180,7 @@ def _propose(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
                            item.config.llm_prices).call(llm_request)
     explanation, probes = strategy.parse(response.completion.text, request.token)
     new = AgentRound(round=index, explanation=explanation, probes=probes, raw=response.completion.text,
-                     call=response.record)
+                     call=response.record, measurements=[] if strategy.programs else None)
 
     def write(session: Session) -> None:
         if evaluated is not None:
@@ -199,14 +204,15 @@ def _final(runtime: Runtime, store: Store, item: StageItem, head_key: str) -> Wr
             rounds[-1] = evaluated = _evaluate(runtime, store, item, request, rounds[-1])
         except BudgetExceededError as error:
             stopped = f"budget exhausted before round {rounds[-1].round} was evaluated: {error}"
-    chosen = choose_round(rounds)
+    program = best_program(strategy, [r.raw for r in rounds], request.examples) if strategy.programs else None
+    chosen = rounds[program.sample] if program else choose_round(rounds)
     outcome = AgentOutcome(chosen_round=chosen.round, rounds=len(rounds), stopped=stopped,
                            accuracies=[r.evaluation.accuracy if r.evaluation else None for r in rounds])
     explanation = Explanation(
         neuron=request.neuron, head=request.head, token=request.token, text=chosen.explanation,
         strategy=strategy.name, strategy_version=strategy.version(template), template=template.name,
         template_version=template.version, backend=chosen.call.backend, model=chosen.call.model,
-        call=chosen.call, agent=outcome)
+        call=chosen.call, agent=outcome, program=program)
 
     def write(session: Session) -> None:
         if evaluated is not None:

@@ -20,6 +20,7 @@ from services.campaigns.records import (
     stored_token,
     train_labels,
 )
+from services.head_reads import token_pieces
 from services.held_out import HeadTestSet
 from services.llm.batch import require_answered
 from services.llm.registry import get_scorer, get_template
@@ -56,13 +57,15 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
     return [f"{h.key}/{scorer}/{kind}" for kind in kinds for scorer in scorers for h in heads]
 
 
-def classify_request_for(session: Session, campaign_id: str, key: str,
-                         config: CampaignConfig) -> tuple[int, str, bool, ClassifyRequest]:
+def classify_request_for(session: Session, campaign_id: str, key: str, config: CampaignConfig,
+                         tokenizer=None) -> tuple[int, str, bool, ClassifyRequest]:
     """The classify request of one item ``HEAD_KEY/SCORER/explanation|control``: the head's
     labelled test prompts with its own explanation, or, for the shuffled control, with the
     explanation of the head a seeded derangement gives it; ``train`` is the evidence that
     explanation was written from (the donor head's training prompts and labels). Returns (head
-    id, scorer, control, request); the stage and ``lookups estimate`` both build requests here."""
+    id, scorer, control, request); the stage and ``lookups estimate`` both build requests here.
+    A program scorer gets the explanation's program (its prose when it has none) and, given the
+    subject model's ``tokenizer``, each prompt's tokens as text."""
     head_key, scorer, kind = key.rsplit("/", 2)
     control = kind == "control"
     head = head_by_key(session, campaign_id, head_key)
@@ -71,14 +74,19 @@ def classify_request_for(session: Session, campaign_id: str, key: str,
         heads = classifiable(session, campaign_id)
         index = next(i for i, h in enumerate(heads) if h.id == head.id)
         donor = heads[derangement(len(heads), config.seed)[index]]
-    explanation = session.scalar(select(ExplanationRow.text).where(ExplanationRow.head_id == donor.id))
+    explanation, payload = session.execute(select(ExplanationRow.text, ExplanationRow.payload)
+                                           .where(ExplanationRow.head_id == donor.id)).one()
+    if get_scorer(scorer).programs:
+        explanation = (payload.get("program") or {}).get("source") or explanation
     test_set = HeadTestSet.model_validate(session.scalar(
         select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
     train = neuron_attribution(session, campaign_id, donor.layer, donor.neuron).prompts
     request = ClassifyRequest(
         neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
         token=stored_token(session, campaign_id, head.layer, head.neuron), explanation=explanation,
-        prompts=[TestPrompt(text=p.prompt.text, active=p.active, effect=p.effect) for p in test_set.prompts],
+        prompts=[TestPrompt(text=p.prompt.text, active=p.active, effect=p.effect,
+                            pieces=token_pieces(tokenizer, p.prompt.tokens) if tokenizer else None)
+                 for p in test_set.prompts],
         train=[TestPrompt(text=p.text, active=active)
                for p, active in zip(train, train_labels(session, campaign_id, donor, config))])
     return head.id, scorer, control, request
@@ -86,8 +94,11 @@ def classify_request_for(session: Session, campaign_id: str, key: str,
 
 def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     config = item.config
+    programs = get_scorer(item.key.rsplit("/", 2)[1]).programs
+    tokenizer = runtime.model(config.model).tokenizer if programs else None
     with store.session() as session:
-        head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config)
+        head_id, scorer, control, request = classify_request_for(session, item.campaign_id, item.key, config,
+                                                                 tokenizer)
     if config.llm_mode == "batch":  # answered by the classify_batch stage's provider batch
         require_answered(runtime.llm(config.classifier, None, config.llm_prices),
                          get_scorer(scorer).requests(get_template(config.classifier_template), request))

@@ -38,12 +38,14 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
             get_strategy(config.explainer_strategy).request(get_template(config.explainer_template), request)])
     explanation = explain_head(runtime, ExplainWork(
         backend=config.explainer, template=config.explainer_template, strategy=config.explainer_strategy,
-        request=request, llm_prices=config.llm_prices), campaign_budget(store, item))
+        request=request, llm_prices=config.llm_prices, samples=config.explainer_samples,
+        temperature=config.explainer_temperature), campaign_budget(store, item))
+    calls = explanation.calls or [explanation.call]
 
     def write(session: Session) -> None:
         session.add(ExplanationRow(
             campaign_id=item.campaign_id, head_id=head_id, text=explanation.text,
-            input_tokens=explanation.call.input_tokens, output_tokens=explanation.call.output_tokens,
-            cost_usd=explanation.call.cost_usd, payload=explanation.model_dump(mode="json")))
+            input_tokens=sum(c.input_tokens for c in calls), output_tokens=sum(c.output_tokens for c in calls),
+            cost_usd=sum(c.cost_usd for c in calls), payload=explanation.model_dump(mode="json")))
 
     return write

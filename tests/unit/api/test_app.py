@@ -56,7 +56,8 @@ def test_validation_errors_name_the_field(client):
 def test_unknown_strategies_and_scorers_are_refused_naming_the_installed_ones(client):
     strategy = client.post("/v1/campaigns", json={**CONFIG, "explainer_strategy": "nosuch"})
     assert strategy.status_code == 422
-    assert "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot" in strategy.text
+    assert ("unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot, program, "
+            "program-agent") in strategy.text
     scorer = client.post("/v1/campaigns", json={**CONFIG, "scorers": ["zero-shot", "nosuch"]})
     assert scorer.status_code == 422 and "unknown scorer 'nosuch'" in scorer.text
     repeated = client.post("/v1/campaigns", json={**CONFIG, "scorers": ["detection", "detection"]})
@@ -151,3 +152,16 @@ def test_campaign_status_shows_progress_inside_a_running_scan(client, store):
     assert (scan["running"], work["unit"], work["done"], work["total"], work["tokens"]) == (
         1, "documents", 2048, 8192, 500_000)
     assert work["tokens_per_s"] > 0 and work["eta_s"] == pytest.approx(3 * reporter.latest.elapsed_s)
+
+
+def test_a_program_job_is_refused_with_the_reason_before_it_runs(client):
+    prompts = [{"text": "the cat", "active": True, "pieces": ["the", " cat"]}]
+    job = {"scorer": "program", "request": {"explanation": "import os\ndef active(t, k):\n    return True",
+                                            "prompts": prompts}}
+    refused = client.post("/v1/jobs/classify", json=job)
+    assert refused.status_code == 422 and "import of 'os'" in refused.text
+    no_active = client.post("/v1/jobs/classify", json={**job, "request": {"explanation": "x = 1", "prompts": prompts}})
+    assert no_active.status_code == 422 and "defines no function active" in no_active.text
+    unsplit = {"explanation": "def active(t, k):\n    return True", "prompts": [{"text": "the cat"}]}
+    missing = client.post("/v1/jobs/classify", json={**job, "request": unsplit})
+    assert missing.status_code == 422 and "prompts[0].pieces" in missing.text

@@ -13,7 +13,8 @@
   its first-token logprobs naming neither Yes nor No.
 
 ``respond(prompt) -> str`` picks the answer text (a request with vLLM's ``guided_choice`` gets
-it only if it is one of the choices, else the first choice); ``refuse(prompt)`` may return any fault for
+it only if it is one of the choices, else the first choice; ``sampled(prompt, seed)``, when set,
+answers a request with a seed: one of k samples); ``refuse(prompt)`` may return any fault for
 that prompt (every time it is sent); ``logprobs`` (token → probability) is sent back as
 first-token top logprobs when the client asks for them; ``cached_tokens`` are reported as read
 from the prompt cache. Each entry of ``requests`` records the
@@ -38,6 +39,7 @@ class FakeOpenAI:
     def __init__(self):
         self.faults: deque = deque()
         self.respond: Callable[[str], str] = lambda prompt: "Yes"
+        self.sampled: Callable[[str, int], str] | None = None  # (prompt, seed) for sampled requests
         self.refuse: Callable[[str], tuple | None] = lambda prompt: None
         self.logprobs: dict[str, float] = {"Yes": 0.7, "No": 0.2, "Maybe": 0.1}
         self.cached_tokens = 0  # reported as read from OpenAI's automatic prompt cache
@@ -82,7 +84,9 @@ class FakeOpenAI:
                     return self._send(200, fake.completion(body, fault[1], logprobs={"Ban": 0.6, "The": 0.4}))
                 if kind == "sleep":
                     time.sleep(fault[1])
-                answer, allowed = fake.respond(prompt), body.get("guided_choice")
+                sampled = fake.sampled is not None and "seed" in body
+                answer = fake.sampled(prompt, body["seed"]) if sampled else fake.respond(prompt)
+                allowed = body.get("guided_choice")
                 self._send(200, fake.completion(body, answer if not allowed or answer in allowed else allowed[0]))
 
             def _send(self, code: int, payload: dict | bytes, headers: dict | None = None):

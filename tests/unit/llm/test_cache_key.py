@@ -44,3 +44,36 @@ def test_answer_options_leave_out_transport_options(tmp_path, settings):
     assert openai.answer_options() == {"temperature": 0.5}
     assert anthropic.answer_options() == {"temperature": 0.0}
     assert local.answer_options() == {}  # greedy: nothing of its options changes an answer
+
+
+def test_k_samples_of_one_prompt_are_k_cache_entries_and_carry_their_temperature_and_seed(openai_client, fake_server):
+    plain = requests(1)[0]
+    samples = [plain.model_copy(update={"temperature": 0.8, "sample": i}) for i in range(3)]
+    client = openai_client()
+    first = client.map([plain, *samples])
+    again = client.map([plain, *samples])
+
+    assert len({r.record.cache_key for r in first}) == 4 and all(r.record.cache_hit for r in again)
+    bodies = [r["body"] for r in fake_server.requests]
+    assert sorted((b.get("temperature"), b.get("seed")) for b in bodies) == [
+        (0.0, None), (0.8, 0), (0.8, 1), (0.8, 2)]
+
+
+def test_a_request_without_a_temperature_keeps_its_cache_key(openai_client):
+    client = openai_client()
+    plain = requests(1)[0]
+    assert client.cache_key(plain) == client.cache_key(plain.model_copy(update={"sample": 5}))
+
+
+def test_the_local_sampler_is_greedy_without_a_temperature_and_seeded_with_one():
+    import numpy as np
+
+    from plugins.backends.llama_chat import sampler
+
+    logits = np.log(np.array([0.1, 0.5, 0.4]))
+    assert [sampler(None, 0)(logits) for _ in range(5)] == [1] * 5
+    draws = [sampler(1.0, seed) for seed in range(2)]
+    runs = [[draw(logits) for _ in range(40)] for draw in draws]
+    again = sampler(1.0, 0)
+    assert runs[0] == [again(logits) for _ in range(40)]  # a seed gives the same draws
+    assert runs[0] != runs[1] and set(runs[0]) == {0, 1, 2}

@@ -53,9 +53,9 @@ def test_explain_dry_run_estimates_without_calling(settings, fake_server, tmp_pa
     (["explain", "-b", "local", "--input", "{BAD}"], "--input"),
     (["explain", "-b", "local", "--input", "{NOEX}"], "active_examples: Field required"),
     (["classify", "-b", "local", "-s", "nosuch", "-e", "x", "-p", "{P}"],
-     "unknown scorer 'nosuch'; installed: causal, detection, logprob-auc, probe, zero-shot"),
+     "unknown scorer 'nosuch'; installed: causal, detection, logprob-auc, probe, program, zero-shot"),
     (["explain", "-b", "local", "-s", "nosuch", "--input", "{EX}"],
-     "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot"),
+     "unknown explainer strategy 'nosuch'; installed: agent, contrastive, oneshot, program, program-agent"),
     (["explain", "-b", "local", "-s", "contrastive", "--input", "{EX}"], "use the oneshot strategy"),
     (["run", "--corpus", "{P}", "--scorer", "zero-shot", "--scorer", "nosuch"], "unknown scorer 'nosuch'"),
     (["run", "--corpus", "{P}", "--explainer-strategy", "nosuch"], "unknown explainer strategy 'nosuch'"),
@@ -101,3 +101,31 @@ def test_classify_with_the_detection_scorer_asks_once_per_group(settings, fake_s
     assert code == 0 and "1 call(s) to make" in err and len(fake_server.requests) == 1
     assert [r["answer"] for r in report["classification"]["results"]] == ["yes", "no", "yes", "no"]
     assert report["score"]["score"] == 1.0 and report["classification"]["scorer"] == "detection"
+
+
+def test_classify_runs_a_program_file_without_a_judge_and_refuses_a_bad_one(settings, fake_server, tmp_path, capsys):
+    prompts = tmp_path / "P.json"
+    prompts.write_text(json.dumps([
+        {"text": "the cat said", "active": True, "pieces": ["the", " cat", " said"]},
+        {"text": "a dog", "active": False, "pieces": ["a", " dog"]},
+        {"text": "slow", "active": False, "pieces": ["slow"]}]))
+    program = tmp_path / "F.py"
+    program.write_text("def active(text, tokens):\n    if text == 'slow':\n        raise ValueError('no')\n"
+                       "    return tokens[1] == ' cat'\n")
+    backend = f"openai-compatible:{fake_server.url}:judge"
+    code, out, err = run(["classify", "--backend", backend, "--scorer", "program", "--explanation-file",
+                          str(program), "--prompts-file", str(prompts), "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and fake_server.requests == [] and "0 call(s) to make" in err
+    results = report["classification"]["results"]
+    assert [r["answer"] for r in results] == ["yes", "no", "unparseable"]
+    assert results[2]["raw"] == "raised ValueError: no"
+    assert report["score"]["score"] == pytest.approx(0.5 * (1 + 1 / 2))
+
+    for source, reason in [("def active(text, tokens:\n", "not valid Python"),
+                           ("def other(text, tokens):\n    return True\n", "defines no function active"),
+                           ("import socket\ndef active(t, k):\n    return True\n", "import of 'socket'")]:
+        program.write_text(source)
+        code, _, err = run(["classify", "--scorer", "program", "--explanation-file", str(program),
+                            "--prompts-file", str(prompts)], capsys)
+        assert code == 2 and reason in " ".join(err.split()) and "Traceback" not in err
