@@ -126,11 +126,14 @@ def test_summary_gives_each_scorers_figures(finished):
     with store.session() as session:
         stored = get_campaign(session, finished["id"]).summary["scorers"]
     assert headline["id"] == finished["id"] and headline["strategy"] == "oneshot"
-    (line,) = headline["scorers"]
-    assert line["scorer"] == "zero-shot" and line["summary"] == stored["zero-shot"]
+    lines = {line["scorer"]: line for line in headline["scorers"]}
+    assert list(lines) == ["zero-shot", "probe"]  # the text-probe ceiling beside the headline, by default
+    assert all(line["summary"] == stored[name] for name, line in lines.items())
+    line = lines["zero-shot"]
     assert line["summary"]["paired"]["n_pairs"] <= line["summary"]["explanations"]["n_scored"]
+    assert lines["probe"]["summary"]["calls"] == 0  # no LLM
     table = lookups(finished["env"], "summary", finished["id"])
-    assert table.returncode == 0 and "zero-shot: mean E" in table.stdout
+    assert table.returncode == 0 and "zero-shot: mean E" in table.stdout and "probe: mean E" in table.stdout
     missing = lookups(finished["env"], "summary", "nosuch")
     assert missing.returncode == 2 and "no campaign with id 'nosuch'" in missing.stderr
 
@@ -168,7 +171,8 @@ def test_estimate_from_flags_states_its_assumptions(finished):
     estimate = json.loads(done.stdout)
     assert not estimate["exact"] and any("heads worth explaining" in a for a in estimate["assumptions"])
     assert estimate["explain"]["calls"] == 6  # 2 neurons x 3 heads
-    assert estimate["classify"]["calls"] == 6 * 2 * 10
+    # real and shuffled, up to 10 active and 10 inactive test prompts (balanced); the probe calls nothing
+    assert estimate["classify"]["calls"] == 6 * 2 * 20
     assert estimate["usd"] > 0
 
 
