@@ -107,9 +107,9 @@ def test_backend_rule(roots):
     local = named_targets("local")
     for fine in fine_backends:
         assert check_backend(fine, [], [], local) is None, fine
+    packaged = "local:NAME with a packaged model (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2-f16)"
     for relative in ("local:secrets.env", "local:models", "local:m.bin", "local:./m"):  # the worker's folder
-        assert "local:NAME with a packaged model (qwen2.5-coder-1.5b, smollm2-f16)" in check_backend(
-            relative, [root], [], local), relative
+        assert packaged in check_backend(relative, [root], [], local), relative
     assert check_backend(f"local:{root}/sub/m.gguf", [root], []) is None
     assert "is not set" in check_backend(f"local:{root}/sub/m.gguf", [], [])
     assert "not under LOOKUPS_MODEL_ROOTS" in check_backend(f"local:{outside}/m.gguf", [root], [])

@@ -129,4 +129,5 @@ def test_the_operators_prices_win_where_a_request_gives_its_own(tmp_path, monkey
     runtime = Runtime(Settings(llm_prices={"gpt-4o": (2.5, 10.0)}, cache_dir=tmp_path))
     client = runtime.llm("openai-compatible:http://127.0.0.1:9/v1:gpt-4o", None,
                          {"gpt-4o": (0.0, 0.0), "my-model": (1.0, 2.0)})
-    assert client.settings.llm_prices == {"gpt-4o": (2.5, 10.0), "my-model": (1.0, 2.0)}
+    prices = client.settings.llm_prices  # LOOKUPS_LLM_PRICES adds to the built-in table
+    assert prices["gpt-4o"] == (2.5, 10.0) and prices["my-model"] == (1.0, 2.0)

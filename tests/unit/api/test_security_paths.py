@@ -117,7 +117,7 @@ def test_local_backends_are_packaged_names_or_paths_under_the_model_roots(client
                                   ("/v1/jobs/explain", {**EXPLAIN, "backend": spec}, "body.backend")):
             refused = fields(client.post(path, json=body, headers=auth("alice")))
             assert list(refused) == [field], spec
-            assert "a packaged model (qwen2.5-coder-1.5b, smollm2-f16)" in refused[field], spec
+            assert "a packaged model (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2-f16)" in refused[field], spec
             assert str(tmp_path) not in refused[field] and "/work" not in refused[field]  # no server paths
     assert stored(store) == (0, 0)
     for spec in ("local", "local:smollm2-f16", "local:qwen2.5-coder-1.5b", f"local:{models}/m.gguf",
