@@ -30,7 +30,7 @@ def test_known_next_token_neurons_are_found(smollm2):
 
 
 def test_scan_and_truncate_on_real_text(smollm2, corpus_path):
-    documents = split_documents(load_corpus(str(corpus_path)), "train")[:40]
+    documents = split_documents(load_corpus(str(corpus_path)), "train")[:20]
     neuron = NeuronRef(layer=27, index=1263)
     contexts = scan_corpus(smollm2, [neuron], documents, top_k=6, context_length=128)
     hits = contexts[0].hits
@@ -44,7 +44,7 @@ def test_scan_and_truncate_on_real_text(smollm2, corpus_path):
 
 
 def test_fast_path_gives_the_bridge_scan_and_prompts(smollm2, corpus_path):
-    """The README campaign's neurons: the same top 6 and truncated prompts on the fast path
+    """The README campaign's neurons: the same top 4 and truncated prompts on the fast path
     (SDPA over the bridge's processed weights) as on the bridge's own attention."""
     import dataclasses
 
@@ -52,11 +52,11 @@ def test_fast_path_gives_the_bridge_scan_and_prompts(smollm2, corpus_path):
     import torch
 
     assert smollm2.fast is not None
-    documents = split_documents(load_corpus(str(corpus_path)), "train")[:40]
+    documents = split_documents(load_corpus(str(corpus_path)), "train")[:20]
     neurons = [NeuronRef(layer=27, index=1263), NeuronRef(layer=27, index=876), NeuronRef(layer=29, index=1135)]
     bridge = dataclasses.replace(smollm2, fast=None)
-    fast = scan_corpus(smollm2, neurons, documents, top_k=6, context_length=128)
-    slow = scan_corpus(bridge, neurons, documents, top_k=6, context_length=128)
+    fast = scan_corpus(smollm2, neurons, documents, top_k=4, context_length=128)
+    slow = scan_corpus(bridge, neurons, documents, top_k=4, context_length=128)
     for a, b in zip(fast, slow):
         assert [(h.doc_id, h.position) for h in a.hits] == [(h.doc_id, h.position) for h in b.hits]
         assert [h.activation for h in a.hits] == pytest.approx([h.activation for h in b.hits], abs=1e-4)
