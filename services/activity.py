@@ -23,12 +23,6 @@ Activity = Literal["paper", "per-head"]
 ACTIVITIES: tuple[str, ...] = get_args(Activity)
 
 
-def check_activity(name: str) -> Activity:
-    if name not in ACTIVITIES:
-        raise InvalidInputError(f"activity {name!r} is unknown; choose one of: {', '.join(ACTIVITIES)}")
-    return name  # type: ignore[return-value]
-
-
 def head_threshold(train: NeuronAttribution, head: HeadRef) -> float:
     """The per-head threshold: the median of the head's attribution over the training prompts."""
     if not train.prompts:

@@ -115,11 +115,12 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
     )
 
 
-def paired_difference(pairs: list[tuple[HeadScore, HeadScore]], n_boot: int = 10_000,
-                      seed: int = 0) -> PairedDifference:
-    """(real, control) score pairs of the same heads; pairs with a skipped side are left out."""
-    diffs = [real.score - control.score for real, control in pairs
-             if real.score is not None and control.score is not None]
+Pair = tuple[HeadScore | None, HeadScore | None]  # a head's (real, control) scores; None: not scored
+
+
+def paired_difference(pairs: list[Pair], n_boot: int = 10_000, seed: int = 0) -> PairedDifference:
+    """(real, control) score pairs of the same heads; pairs with a missing or skipped side are left out."""
+    diffs = [d for d in (margin(*pair) for pair in pairs) if d is not None]
     if not diffs:
         return PairedDifference(n_pairs=0, mean=None, ci95=None)
     return PairedDifference(n_pairs=len(diffs), mean=sum(diffs) / len(diffs),
@@ -173,8 +174,7 @@ def margin(real: HeadScore | None, control: HeadScore | None) -> float | None:
     return real.score - control.score
 
 
-def probe_share(scorer: list[tuple[HeadScore | None, HeadScore | None]],
-                probe: list[tuple[HeadScore | None, HeadScore | None]]) -> ProbeShare:
+def probe_share(scorer: list[Pair], probe: list[Pair]) -> ProbeShare:
     """(real, control) scores of a scorer and of the probe, one pair per head in the same order
     (None where a head has no such score)."""
     margins = [(margin(*own), margin(*ceiling)) for own, ceiling in zip(scorer, probe, strict=True)]

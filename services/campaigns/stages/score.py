@@ -10,7 +10,7 @@ from contract import HeadClassification, HeadScore
 from services.campaigns.records import StageItem, Writer, campaign_heads, neuron_key
 from services.llm.registry import get_scorer
 from services.runtime import Runtime
-from services.score import ScorerSummary, head_interval, paired_difference, probe_share, summarize
+from services.score import Pair, ScorerSummary, head_interval, paired_difference, probe_share, summarize
 from services.store import Store
 from services.store.models import Campaign, ClassificationRow, ScoreRow, TestSetRow
 
@@ -41,9 +41,9 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     scores: dict[tuple[int, str, bool], HeadScore] = {}
     by_scorer: dict[str, dict] = {}  # name -> ScorerSummary as JSON
 
-    def pairs(name: str) -> list[tuple[HeadScore, HeadScore]]:
-        """(real, control) scores of every head with both, in head order; a skipped score stays None."""
-        return [(scores[h.id, name, False], scores[h.id, name, True]) for h in heads if (h.id, name, True) in scores]
+    def per_head(name: str) -> list[Pair]:
+        """Every head's (real, control) scores of one scorer, in head order (None where missing)."""
+        return [(scores.get((h.id, name, False)), scores.get((h.id, name, True))) for h in heads]
 
     for name in item.config.scorers:
         scorer = get_scorer(name)
@@ -66,14 +66,11 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         by_scorer[name] = ScorerSummary(
             explanations=summarize(real, [c for (_, n, ctl), c in classified.items() if n == name and not ctl]),
             control=summarize(shuffled),
-            paired=paired_difference(pairs(name)),
+            paired=paired_difference(per_head(name)),
             calls=sum(len(c.calls) for (_, n, _), c in classified.items() if n == name),
             constrained=all_constrained([c for (_, n, _), c in classified.items() if n == name]),
         ).model_dump(mode="json")
     if PROBE in item.config.scorers:
-        def per_head(name: str) -> list[tuple[HeadScore | None, HeadScore | None]]:
-            return [(scores.get((h.id, name, False)), scores.get((h.id, name, True))) for h in heads]
-
         for name in item.config.scorers:
             if name != PROBE:
                 by_scorer[name]["probe_share"] = probe_share(per_head(name), per_head(PROBE)).model_dump(mode="json")
