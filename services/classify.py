@@ -16,13 +16,9 @@ def classify(client: LLMClient, scorer: Scorer, template: PromptTemplate,
              request: ClassifyRequest) -> HeadClassification:
     skipped = scorer.cannot_judge(request)
     requests = [] if skipped else scorer.requests(template, request)
-    if skipped:
-        responses = []
-        judgements = [Judgement(answer="unparseable", p_yes=None, raw="") for _ in request.prompts]
-    else:
-        responses = client.map(requests)
-        judgements = scorer.judgements(request, [r.completion for r in responses])
-    asked = [r for r in requests if r.choices]
+    responses = client.map(requests)
+    judgements = ([Judgement(answer="unparseable", p_yes=None, raw="") for _ in request.prompts] if skipped
+                  else scorer.judgements(request, [r.completion for r in responses]))
     return HeadClassification(
         neuron=request.neuron, head=request.head, explanation=request.explanation,
         scorer=scorer.name, scorer_version=scorer.version(template),
@@ -31,5 +27,5 @@ def classify(client: LLMClient, scorer: Scorer, template: PromptTemplate,
         results=[Classification(prompt=p.text, active=p.active, effect=p.effect, **j.model_dump())
                  for p, j in zip(request.prompts, judgements)],
         calls=[r.record for r in responses], skipped=skipped,
-        constrained=client.backend.constrains_choices if asked else None,
+        constrained=client.backend.constrains_choices if any(r.choices for r in requests) else None,
     )
