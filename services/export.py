@@ -18,11 +18,9 @@ from sqlalchemy.orm import Session
 
 from contract import HeadClassification, HeadScore, InvalidInputError
 from services.ablation import HeadAblation
-from services.activity import head_labels
-from services.attribution import HeadRef
 from services.campaigns.config import CampaignConfig
 from services.campaigns.progress import get_campaign
-from services.campaigns.records import neuron_attribution
+from services.campaigns.records import neuron_attribution, train_labels
 from services.campaigns.stages.scan import train_hits
 from services.held_out import HeadTestSet
 from services.schemas import TruncatedPrompt
@@ -132,11 +130,11 @@ def _test_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
 def _train_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
     """Per neuron, training prompt and head worth explaining: the head's attribution there and
     its label by the campaign's activity definition (what the explainer and the probe saw)."""
-    activity = CampaignConfig.model_validate(get_campaign(session, campaign_id).config).activity
+    config = CampaignConfig.model_validate(get_campaign(session, campaign_id).config)
     for h in session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)):
         attribution = neuron_attribution(session, campaign_id, h.layer, h.neuron)
-        ref = HeadRef(layer=h.head_layer, head=h.head)
-        for rank, (prompt, active) in enumerate(zip(attribution.prompts, head_labels(attribution, ref, activity))):
+        labels = train_labels(session, campaign_id, h, config)
+        for rank, (prompt, active) in enumerate(zip(attribution.prompts, labels)):
             yield {"campaign_id": campaign_id, "layer": h.layer, "neuron": h.neuron, "head_layer": h.head_layer,
                    "head": h.head, "rank": rank, "doc_id": prompt.doc_id, "text": prompt.text, "active": active,
                    "attribution": prompt.scores[h.head_layer][h.head]}
