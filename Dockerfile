@@ -25,7 +25,7 @@ WORKDIR /app
 # (tests/integration/test_docker_image.py compares the two lists and installs from these files).
 COPY pyproject.toml README.md ./
 COPY api api
-COPY contract contract
+COPY lookups lookups
 COPY plugins plugins
 COPY services services
 COPY workers workers

@@ -15,7 +15,7 @@ from api.middleware import BodyLimit, SecurityHeaders
 from api.ratelimit import SubmissionLimiter
 from api.routes import campaigns, jobs, meta
 from api.schemas import ErrorPublic, Problem
-from contract import LookupsError
+from lookups import LookupsError
 from services.settings import Settings, get_settings
 from services.store import Store
 from workers.dispatch import orchestrate

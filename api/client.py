@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from api.schemas import CampaignAccepted, CampaignPublic
-from contract import LookupsError
+from lookups import LookupsError
 from services.campaigns.config import CampaignConfig
 from services.campaigns.results import CampaignResults
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field
 
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import CampaignProgress
+from services.campaigns.status_view import CampaignProgress
 
 
 def _utc(value: datetime) -> datetime:

@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 
 
 def token_from_file(path: Path) -> tuple[str, bool]:

@@ -32,7 +32,8 @@ from sqlalchemy import func, select  # noqa: E402
 
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import execute_item  # noqa: E402
-from services.campaigns.progress import create_campaign, mark_queued, progress  # noqa: E402
+from services.campaigns.lifecycle import create_campaign, mark_queued  # noqa: E402
+from services.campaigns.status_view import progress  # noqa: E402
 from services.processes import RedisServer, lookups_command, start, stop_all  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
 from services.store import Store  # noqa: E402

@@ -39,7 +39,8 @@ from sqlalchemy import func, select  # noqa: E402
 
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign, progress  # noqa: E402
+from services.campaigns.lifecycle import create_campaign  # noqa: E402
+from services.campaigns.status_view import progress  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
 from services.settings import get_settings  # noqa: E402
 from services.store import Store  # noqa: E402
@@ -95,7 +96,7 @@ def item_path(concurrency: int, latency: float, n: int = 48) -> dict:
     the one call path) for N distinct heads, C at a time, as ``run_in_process`` runs them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from contract import ExplainRequest
+    from lookups import ExplainRequest
     from services.work import ExplainWork, explain_head
 
     with tempfile.TemporaryDirectory() as tmp, fake_server(latency) as fake:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
-from contract import HeadClassification
+from lookups import HeadClassification
 from plugins.backends.llama_chat import repeat_start
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import STAGE_NAMES
+from services.campaigns.stages import STAGE_NAMES
 from services.llm.registry import get_scorer
 from services.score import auc, bootstrap_ci
 from services.store import Store

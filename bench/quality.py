@@ -32,10 +32,11 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select  # noqa: E402
 
 from bench.pydoc_corpus import write as write_pydoc  # noqa: E402
-from contract import HeadScore  # noqa: E402
+from lookups import HeadScore  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign, progress  # noqa: E402
+from services.campaigns.lifecycle import create_campaign  # noqa: E402
+from services.campaigns.status_view import progress  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
 from services.score import ScorerSummary, bootstrap_ci  # noqa: E402
 from services.store import Store  # noqa: E402

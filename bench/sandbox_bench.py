@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from contract import run_program
+from lookups import run_program
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "openwebtext-1k.jsonl.gz"
 PROGRAM = '''

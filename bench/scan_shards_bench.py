@@ -26,7 +26,7 @@ from sqlalchemy import select
 from services.campaigns.config import CampaignConfig
 from services.campaigns.execute import execute_item
 from services.campaigns.item_progress import ItemProgress
-from services.campaigns.progress import advance, create_campaign
+from services.campaigns.lifecycle import advance, create_campaign
 from services.campaigns.stages.scan import train_hits
 from services.runtime import Runtime
 from services.settings import Settings

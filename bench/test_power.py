@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pydoc_corpus import write as write_pydoc  # noqa: E402
-from contract import ClassifyRequest, TestPrompt  # noqa: E402
+from lookups import ClassifyRequest, TestPrompt  # noqa: E402
 from services.activity import ACTIVITIES, head_labels  # noqa: E402
 from services.attribution import attribute_neuron  # noqa: E402
 from services.campaigns.stages.classify import derangement  # noqa: E402

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from contract import CorpusError, Document, hookimpl
+from lookups import CorpusError, Document, hookimpl
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt", ".parquet")
 HUB_OPTIONS = ("split", "revision", "text_column")

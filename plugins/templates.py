@@ -1,6 +1,6 @@
 """The built-in ``neo2024`` prompt templates, verbatim from the paper."""
 
-from contract import PromptTemplate, hookimpl
+from lookups import PromptTemplate, hookimpl
 
 _EXPLAINER_BODY = '''We are studying attention heads in a transformer architecture neural network. Each attention head looks for some particular thing in a short document.
 This attention head in particular helps to predict that the next token is "{token}", but it is only active in some documents and not others. Look at the documents and explain what makes the attention head active, taking into consideration the inactive examples.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.activations import (
     bos_id,
     final_logits,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 from typing import Literal, get_args
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.attribution import HeadRef, NeuronAttribution
 
 Activity = Literal["paper", "per-head"]

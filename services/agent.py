@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from contract import AgentRound, Probe, ProbeMeasurement
+from lookups import AgentRound, Probe, ProbeMeasurement
 from services.activity import Activity, head_labels
 from services.attribution import Prompt, attribute_neuron
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.activations import Hooks, bos_id, forward_through, length_batches, pad_id, pad_right
 from services.head_reads import PromptReads
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET, check_neurons

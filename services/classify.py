@@ -8,7 +8,7 @@ that says No. P(Yes) comes from first-token logprobs.
 
 from __future__ import annotations
 
-from contract import Classification, ClassifyRequest, HeadClassification, Judgement, PromptTemplate, Scorer
+from lookups import Classification, ClassifyRequest, HeadClassification, Judgement, PromptTemplate, Scorer
 from services.llm.client import LLMClient
 
 

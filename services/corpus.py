@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import CorpusError, Document, InvalidInputError, get_plugin_manager
+from lookups import CorpusError, Document, InvalidInputError, get_plugin_manager
 
 SPEC_FORMS = (".jsonl, .jsonl.gz, .txt or .parquet file, a folder of them, or "
               "hf:DATASET[:CONFIG][?split=S&revision=R&text_column=C]")

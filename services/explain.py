@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from contract import CallRecord, ExplainerStrategy, ExplainRequest, ProgramExplanation, PromptTemplate
+from lookups import CallRecord, ExplainerStrategy, ExplainRequest, ProgramExplanation, PromptTemplate
 from services.agent import AgentOutcome
 from services.llm.client import LLMClient
 from services.programs import best_program

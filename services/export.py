@@ -16,10 +16,10 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contract import HeadClassification, HeadScore, InvalidInputError
+from lookups import HeadClassification, HeadScore, InvalidInputError
 from services.ablation import HeadAblation
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import get_campaign
+from services.campaigns.lifecycle import get_campaign
 from services.campaigns.records import neuron_attribution, train_labels
 from services.campaigns.stages.scan import train_hits
 from services.held_out import HeadTestSet

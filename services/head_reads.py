@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from contract import SourceRead
+from lookups import SourceRead
 from services.activations import Hooks, bos_id, forward_through, length_batches, pad_id, pad_right
 from services.scan import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import BaseModel, Field
 
-from contract import Document, InvalidInputError
+from lookups import Document, InvalidInputError
 from services.ablation import activation_drops
 from services.activity import Activity, head_labels
 from services.attribution import Definition, HeadRef, NeuronAttribution, attribute_neuron

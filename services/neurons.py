@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.scan import check_neurons
 from services.schemas import NeuronRef, NextTokenNeuron
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contract import (
+from lookups import (
     ExplainerStrategy,
     HeadExample,
     ProgramAnswer,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from contract import Backend
+from lookups import Backend
 from services.llm.budget import Budget
 from services.llm.client import LLMClient
 from services.llm.cost import with_prices

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from contract import CorpusError, Document, InvalidInputError
+from lookups import CorpusError, Document, InvalidInputError
 from services.activations import encode_documents, length_batches, pad_id, pad_right, run_mlp_post
 from services.schemas import ContextHit, NeuronContexts, NeuronRef
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from contract import HeadClassification, HeadScore, rank_auc
+from lookups import HeadClassification, HeadScore, rank_auc
 
 POWER = 0.8
 ALPHA = 0.05

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from contract import ModelLoadError
+from lookups import ModelLoadError
 from services.fast_forward import fast_forward_or_none
 from services.settings import Settings, get_settings
 

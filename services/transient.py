@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 
-from contract import BackendUnavailableError, LookupsError
+from lookups import BackendUnavailableError, LookupsError
 
 # Database errors that a second try usually does not meet: SQLite's lock timeout, two processes
 # creating the same table at once, PostgreSQL's deadlock and serialization failures, and a

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from contract import Document, InvalidInputError
+from lookups import Document, InvalidInputError
 from services.activations import (
     bos_id,
     encode_documents,

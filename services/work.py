@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError, check_program
+from lookups import ClassifyRequest, ExplainRequest, HeadClassification, InvalidInputError, check_program
 from services.ablation import HeadAblation, ablate_heads
 from services.attribution import (
     ACTIVE_STDS,

@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import timedelta
 
-from services.campaigns.progress import active_campaigns, advance, mark_queued, reconcile
+from services.campaigns.lifecycle import active_campaigns, advance, mark_queued, reconcile
 from services.settings import get_settings
 from services.store import Store
 from services.store.models import WorkItem

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from services.campaigns.execute import execute_item
-from services.campaigns.progress import fail
+from services.campaigns.lifecycle import fail
 from services.runtime import Runtime
 from services.settings import get_settings
 from services.store import Store

@@ -9,7 +9,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from contract import InvalidInputError, LookupsError
+from lookups import InvalidInputError, LookupsError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.cli._common import print_json, validated
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services import work
 from services.runtime import Runtime
 from services.schemas import NeuronRef

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.cli._common import print_json, validated, worth_range
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services import work
 from services.ablation import HeadAblation
 from services.attribution import HeadRef, NeuronAttribution, check_head

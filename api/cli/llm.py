@@ -14,7 +14,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from api.cli._common import err_console, parse_prices, print_json
-from contract import ClassifyRequest, ExplainRequest, InvalidInputError, check_program
+from lookups import ClassifyRequest, ExplainRequest, InvalidInputError, check_program
 from services.classify import classify as run_classify
 from services.explain import explain as run_explain
 from services.llm.budget import local_budget

@@ -11,18 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from api.cli._common import parse_prices, print_json, worth_range
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig, load_config, parse_config
 from services.campaigns.estimate import CampaignEstimate, estimate_campaign
 from services.campaigns.execute import run_in_process
-from services.campaigns.progress import (
-    SHOWN_FAILURES,
-    create_campaign,
-    get_campaign,
-    progress,
-    resolve_campaign_id,
-    resume,
-)
+from services.campaigns.lifecycle import create_campaign, get_campaign, resolve_campaign_id, resume
+from services.campaigns.status_view import SHOWN_FAILURES, progress
 from services.campaigns.summary import campaign_headline
 from services.export import Format, export_campaign
 from services.llm.registry import DEFAULT_EXPLAINER, DEFAULT_JUDGE, is_local_backend

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from api.token_file import announce, token_from_file
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.settings import Settings, get_settings
 from services.store import Store
 

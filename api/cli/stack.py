@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import typer
 
 from api.token_file import announce, is_loopback, token_from_file
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.processes import RedisServer, StartError, listening, lookups_command, start, stop_all
 from services.settings import get_settings
 from services.store import Store

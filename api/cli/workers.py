@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.settings import get_settings
 from services.store import Store
 

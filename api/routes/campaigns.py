@@ -32,10 +32,11 @@ from api.schemas import (
     CampaignsPublic,
     ErrorPublic,
 )
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import cancel, create_campaign, progress, resume
+from services.campaigns.lifecycle import cancel, create_campaign, resume
 from services.campaigns.results import CampaignResults, campaign_results
+from services.campaigns.status_view import progress
 from services.report import render_report
 from services.settings import Settings
 from services.store import Store

@@ -1,5 +1,5 @@
 """Built-in LLM backends. Each is a ``Backend`` subclass registered through ``register_backends``."""
 
-from contract import Backend
+from lookups import Backend
 
 __all__ = ["Backend"]

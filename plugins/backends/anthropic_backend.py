@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import Backend, BackendDefaults, BatchPoll, BatchResult, Completion, LLMRequest, hookimpl
+from lookups import Backend, BackendDefaults, BatchPoll, BatchResult, Completion, LLMRequest, hookimpl
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract import BackendError, UnknownBackendError
+from lookups import BackendError, UnknownBackendError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from contract import BackendError
+from lookups import BackendError
 
 if TYPE_CHECKING:
     import numpy as np

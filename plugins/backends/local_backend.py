@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import Backend, BackendDefaults, LLMRequest, UnknownBackendError, hookimpl
+from lookups import Backend, BackendDefaults, LLMRequest, UnknownBackendError, hookimpl
 from plugins.backends.gguf_files import known_models, resolve_gguf
 
 if TYPE_CHECKING:

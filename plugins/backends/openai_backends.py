@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import (
+from lookups import (
     Backend,
     BackendDefaults,
     BatchPoll,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from contract import (
+from lookups import (
     ExplainerStrategy,
     ExplainRequest,
     HeadExample,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contract import ExplainerStrategy, ExplainRequest, LLMRequest, hookimpl
+from lookups import ExplainerStrategy, ExplainRequest, LLMRequest, hookimpl
 
 
 class OneShot(ExplainerStrategy):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from contract import AgentRound, ExplainerStrategy, ExplainRequest, LLMRequest, Probe, hookimpl
+from lookups import AgentRound, ExplainerStrategy, ExplainRequest, LLMRequest, Probe, hookimpl
 from plugins.explainers.contrastive import evidence
 
 MAX_TOKENS = 400

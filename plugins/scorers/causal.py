@@ -9,7 +9,7 @@ causal information). The effects are measured on the subject model with the test
 
 from __future__ import annotations
 
-from contract import HeadClassification, HeadScore, head_score, hookimpl, rank_auc
+from lookups import HeadClassification, HeadScore, head_score, hookimpl, rank_auc
 from plugins.scorers.zero_shot import ZeroShot
 
 

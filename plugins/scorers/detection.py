@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from contract import ClassifyRequest, Completion, Judgement, LLMRequest, Scorer, hookimpl, share_prefix
+from lookups import ClassifyRequest, Completion, Judgement, LLMRequest, Scorer, hookimpl, share_prefix
 
 GROUP_SIZE = 10
 

@@ -11,7 +11,7 @@ weights. Its shuffled control is another head's probe on this head's prompts, li
 
 from __future__ import annotations
 
-from contract import ClassifyRequest, Completion, Judgement, Scorer, hookimpl
+from lookups import ClassifyRequest, Completion, Judgement, Scorer, hookimpl
 
 LAST_WORDS = 3
 WORDS = r"(?u)\b\w+\b"

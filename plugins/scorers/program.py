@@ -5,7 +5,7 @@ returned a non-bool, or the program does not load) is unparseable with the reaso
 
 from __future__ import annotations
 
-from contract import (
+from lookups import (
     ClassifyRequest,
     Completion,
     InvalidInputError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from contract import (
+from lookups import (
     Answer,
     ClassifyRequest,
     Completion,

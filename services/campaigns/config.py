@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.activity import Activity
 from services.corpus import CorpusSelection
 from services.held_out import TestSampling

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from contract import ClassifyRequest, ExplainRequest, HeadExample, LLMRequest, SourceRead, TestPrompt
+from lookups import ClassifyRequest, ExplainRequest, HeadExample, LLMRequest, SourceRead, TestPrompt
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import FINISHED, get_campaign
+from services.campaigns.lifecycle import FINISHED, get_campaign
 from services.campaigns.records import campaign_heads, explain_request_for
 from services.campaigns.stages import STAGE_NAMES, llm_batch
 from services.held_out import max_test_prompts

@@ -14,16 +14,8 @@ from sqlalchemy import select
 
 from services.campaigns.budget import clear_reservations
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import (
-    CampaignProgress,
-    advance,
-    claim,
-    fail,
-    finish,
-    progress,
-    reconcile,
-    release,
-)
+from services.campaigns.lifecycle import advance, claim, fail, finish, reconcile, release
+from services.campaigns.status_view import CampaignProgress, progress
 from services.llm.registry import preload_backends
 from services.runtime import Runtime
 from services.store import Store

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from contract import ExplainRequest, HeadExample
+from lookups import ExplainRequest, HeadExample
 from services.activity import head_labels
 from services.attribution import HeadRef, NeuronAttribution
 from services.campaigns.config import CampaignConfig

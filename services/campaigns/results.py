@@ -9,12 +9,13 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from contract import AgentRound, HeadClassification, HeadScore, ProgramExplanation
+from lookups import AgentRound, HeadClassification, HeadScore, ProgramExplanation
 from services.ablation import HeadAblation, KSResult
 from services.agent import AgentOutcome
 from services.attribution import NeuronAttribution
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import CampaignProgress, get_campaign, progress
+from services.campaigns.lifecycle import get_campaign
+from services.campaigns.status_view import CampaignProgress, progress
 from services.held_out import HeadTestSet
 from services.schemas import TruncatedPrompt
 from services.score import CampaignSummary, ScorerSummary

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from services.campaigns.config import CampaignConfig
-from services.campaigns.progress import get_campaign
+from services.campaigns.lifecycle import get_campaign
 from services.score import ScorerSummary
 from services.store import Store
 

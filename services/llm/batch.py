@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from contract import (
+from lookups import (
     BackendError,
     BackendUnavailableError,
     BatchPoll,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol, runtime_checkable
 
-from contract import BudgetExceededError
+from lookups import BudgetExceededError
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
-from contract import (
+from lookups import (
     BackendError,
     BackendUnavailableError,
     BudgetExceededError,

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from contract import Backend, Completion
+from lookups import Backend, Completion
 from services.settings import Settings
 
 MAX_PRICE = 10_000.0  # USD per million tokens: far above any model's, far below what breaks a sum

@@ -15,7 +15,7 @@ import uuid
 from collections import deque
 from typing import Protocol, runtime_checkable
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.settings import RateLimit, Settings
 
 # KEYS[1]: the window's log, a sorted set of "ID:TOKENS" scored by millisecond time.

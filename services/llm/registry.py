@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from contract import (
+from lookups import (
     Backend,
     BackendDefaults,
     ExplainerStrategy,

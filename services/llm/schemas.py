@@ -3,7 +3,7 @@
 
 from pydantic import BaseModel, Field
 
-from contract import CallRecord, Completion
+from lookups import CallRecord, Completion
 
 
 class LLMResponse(BaseModel):

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from contract import CallRecord, Completion, LLMRequest
+from lookups import CallRecord, Completion, LLMRequest
 from services.settings import Settings
 from services.store.db import alembic_config, migration_lock
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from services.campaigns.item_progress import ItemProgress
-from services.campaigns.progress import SHOWN_FAILURES
 from services.campaigns.results import CampaignResults, NeuronResult, campaign_results
+from services.campaigns.status_view import SHOWN_FAILURES
 from services.report.plots import attribution_heatmap, score_distribution
 from services.settings import get_settings
 from services.store import Store

@@ -36,7 +36,7 @@ class Campaign(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    # pending/running/completed/completed_with_failures/failed/cancelled (services.campaigns.progress)
+    # pending/running/completed/completed_with_failures/failed/cancelled (services.campaigns.lifecycle)
     status: Mapped[str] = mapped_column(String(32), index=True)
     stage: Mapped[str | None] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)

@@ -19,7 +19,7 @@ CAP, WORST, ACTUAL = 1.0, 0.07, 0.05
 # One process: reserve the worst case, "call" (sleep), settle with the billed cost, until refused.
 SPEND = """
 import json, random, sys, time
-from contract import BudgetExceededError
+from lookups import BudgetExceededError
 from services.campaigns.budget import CampaignBudget
 from services.store import Store
 store = Store(sys.argv[1], migrate=False)

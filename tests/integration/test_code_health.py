@@ -1,6 +1,6 @@
 """The layering and the code's health, checked by the tools rather than by eye: ruff, the
-import-linter contracts in pyproject.toml (api over workers over services over the plugin
-contract; plugins import only the contract) and mypy over the contract and services."""
+import-linter contracts in pyproject.toml (api over workers over services over the public
+package lookups; plugins import only lookups) and mypy over lookups and services."""
 
 import subprocess
 import sys

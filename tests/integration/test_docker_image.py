@@ -2,7 +2,7 @@
 here, so this builds what the image would hold without one: exactly the files the Dockerfile
 COPYs, in a scratch folder, installed the way the Dockerfile installs them (``pip install -e``),
 then every process the image runs (its CMD and docker-compose.yml's lookups commands) asked for
-``--help`` and every plugin entry point loaded. The image's contract package once went missing
+``--help`` and every plugin entry point loaded. The image's plugin contract package once went missing
 (the Dockerfile predated it) and every process died at import."""
 
 import shutil

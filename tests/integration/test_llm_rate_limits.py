@@ -22,7 +22,7 @@ JITTER_S = 0.75
 CALLER = """
 import sys, time
 from pathlib import Path
-from contract import LLMRequest
+from lookups import LLMRequest
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend
 from services.llm.ratelimit import limiter_for

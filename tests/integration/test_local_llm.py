@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import ClassifyRequest, ExplainRequest, PromptTemplate, TestPrompt
+from lookups import ClassifyRequest, ExplainRequest, PromptTemplate, TestPrompt
 from services.classify import classify
 from services.explain import explain
 from services.llm.client import LLMClient
@@ -59,7 +59,7 @@ def test_explain_and_classify_end_to_end(client):
 def test_the_judge_answers_its_choice_with_the_larger_logit(client):
     """The constrained answer is the choice the unconstrained judge's first-token logits prefer,
     even where its free answer is neither (SmolLM2-135M often starts "The")."""
-    from contract import LLMRequest
+    from lookups import LLMRequest
 
     template = get_template("neo2024")
     prompts = [template.render_classifier(e, t.text + " right") for t in TESTS

@@ -12,7 +12,7 @@ import importlib.util
 
 import pytest
 
-from contract import ClassifyRequest, TestPrompt
+from lookups import ClassifyRequest, TestPrompt
 from services.classify import classify
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend, get_scorer, get_template

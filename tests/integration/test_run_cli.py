@@ -43,7 +43,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def campaign_state(url: str):
-    from services.campaigns.progress import active_campaigns, progress
+    from services.campaigns.lifecycle import active_campaigns
+    from services.campaigns.status_view import progress
     from services.store import Store
 
     store = Store(url)
@@ -116,7 +117,7 @@ def test_run_interrupt_and_resume(finished):
 
 
 def test_summary_gives_each_scorers_figures(finished):
-    from services.campaigns.progress import get_campaign
+    from services.campaigns.lifecycle import get_campaign
     from services.store import Store
 
     done = lookups(finished["env"], "summary", "latest", "--json")

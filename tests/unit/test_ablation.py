@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.ablation import (
     ablate_heads,
     activation_drops,

@@ -18,11 +18,11 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
-from contract import AgentRound  # noqa: E402
+from lookups import AgentRound  # noqa: E402
 from services.agent import choose_round  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import execute_item, run_in_process  # noqa: E402
-from services.campaigns.progress import advance, create_campaign  # noqa: E402
+from services.campaigns.lifecycle import advance, create_campaign  # noqa: E402
 from services.campaigns.stages import STAGE_BY_NAME  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402

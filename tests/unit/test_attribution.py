@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.attribution import (
     HeadRef,
     Prompt,

@@ -26,7 +26,7 @@ from fake_openai import TEST_KEY as KEY  # noqa: E402
 
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign, resume  # noqa: E402
+from services.campaigns.lifecycle import create_campaign, resume  # noqa: E402
 from services.llm.store import LLMStore  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
 from services.settings import get_settings  # noqa: E402

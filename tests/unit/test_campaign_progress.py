@@ -22,21 +22,21 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
-from contract import InvalidInputError  # noqa: E402
+from lookups import InvalidInputError  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import execute_item, run_in_process  # noqa: E402
-from services.campaigns.progress import (  # noqa: E402
+from services.campaigns.lifecycle import (  # noqa: E402
     advance,
     cancel,
     claim,
     create_campaign,
     finish,
-    progress,
     resolve_campaign_id,
     resume,
 )
 from services.campaigns.records import head_by_key  # noqa: E402
 from services.campaigns.stages import STAGES  # noqa: E402
+from services.campaigns.status_view import progress  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402
     AblationRow,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from api.cli.run import build_config
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 
 from api.cli import app
 from api.cli._common import run_guarded
-from contract import Document
+from lookups import Document
 from services.scan import scan_corpus
 from services.schemas import NeuronRef
 from services.truncate import truncate_contexts

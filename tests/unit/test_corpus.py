@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from contract import CorpusError, Document, InvalidInputError
+from lookups import CorpusError, Document, InvalidInputError
 from plugins.corpora import HubSpec, parse_hub_spec
 from services.corpus import (
     Corpus,

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from contract import Document
+from lookups import Document
 from services.activations import pad_right, run_mlp_post
 from services.scan import scan_corpus
 from services.schemas import NeuronRef

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from contract import SourceRead
+from lookups import SourceRead
 from plugins.explainers.contrastive import contrast_reads
 from services.attribution import HeadRef
 from services.head_reads import head_reads, token_pieces
@@ -63,7 +63,7 @@ def test_contrast_ranks_tokens_read_on_active_prompts_first():
 
 
 def test_contrastive_prompt_marks_reads_and_states_the_evidence():
-    from contract import ExplainRequest, HeadExample, InvalidInputError
+    from lookups import ExplainRequest, HeadExample, InvalidInputError
     from plugins.explainers.contrastive import marked
     from services.llm.registry import get_strategy, get_template
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from contract import Document, InvalidInputError
+from lookups import Document, InvalidInputError
 from services.ablation import activation_drops
 from services.attribution import HeadActivity, HeadRef, NeuronAttribution, PromptHeads, head_attributions
 from services.corpus import load_corpus, split_documents

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
-from contract import ExplainRequest  # noqa: E402
+from lookups import ExplainRequest  # noqa: E402
 from services.jobs import create_job  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import JobRow  # noqa: E402

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from contract import HeadClassification, HeadScore, head_score  # noqa: E402
+from lookups import HeadClassification, HeadScore, head_score  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign  # noqa: E402
+from services.campaigns.lifecycle import create_campaign  # noqa: E402
 from services.campaigns.records import explain_request_for  # noqa: E402
 from services.campaigns.stages.classify import classify_request_for  # noqa: E402
 from services.llm.registry import get_scorer, get_strategy, get_template  # noqa: E402

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
 from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign  # noqa: E402
+from services.campaigns.lifecycle import create_campaign  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import ClassificationRow, ExplanationRow, HeadRow  # noqa: E402

@@ -1,6 +1,6 @@
 import pytest
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.neurons import is_whole_word, next_token_neurons, random_neurons
 
 

@@ -15,10 +15,10 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from contract import HeadClassification  # noqa: E402
+from lookups import HeadClassification  # noqa: E402
 from plugins.explainers.program import parse_program  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
-from services.campaigns.progress import create_campaign  # noqa: E402
+from services.campaigns.lifecycle import create_campaign  # noqa: E402
 from services.store.models import AgentRoundRow, ClassificationRow, ExplanationRow  # noqa: E402
 from tests.conftest import tiny_campaign  # noqa: E402
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from contract import InvalidInputError, balanced_accuracy, check_program, run_program
-from contract.sandbox import ProgramAnswer
+from lookups import InvalidInputError, balanced_accuracy, check_program, run_program
+from lookups.sandbox import ProgramAnswer
 
 PROMPTS = [("the cat sat on the", ["the", " cat", " sat", " on", " the"]), ("dogs run", ["dogs", " run"])]
 
@@ -143,7 +143,7 @@ def test_the_process_limits_refuse_files_and_processes_even_without_the_allow_li
     secret.write_text("sk-do-not-read")
     script = textwrap.dedent(f'''
         import os, socket, sys
-        sys.path.insert(0, {str(sys.modules["contract"].__path__[0])!r})
+        sys.path.insert(0, {str(sys.modules["lookups"].__path__[0])!r})
         from sandbox_child import _limit
         _limit(5, 256)
         results = []

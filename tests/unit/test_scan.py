@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from contract import CorpusError, Document, InvalidInputError
+from lookups import CorpusError, Document, InvalidInputError
 from services.scan import scan_corpus
 from services.schemas import NeuronRef
 from tests.conftest import corpus_texts

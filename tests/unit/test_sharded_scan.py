@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from services.campaigns.execute import execute_item
 from services.campaigns.item_progress import ItemProgress, ProgressReporter
-from services.campaigns.progress import advance, claim, create_campaign, progress
+from services.campaigns.lifecycle import advance, claim, create_campaign
 from services.campaigns.records import StageItem
 from services.campaigns.stages.scan import train_hits
+from services.campaigns.status_view import progress
 from services.report.render import scan_throughput
 from services.store.models import Campaign, WorkItem
 from tests.conftest import tiny_campaign

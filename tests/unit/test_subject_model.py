@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from contract import ModelLoadError
+from lookups import ModelLoadError
 from services.subject_model import PACKAGED_MODELS, load_subject_model, packaged_gguf_path, sha256_file
 
 

@@ -11,7 +11,7 @@ import redis.exceptions
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
-from contract import BackendError, BackendUnavailableError, BudgetExceededError, InvalidInputError
+from lookups import BackendError, BackendUnavailableError, BudgetExceededError, InvalidInputError
 from services.transient import is_transient, retry_delay
 
 
@@ -125,7 +125,7 @@ def test_two_processes_caching_one_answer_at_once_is_no_error(tmp_path):
     between this one's lookup and its insert."""
     from sqlalchemy import event
 
-    from contract import Completion
+    from lookups import Completion
     from services.llm.store import LLMStore
 
     url = f"sqlite:///{tmp_path / 'llm.sqlite'}"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from contract import Document
+from lookups import Document
 from services.scan import scan_corpus
 from services.schemas import NeuronRef
 from services.truncate import truncate_contexts

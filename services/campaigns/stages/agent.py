@@ -17,7 +17,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contract import AgentRound, BudgetExceededError, ClassifyRequest, InvalidInputError, RoundEvaluation, TestPrompt
+from lookups import AgentRound, BudgetExceededError, ClassifyRequest, InvalidInputError, RoundEvaluation, TestPrompt
 from services.agent import AgentOutcome, choose_round, measure_probes, probe_agreement
 from services.attribution import HeadRef
 from services.campaigns.budget import campaign_budget

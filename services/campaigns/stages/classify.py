@@ -8,7 +8,7 @@ import random
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contract import ClassifyRequest, TestPrompt
+from lookups import ClassifyRequest, TestPrompt
 from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from contract import LLMRequest
+from lookups import LLMRequest
 from services.campaigns.budget import campaign_budget
 from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from contract import HeadClassification, HeadScore
+from lookups import HeadClassification, HeadScore
 from services.campaigns.records import StageItem, Writer, campaign_heads, neuron_key
 from services.llm.registry import get_scorer
 from services.runtime import Runtime

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 from test_worker_stack import FAST_RECOVERY, FakeOpenAI, wait_until
 
-from services.campaigns.progress import create_campaign, progress
+from services.campaigns.lifecycle import create_campaign
+from services.campaigns.status_view import progress
 from services.llm.store import LLMStore
 from services.store import Store
 from services.store.models import Campaign, WorkItem

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from test_worker_stack import FAST_RECOVERY, FakeOpenAI, assert_every_result_once, start_workers
 
-from services.campaigns.progress import CampaignProgress, create_campaign, progress
+from services.campaigns.lifecycle import create_campaign
+from services.campaigns.status_view import CampaignProgress, progress
 from services.store import Store
 from services.store.models import (
     AblationRow,

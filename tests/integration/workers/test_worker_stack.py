@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "unit" / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
 from services.campaigns.config import CampaignConfig  # noqa: E402
-from services.campaigns.progress import CampaignProgress, create_campaign, progress  # noqa: E402
+from services.campaigns.lifecycle import create_campaign  # noqa: E402
+from services.campaigns.status_view import CampaignProgress, progress  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402
     AblationRow,
@@ -371,7 +372,7 @@ def test_two_gpu_workers_share_a_sharded_scan_and_its_top_k_is_the_single_pass_o
     completes, every shard records its progress, and the merged top K equals, exactly, the one
     scan item this process runs over the same split."""
     from services.campaigns.execute import execute_item
-    from services.campaigns.progress import advance
+    from services.campaigns.lifecycle import advance
     from services.campaigns.stages.scan import train_hits
     from services.runtime import Runtime
     from services.settings import Settings

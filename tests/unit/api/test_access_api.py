@@ -28,7 +28,7 @@ def job_bodies(corpus: str, model: str, backend: str) -> dict[str, dict]:
 
 def test_a_principal_never_reads_cancels_reports_or_lists_anothers(client_for, store):
     from services.campaigns.config import CampaignConfig
-    from services.campaigns.progress import create_campaign
+    from services.campaigns.lifecycle import create_campaign
     from services.store.models import Campaign, JobRow
 
     client = client_for()

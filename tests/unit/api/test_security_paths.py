@@ -47,7 +47,7 @@ def test_packaged_datasets_builders_are_refused_as_corpora(client_for, store):
 def test_a_relative_dataset_name_is_never_read_from_the_working_directory(tmp_path, monkeypatch):
     """The worker's folder holds owner/name: ``hf:owner/name`` must not read it (the API, in
     another folder, cannot see that it exists)."""
-    from contract import CorpusError
+    from lookups import CorpusError
     from services.corpus import stream_corpus
 
     (tmp_path / "owner" / "name").mkdir(parents=True)
@@ -72,7 +72,7 @@ def linked(tmp_path):
 
 @pytest.mark.parametrize("link", ["to-a-file", "to-a-folder"])
 def test_a_folder_corpus_refuses_entries_that_link_out_of_it(linked, link, client_for, store):
-    from contract import CorpusError
+    from lookups import CorpusError
     from services.corpus import CorpusSelection, fetch_documents, index_corpus, stream_corpus
 
     root, outside = linked

@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.token_file import announce, is_loopback, token_from_file
-from contract import InvalidInputError
+from lookups import InvalidInputError
 
 
 def test_a_token_is_generated_once_owner_only_then_reused(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 from fake_batches import FakeBatches
 from fake_openai import TEST_KEY as KEY
 
-from contract import BackendError, BudgetExceededError, InvalidInputError, LLMRequest
+from lookups import BackendError, BudgetExceededError, InvalidInputError, LLMRequest
 from services.campaigns.config import parse_config
 from services.llm.batch import require_answered, run_batch
 from services.llm.budget import LocalBudget

@@ -3,7 +3,7 @@ greedy run's cached answers, while options that only change how a request travel
 
 from __future__ import annotations
 
-from contract import LLMRequest
+from lookups import LLMRequest
 from services.llm.registry import create_backend
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from contract import ClassifyRequest, LLMRequest, TestPrompt
+from lookups import ClassifyRequest, LLMRequest, TestPrompt
 from services.classify import classify
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend, get_scorer, get_template, list_backends

@@ -10,7 +10,7 @@ from fake_openai import TEST_KEY as KEY
 from fake_openai import error
 from sqlalchemy import event
 
-from contract import BackendUnavailableError, BudgetExceededError, ClassifyRequest, LLMRequest, TestPrompt, head_score
+from lookups import BackendUnavailableError, BudgetExceededError, ClassifyRequest, LLMRequest, TestPrompt, head_score
 from services.classify import classify
 from services.llm.registry import get_scorer
 
@@ -220,7 +220,7 @@ def test_openai_compatible_backend_needs_no_key_and_hits_the_url(settings, fake_
 
 
 def test_key_is_sent_but_never_stored_logged_or_shown(openai_client, fake_server, settings, caplog, capfd):
-    from contract import BackendError, ExplainRequest
+    from lookups import BackendError, ExplainRequest
     from services.explain import explain
     from services.llm.registry import get_strategy, get_template
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import MissingApiKeyError, TemplateError, UnknownBackendError, get_plugin_manager, hookimpl
+from lookups import MissingApiKeyError, TemplateError, UnknownBackendError, get_plugin_manager, hookimpl
 from services.llm.registry import create_backend, get_template, list_backends, list_templates
 
 METHOD = Path(__file__).resolve().parents[3] / "docs" / "method.md"  # the paper's prompts, documented
@@ -16,7 +16,7 @@ METHOD = Path(__file__).resolve().parents[3] / "docs" / "method.md"  # the paper
 class EchoPlugin:
     """A third-party plugin: one backend and one template, registered like any installed package."""
 
-    from contract import Backend
+    from lookups import Backend
     from plugins.templates import NEO2024
 
     class Echo(Backend):

@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from contract import CallRecord, Classification, HeadClassification, head_score
+from lookups import CallRecord, Classification, HeadClassification, head_score
 from plugins.scorers.zero_shot import p_yes, parse_answer
 from services.campaigns.stages.classify import derangement
 from services.score import paired_difference, summarize

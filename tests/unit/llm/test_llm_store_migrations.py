@@ -139,7 +139,7 @@ def test_a_writer_holding_the_cache_does_not_block_its_readers(tmp_path):
     on it (in rollback-journal mode the read waited out the busy timeout, then failed)."""
     import sqlite3
 
-    from contract import Completion
+    from lookups import Completion
 
     url = f"sqlite:///{tmp_path / 'llm.sqlite'}"
     store = LLMStore(url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from contract import ClassifyRequest, TestPrompt
+from lookups import ClassifyRequest, TestPrompt
 from services.classify import classify
 from services.llm.registry import get_scorer, get_template, list_scorers
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fake_anthropic import FakeAnthropic
 
-from contract import ClassifyRequest, LLMRequest, TestPrompt, share_prefix
+from lookups import ClassifyRequest, LLMRequest, TestPrompt, share_prefix
 from services.llm.client import LLMClient
 from services.llm.registry import create_backend, get_scorer, get_template
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.llm.ratelimit import LocalWindow, limiter_for
 from services.settings import RateLimit
 
@@ -79,7 +79,7 @@ def test_bad_limits_are_refused_naming_the_setting(monkeypatch):
 
 def test_the_client_waits_for_the_limit_between_calls(settings, fake_server, monkeypatch):
     """Through the one call path: three uncached calls with two allowed per window."""
-    from contract import LLMRequest
+    from lookups import LLMRequest
     from services.llm.client import LLMClient
     from services.llm.registry import create_backend
     from services.settings import get_settings

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from fake_openai import FakeOpenAI, error
 
-from contract import LLMRequest, LookupsError
+from lookups import LLMRequest, LookupsError
 
 
 @pytest.mark.parametrize("spec", ["openai:fake-gpt", "openai-compatible:{url}:fake-gpt"])

@@ -13,7 +13,7 @@ from email.utils import format_datetime
 import pytest
 from fake_openai import rate_limited
 
-from contract import LLMRequest, retry_after_seconds
+from lookups import LLMRequest, retry_after_seconds
 
 REQUEST = LLMRequest(prompt="a rate-limited prompt", max_tokens=1, purpose="test")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract import HeadScore
+from lookups import HeadScore
 from services.score import detectable_difference, head_interval, paired_difference, probe_share, summarize
 
 

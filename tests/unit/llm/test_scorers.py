@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from contract import Classification, ClassifyRequest, HeadClassification, TestPrompt, UnknownPluginError
+from lookups import Classification, ClassifyRequest, HeadClassification, TestPrompt, UnknownPluginError
 from plugins.scorers.detection import read_numbers
 from services.campaigns.stages.classify import derangement
 from services.classify import classify

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from contract import UnknownBackendError
+from lookups import UnknownBackendError
 from plugins.backends.gguf_files import SPLIT_GGUFS, join_split_gguf, sidecar
 
 

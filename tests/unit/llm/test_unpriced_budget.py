@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig
 from services.llm.budget import LocalBudget
 from services.llm.client import LLMClient
@@ -45,6 +45,6 @@ def test_a_budgeted_campaign_names_the_unpriced_model_and_the_fix(settings, fake
 
 
 def client_request():
-    from contract import LLMRequest
+    from lookups import LLMRequest
 
     return LLMRequest(prompt="Is this priced?", max_tokens=2)

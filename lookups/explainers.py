@@ -13,8 +13,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.llm import CallRecord, LLMRequest
-from contract.templates import PromptTemplate
+from lookups.llm import CallRecord, LLMRequest
+from lookups.templates import PromptTemplate
 
 
 class SourceRead(BaseModel):

@@ -1,6 +1,6 @@
 """The sandbox's other process: checks a program against an allow-list of Python, limits itself
 (CPU, memory, files, processes), then runs the program's ``active(text, tokens)`` on each prompt
-and writes one JSON line per prompt. ``contract.sandbox`` starts it as a script with the
+and writes one JSON line per prompt. ``lookups.sandbox`` starts it as a script with the
 standard library only (``python -I -S``); the checks are also imported from there, so a program
 is refused in the worker with the same reason as here.
 

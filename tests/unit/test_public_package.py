@@ -1,10 +1,10 @@
-"""The plugin contract's public surface is pinned: a plugin written against it keeps working
+"""The public package ``lookups`` (the plugin contract) is pinned: a plugin written against it keeps working
 until someone changes this list on purpose."""
 
 import importlib
 import re
 
-import contract
+import lookups
 
 SURFACE = {
     # hooks and their manager
@@ -31,28 +31,28 @@ SURFACE = {
 }
 
 
-def test_the_contract_exports_exactly_its_surface():
-    assert set(contract.__all__) == SURFACE
-    assert len(contract.__all__) == len(SURFACE), "a name is listed twice in contract.__all__"
+def test_lookups_exports_exactly_its_surface():
+    assert set(lookups.__all__) == SURFACE
+    assert len(lookups.__all__) == len(SURFACE), "a name is listed twice in lookups.__all__"
     for name in SURFACE:
-        assert getattr(contract, name) is not None
+        assert getattr(lookups, name) is not None
 
 
-def test_every_hook_has_a_base_the_contract_exports():
+def test_every_hook_has_a_base_lookups_exports():
     """Each hook's docstring names the contract type a plugin registers."""
-    hooks = [name for name in dir(contract.LookupsHooks) if name.startswith("register_")]
+    hooks = [name for name in dir(lookups.LookupsHooks) if name.startswith("register_")]
     assert hooks, "no hook specifications"
     for name in hooks:
-        doc = getattr(contract.LookupsHooks, name).__doc__
-        named = re.findall(r"``contract\.(\w+)``", doc)
+        doc = getattr(lookups.LookupsHooks, name).__doc__
+        named = re.findall(r"``lookups\.(\w+)``", doc)
         assert named, f"{name}: its docstring names no contract type"
         for type_name in named:
-            assert type_name in SURFACE, f"{name} names contract.{type_name}, which is not exported"
+            assert type_name in SURFACE, f"{name} names lookups.{type_name}, which is not exported"
 
 
 def test_every_built_in_plugin_implements_only_declared_hooks():
     """pluggy rejects unknown hook names only when validating; do it for every built-in."""
-    pm = contract.get_plugin_manager()
+    pm = lookups.get_plugin_manager()
     pm.check_pending()
     plugins = {name for name, _ in pm.list_name_plugin()}
     for module in ("plugins.corpora", "plugins.templates", "plugins.backends.openai_backends",

@@ -1,4 +1,5 @@
-"""A campaign's life in the store: stages advance, items are claimed, finished or failed.
+"""The campaign state machine: a campaign is created, its stages planned, its items claimed,
+finished, failed, released, reconciled; a campaign is cancelled or resumed.
 
 The store is the source of truth; a queue only carries item ids. So a campaign survives the
 loss of any worker or of the broker: ``reconcile`` finds items whose message was lost (queued or
@@ -27,13 +28,11 @@ import uuid
 from datetime import timedelta
 from typing import cast
 
-from pydantic import BaseModel, Field
 from sqlalchemy import CursorResult, func, select, update
 
-from contract import InvalidInputError
+from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig
-from services.campaigns.item_progress import ItemProgress
-from services.campaigns.records import LLM_TABLES, StageItem, Writer, campaign_cost
+from services.campaigns.records import StageItem, Writer
 from services.campaigns.stages import STAGE_BY_NAME, STAGE_NAMES, STAGES, Stage
 from services.store import Store
 from services.store.models import (
@@ -45,7 +44,6 @@ from services.store.models import (
 ACTIVE = ("pending", "running")
 FINISHED = ("completed", "completed_with_failures")  # every stage ran
 TERMINAL_ITEM = ("done", "failed")
-SHOWN_FAILURES = 20  # failed items listed in a campaign's progress
 
 
 def create_campaign(store: Store, config: CampaignConfig, owner: str | None = None) -> str:
@@ -104,10 +102,10 @@ def advance(store: Store, campaign_id: str) -> list[int]:
             campaign = get_campaign(session, campaign_id)
             if campaign.status not in ACTIVE:
                 return []
-            counts = _item_counts(session, campaign_id)
+            counts = item_counts(session, campaign_id)
             current = STAGE_BY_NAME[campaign.stage] if campaign.stage is not None else None
             if current is not None and current.repeats:
-                if not _finished(counts, current.name):
+                if not finished(counts, current.name):
                     return _pending(session, campaign)
                 fresh = _plan_again(session, campaign, current)
                 if fresh is None or (not fresh and _has_open_items(session, campaign_id, current.name)):
@@ -116,11 +114,11 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                     return _pending(session, campaign)
             following = _next_stage(campaign.stage)
             if following is None:
-                if any(not _finished(counts, name) for name in STAGE_NAMES):
+                if any(not finished(counts, name) for name in STAGE_NAMES):
                     return _pending(session, campaign)
                 _complete(session, campaign, counts)
                 return []
-            if any(not _finished(counts, name) for name in following.needs):
+            if any(not finished(counts, name) for name in following.needs):
                 return _pending(session, campaign)
             if (empty := _all_failed(session, campaign_id, counts, following.needs)) is not None:
                 campaign.status, campaign.error = "failed", empty
@@ -143,7 +141,7 @@ def advance(store: Store, campaign_id: str) -> list[int]:
                                          queue=following.item_queue(key), status="pending"))
 
 
-def _item_counts(session, campaign_id: str) -> dict[str, dict[str, int]]:
+def item_counts(session, campaign_id: str) -> dict[str, dict[str, int]]:
     """Item counts by stage and status."""
     counts: dict[str, dict[str, int]] = {}
     for stage, status, count in session.execute(select(WorkItem.stage, WorkItem.status, func.count()).where(
@@ -152,7 +150,7 @@ def _item_counts(session, campaign_id: str) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _finished(counts: dict[str, dict[str, int]], stage: str) -> bool:
+def finished(counts: dict[str, dict[str, int]], stage: str) -> bool:
     """Whether every item of the stage is done or failed (a stage with no items is)."""
     return all(status in TERMINAL_ITEM for status in counts.get(stage, {}))
 
@@ -357,139 +355,3 @@ def resume(store: Store, campaign_id: str) -> None:
             session.execute(update(WorkItem).where(
                 WorkItem.campaign_id == campaign_id, WorkItem.stage.in_(again), WorkItem.status == "done")
                 .values(status="pending").execution_options(synchronize_session=False))
-
-
-class StageWork(BaseModel):
-    """Progress inside a stage's long items (a scan's documents), summed over the items that
-    report it (``services.campaigns.item_progress``); items not started yet are not counted."""
-
-    unit: str
-    done: int
-    total: int
-    tokens: int
-    tokens_per_s: float | None = Field(description="Summed over the running items (several workers "
-                                                   "add up); once none runs, one item's mean.")
-    eta_s: float | None = Field(description="Seconds until the running items are done, at their rates.")
-
-
-class StageProgress(BaseModel):
-    stage: str
-    total: int
-    done: int
-    failed: int
-    running: int
-    pending: int
-    work: StageWork | None = None
-
-
-class ItemFailure(BaseModel):
-    id: int
-    stage: str
-    key: str
-    attempts: int
-    error: str | None
-
-
-class CampaignProgress(BaseModel):
-    id: str
-    name: str
-    status: str = Field(description="pending, running, completed, completed_with_failures (every stage "
-                                    "ran but some items failed: resume retries them), failed (every "
-                                    "item of a stage failed) or cancelled.")
-    stage: str | None = Field(description="The last stage planned; earlier ones it does not need may "
-                                          "still be running (see ``stages``).")
-    error: str | None
-    stages: list[StageProgress]
-    failures: list[ItemFailure] = Field(
-        default=[], description=f"Failed items whose results are missing, the ones resume retries "
-                                f"(at most {SHOWN_FAILURES}; the stage counts give the totals).")
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    eta_s: float | None = Field(description="Seconds until the stages planned so far are done.")
-
-
-def progress(store: Store, campaign_id: str) -> CampaignProgress:
-    """Per-stage counts, tokens and cost so far, and an ETA for the stages planned so far."""
-    with store.session() as session:
-        campaign = get_campaign(session, campaign_id)
-        counts = _item_counts(session, campaign_id)
-        reported: dict[str, list[tuple[str, ItemProgress]]] = {}
-        for stage, status, recorded in session.execute(select(WorkItem.stage, WorkItem.status, WorkItem.progress).where(
-                WorkItem.campaign_id == campaign_id, WorkItem.progress.is_not(None))):
-            reported.setdefault(stage, []).append((status, ItemProgress.model_validate(recorded)))
-        stages = [
-            StageProgress(stage=s.name, total=sum(counts.get(s.name, {}).values()),
-                          done=counts.get(s.name, {}).get("done", 0),
-                          failed=counts.get(s.name, {}).get("failed", 0),
-                          running=counts.get(s.name, {}).get("running", 0),
-                          pending=counts.get(s.name, {}).get("pending", 0)
-                          + counts.get(s.name, {}).get("queued", 0),
-                          work=_stage_work(reported[s.name]) if s.name in reported else None)
-            for s in STAGES
-        ]
-        tokens_in = tokens_out = 0
-        for table in LLM_TABLES:
-            a, b = session.execute(select(func.coalesce(func.sum(table.input_tokens), 0),
-                                          func.coalesce(func.sum(table.output_tokens), 0))
-                                   .where(table.campaign_id == campaign_id)).one()
-            tokens_in, tokens_out = tokens_in + a, tokens_out + b
-        failures = [ItemFailure(id=item.id, stage=item.stage, key=item.key, attempts=item.attempts,
-                                error=item.error) for item in open_failures(session, campaign_id)[:SHOWN_FAILURES]]
-        return CampaignProgress(
-            id=campaign.id, name=campaign.name, status=campaign.status, stage=campaign.stage,
-            error=campaign.error, stages=stages, failures=failures, input_tokens=tokens_in, output_tokens=tokens_out,
-            cost_usd=campaign_cost(session, campaign_id), eta_s=_eta(session, campaign, counts),
-        )
-
-
-def _stage_work(items: list[tuple[str, ItemProgress]]) -> StageWork:
-    running = [p for status, p in items if status == "running" and p.elapsed_s > 0]
-    if running:
-        rate: float | None = sum(p.tokens / p.elapsed_s for p in running)
-    else:
-        elapsed = sum(p.elapsed_s for _, p in items)
-        rate = sum(p.tokens for _, p in items) / elapsed if elapsed > 0 else None
-    left = [_left_s(p) for p in running]
-    return StageWork(unit=items[0][1].unit, done=sum(p.done for _, p in items), total=sum(p.total for _, p in items),
-                     tokens=sum(p.tokens for _, p in items), tokens_per_s=rate,
-                     eta_s=max(x for x in left if x is not None) if left and None not in left else None)
-
-
-def _left_s(progress: ItemProgress) -> float | None:
-    """Seconds a running item still needs at its rate so far."""
-    if progress.done == 0:
-        return None
-    return progress.elapsed_s * (progress.total - progress.done) / progress.done
-
-
-def _eta(session, campaign: Campaign, counts: dict[str, dict[str, int]]) -> float | None:
-    """Seconds until the stages planned so far are done: each queue works through its stages
-    one after the other, the two queues side by side."""
-    if campaign.status not in ACTIVE or campaign.stage is None:
-        return None
-    per_queue: dict[str, float] = {}
-    for name in (stage for stage in counts if not _finished(counts, stage)):
-        left = _stage_eta(session, campaign.id, name)
-        if left is None:
-            return None
-        queue = STAGE_BY_NAME[name].queue
-        per_queue[queue] = per_queue.get(queue, 0.0) + left
-    return max(per_queue.values(), default=None)
-
-
-def _stage_eta(session, campaign_id: str, stage: str) -> float | None:
-    """A stage's items left times their mean duration (of the finished ones; else as projected
-    from the running ones' progress); a running item that reports its progress counts for what
-    it has left."""
-    items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at, WorkItem.progress)
-                            .where(WorkItem.campaign_id == campaign_id, WorkItem.stage == stage)).all()
-    durations = [(f - s).total_seconds() for status, s, f, _ in items if status == "done" and s and f]
-    running = [ItemProgress.model_validate(p) for status, _, _, p in items if status == "running" and p]
-    running_left = [_left_s(p) for p in running if p.done]
-    if not durations:
-        durations = [p.elapsed_s * p.total / p.done for p in running if p.done]
-    left = sum(1 for status, _, _, _ in items if status not in TERMINAL_ITEM) - len(running_left)
-    if not durations:
-        return None
-    return sum(durations) / len(durations) * left + sum(x for x in running_left if x is not None)

@@ -17,23 +17,23 @@ class LookupsHooks:
 
     @hookspec
     def register_corpus_sources(self, register: Callable[[Any], None]) -> None:
-        """Register corpus sources (``contract.CorpusSource`` objects)."""
+        """Register corpus sources (``lookups.CorpusSource`` objects)."""
 
     @hookspec
     def register_backends(self, register: Callable[[Any], None]) -> None:
-        """Register LLM backend classes (subclasses of ``contract.Backend``)."""
+        """Register LLM backend classes (subclasses of ``lookups.Backend``)."""
 
     @hookspec
     def register_templates(self, register: Callable[[Any], None]) -> None:
-        """Register prompt templates (``contract.PromptTemplate`` instances)."""
+        """Register prompt templates (``lookups.PromptTemplate`` instances)."""
 
     @hookspec
     def register_explainers(self, register: Callable[[Any], None]) -> None:
-        """Register explainer strategies (``contract.ExplainerStrategy`` instances)."""
+        """Register explainer strategies (``lookups.ExplainerStrategy`` instances)."""
 
     @hookspec
     def register_scorers(self, register: Callable[[Any], None]) -> None:
-        """Register explanation scorers (``contract.Scorer`` instances)."""
+        """Register explanation scorers (``lookups.Scorer`` instances)."""
 
 
 @cache

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contract.errors import MissingApiKeyError, UnknownBackendError
-from contract.llm import BatchPoll, Completion, LLMRequest
+from lookups.errors import MissingApiKeyError, UnknownBackendError
+from lookups.llm import BatchPoll, Completion, LLMRequest
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -14,8 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.llm import CallRecord, Completion, LLMRequest
-from contract.templates import PromptTemplate
+from lookups.llm import CallRecord, Completion, LLMRequest
+from lookups.templates import PromptTemplate
 
 Answer = Literal["yes", "no", "unparseable"]
 

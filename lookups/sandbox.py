@@ -1,7 +1,7 @@
 """Run an explanation's program (untrusted code an LLM wrote) on prompts, outside this process.
 
 A program defines ``active(text: str, tokens: list[str]) -> bool``. It runs in a fresh Python
-process (``contract.sandbox_child``) that refuses what its allow-list does not know, limits its
+process (``lookups.sandbox_child``) that refuses what its allow-list does not know, limits its
 own CPU time, memory, files and processes before the program is parsed, and answers prompt by
 prompt. Here, a wall clock watches every prompt: a prompt that takes longer than
 ``per_prompt_s`` gets its process killed and counts as timed out, and a new process goes on
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from contract.errors import InvalidInputError
-from contract.sandbox_child import ENTRY, ProgramRefused, check_source
+from lookups.errors import InvalidInputError
+from lookups.sandbox_child import ENTRY, ProgramRefused, check_source
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
 PER_PROMPT_S = 1.0

@@ -1,4 +1,4 @@
-"""The plugin contract of lookups: everything a plugin implements or receives, in one place.
+"""lookups, the public package: the plugin contract, everything a plugin implements or receives, in one place.
 
 Plugins (the built-ins in ``plugins/`` and third-party distributions alike) import only this
 module. A plugin module registers itself under the ``lookups`` entry-point group and implements
@@ -13,15 +13,15 @@ one or more hooks with ``@hookimpl``; each hook gets a ``register`` callback:
 Services depend on this module too; it depends on nothing else in the repository.
 """
 
-from contract.backend import (
+from lookups.backend import (
     Backend,
     BackendDefaults,
     completion_from_message,
     first_token_logprobs,
     retry_after_seconds,
 )
-from contract.corpus import CorpusSource, Document
-from contract.errors import (
+from lookups.corpus import CorpusSource, Document
+from lookups.errors import (
     BackendError,
     BackendUnavailableError,
     BudgetExceededError,
@@ -35,7 +35,7 @@ from contract.errors import (
     UnknownPluginError,
     redact,
 )
-from contract.explainers import (
+from lookups.explainers import (
     AgentRound,
     ExplainerStrategy,
     ExplainRequest,
@@ -46,10 +46,10 @@ from contract.explainers import (
     RoundEvaluation,
     SourceRead,
 )
-from contract.hooks import LookupsHooks, get_plugin_manager, hookimpl
-from contract.llm import BatchPoll, BatchResult, CallRecord, Completion, LLMRequest, share_prefix
-from contract.sandbox import ProgramAnswer, balanced_accuracy, check_program, run_program
-from contract.scorers import (
+from lookups.hooks import LookupsHooks, get_plugin_manager, hookimpl
+from lookups.llm import BatchPoll, BatchResult, CallRecord, Completion, LLMRequest, share_prefix
+from lookups.sandbox import ProgramAnswer, balanced_accuracy, check_program, run_program
+from lookups.scorers import (
     Answer,
     Classification,
     ClassifyRequest,
@@ -61,7 +61,7 @@ from contract.scorers import (
     head_score,
     rank_auc,
 )
-from contract.templates import PromptTemplate, template_from_file
+from lookups.templates import PromptTemplate, template_from_file
 
 __all__ = [
     # hooks and their manager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from contract.errors import TemplateError
+from lookups.errors import TemplateError
 
 EXPLAINER_FIELDS = ("token", "active_examples", "inactive_examples")
 CLASSIFIER_FIELDS = ("explanation", "example")
