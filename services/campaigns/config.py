@@ -129,15 +129,10 @@ class CampaignConfig(BaseModel):
         get_strategy(value)
         return value
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_name(cls, data):
-        if isinstance(data, dict) and not data.get("name"):
-            data = {**data, "name": default_name(data)}
-        return data
-
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
+        if not self.name:  # named after validation, so the name is built from checked fields only
+            self.name = default_name(self)
         if self.budget_usd is not None:
             prices = with_prices(get_settings(), self.llm_prices)
             for role, spec in (("explainer", self.explainer), ("classifier", self.classifier)):
@@ -173,16 +168,16 @@ class CampaignConfig(BaseModel):
         return None if self.neurons is None else [NeuronRef.parse(n) for n in self.neurons]
 
 
-def default_name(fields: dict) -> str:
+def default_name(config: CampaignConfig) -> str:
     """A campaign's name from what it analyses: model, neurons (or layers) and explainer strategy."""
-    neurons = fields.get("neurons")
+    neurons = config.neurons
     if neurons:
-        what = ",".join(map(str, neurons[:4])) + (f" (+{len(neurons) - 4})" if len(neurons) > 4 else "")
+        what = ",".join(neurons[:4]) + (f" (+{len(neurons) - 4})" if len(neurons) > 4 else "")
     else:
-        layers = fields.get("layers")
-        kind = "random neurons" if fields.get("baseline") == "random" else "next-token neurons"
-        what = f"{kind} of layers {','.join(map(str, layers))}" if layers else f"{kind} of the last 3 layers"
-    return f"{fields.get('model') or 'smollm2-135m'} {what} {fields.get('explainer_strategy') or 'oneshot'}"[:200]
+        kind = "random neurons" if config.baseline == "random" else "next-token neurons"
+        what = (f"{kind} of layers {','.join(map(str, config.layers))}" if config.layers
+                else f"{kind} of the last 3 layers")
+    return f"{config.model} {what} {config.explainer_strategy}"[:200]
 
 
 def load_config(path: Path, overrides: dict | None = None) -> CampaignConfig:

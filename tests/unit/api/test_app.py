@@ -53,6 +53,20 @@ def test_validation_errors_name_the_field(client):
     assert client.get("/v1/campaigns?status=bogus").status_code == 422
 
 
+
+def test_fields_of_the_wrong_type_are_named_and_the_default_name_built_from_checked_fields(client):
+    # the default name was once built before validation: neurons 5 or layers {} raised a TypeError (500)
+    for change, field in (({"neurons": 5}, "body.neurons"), ({"neurons": {"a": 1}}, "body.neurons"),
+                          ({"neurons": None, "layers": 7}, "body.layers"),
+                          ({"explainer_strategy": ["x"]}, "body.explainer_strategy")):
+        config = {key: value for key, value in CONFIG.items() if key != "name"} | change
+        refused = client.post("/v1/campaigns", json=config)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, (change, refused.text)
+    unnamed = client.post("/v1/campaigns", json={"corpus": "/data/corpus.jsonl", "layers": [2, 3], "model": "tiny"})
+    assert unnamed.status_code == 202, unnamed.text
+    shown = client.get(f"/v1/campaigns/{unnamed.json()['id']}").json()
+    assert shown["config"]["name"] == "tiny next-token neurons of layers 2,3 oneshot"
+
 def test_unknown_strategies_and_scorers_are_refused_naming_the_installed_ones(client):
     strategy = client.post("/v1/campaigns", json={**CONFIG, "explainer_strategy": "nosuch"})
     assert strategy.status_code == 422
