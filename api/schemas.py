@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from services.campaigns.config import CampaignConfig
 from services.campaigns.status_view import CampaignProgress
+from services.store.statuses import CampaignStatus
 
 
 def _utc(value: datetime) -> datetime:
@@ -26,7 +27,7 @@ class CampaignCreate(CampaignConfig):
 
 class CampaignAccepted(BaseModel):
     id: str
-    status: str
+    status: CampaignStatus
     dispatched: bool = Field(description="False when the broker was unreachable; the orchestrator "
                                          "enqueues the campaign once it is back.")
 
@@ -34,7 +35,7 @@ class CampaignAccepted(BaseModel):
 class CampaignBrief(BaseModel):
     id: str
     name: str
-    status: str
+    status: CampaignStatus
     stage: str | None
     created_at: UTCDateTime
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import JobRow, utcnow
+from services.store.statuses import JobStatus
 from services.transient import describe, is_transient
 from services.work import WORK_KINDS
 
@@ -24,7 +25,7 @@ def create_job(store: Store, kind: str, request: BaseModel, owner: str | None = 
     """Store a pending job; ``owner`` is the API principal submitting it (None: admins only)."""
     job_id = uuid.uuid4().hex
     with store.session() as session:
-        session.add(JobRow(id=job_id, kind=kind, status="pending", owner=owner,
+        session.add(JobRow(id=job_id, kind=kind, status=JobStatus.PENDING, owner=owner,
                            request=request.model_dump(mode="json")))
     return job_id
 
@@ -36,8 +37,8 @@ def job_queue(store: Store, job_id: str) -> str:
 
 def mark_job_queued(store: Store, job_id: str) -> None:
     with store.session() as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == "pending")
-                        .values(status="queued"))
+        session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.PENDING)
+                        .values(status=JobStatus.QUEUED))
 
 
 def jobs_to_send(store: Store, stale_after: timedelta) -> list[str]:
@@ -45,9 +46,9 @@ def jobs_to_send(store: Store, stale_after: timedelta) -> list[str]:
     ``stale_after`` pending again (their message was lost)."""
     cutoff = utcnow() - stale_after
     with store.session() as session:
-        session.execute(update(JobRow).where(JobRow.status.in_(("queued", "running")),
-                                             JobRow.updated_at <= cutoff).values(status="pending"))
-        return list(session.scalars(select(JobRow.id).where(JobRow.status == "pending")
+        session.execute(update(JobRow).where(JobRow.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
+                                             JobRow.updated_at <= cutoff).values(status=JobStatus.PENDING))
+        return list(session.scalars(select(JobRow.id).where(JobRow.status == JobStatus.PENDING)
                                     .order_by(JobRow.created_at)))
 
 
@@ -60,9 +61,9 @@ def run_job(store: Store, runtime: Runtime, job_id: str, *, retry_transient: boo
     """
     with store.session() as session:
         job = session.get(JobRow, job_id)
-        if job is None or job.status in ("done", "failed"):
+        if job is None or job.status in (JobStatus.DONE, JobStatus.FAILED):
             return "skipped"
-        job.status = "running"
+        job.status = JobStatus.RUNNING
         kind = WORK_KINDS[job.kind]
         request = kind.request.model_validate(job.request)
     try:
@@ -72,15 +73,15 @@ def run_job(store: Store, runtime: Runtime, job_id: str, *, retry_transient: boo
         if transient and retry_transient:
             log.warning("job %s: %s; it will be tried again", job_id, describe(error))
             with store.session() as session:
-                session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == "running")
-                                .values(status="queued"))
+                session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING)
+                                .values(status=JobStatus.QUEUED))
             raise
         note = " (a transient error, still there at the last try)" if transient else ""
         with store.session() as session:
             job = session.get_one(JobRow, job_id)
-            job.status, job.error = "failed", (describe(error) + note)[:4000]
+            job.status, job.error = JobStatus.FAILED, (describe(error) + note)[:4000]
         return "failed"
     with store.session() as session:
         job = session.get_one(JobRow, job_id)
-        job.status, job.result, job.error = "done", result.model_dump(mode="json"), None
+        job.status, job.result, job.error = JobStatus.DONE, result.model_dump(mode="json"), None
     return "done"

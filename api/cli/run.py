@@ -15,7 +15,7 @@ from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig, load_config, parse_config
 from services.campaigns.estimate import CampaignEstimate, estimate_campaign
 from services.campaigns.execute import run_in_process
-from services.campaigns.lifecycle import create_campaign, get_campaign, resolve_campaign_id, resume
+from services.campaigns.lifecycle import ACTIVE, create_campaign, get_campaign, resolve_campaign_id, resume
 from services.campaigns.status_view import SHOWN_FAILURES, progress
 from services.campaigns.summary import campaign_headline
 from services.export import Format, export_campaign
@@ -24,6 +24,7 @@ from services.report import render_report
 from services.runtime import Runtime
 from services.settings import get_settings
 from services.store import Store
+from services.store.statuses import CampaignStatus
 
 console = Console(stderr=True, soft_wrap=True)  # ids and paths stay on one line
 EXIT_WITH_FAILURES = 3  # `lookups run`: every stage ran, but some items failed
@@ -102,7 +103,7 @@ def progress_table(state) -> Table:
     for column in ("stage", "done", "total", "failed", "inside items"):
         table.add_column(column, justify="left" if column in ("stage", "inside items") else "right")
     for stage in state.stages:
-        marker = "▶ " if state.status == "running" and stage.running + stage.pending else "  "
+        marker = "▶ " if state.status == CampaignStatus.RUNNING and stage.running + stage.pending else "  "
         table.add_row(marker + stage.stage, str(stage.done), str(stage.total), str(stage.failed),
                       work_cell(stage.work))
     eta = f", ETA {state.eta_s:.0f} s" if state.eta_s is not None else ""
@@ -200,7 +201,7 @@ def run(
         with store.session() as session:
             stored = get_campaign(session, campaign_id)
             status, chosen = stored.status, CampaignConfig.model_validate(stored.config)
-        if status not in ("pending", "running", "completed"):
+        if status not in (*ACTIVE, CampaignStatus.COMPLETED):
             resume(store, campaign_id)
     console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
     if llm_concurrency is None:
@@ -214,7 +215,7 @@ def run(
         console.print(f"\ninterrupted; the store is consistent. Continue with: lookups run --resume {campaign_id}")
         raise typer.Exit(130) from None
     failures = failure_lines(state, "lookups run --resume")
-    if state.status == "failed":
+    if state.status == CampaignStatus.FAILED:
         console.print(f"[red]campaign failed:[/] {state.error}")
         for line in failures:
             console.print(line, markup=False, highlight=False)
@@ -223,13 +224,13 @@ def run(
     console.print()
     for line in headline_lines(campaign_headline(store, campaign_id)):
         console.print(line, markup=False, highlight=False)
-    if state.status == "completed_with_failures":
+    if state.status == CampaignStatus.COMPLETED_WITH_FAILURES:
         console.print("[yellow]completed with failures:[/] the results of the failed items are missing")
         for line in failures:
             console.print(line, markup=False, highlight=False)
     console.print(f"done. Report: lookups report {campaign_id} -o report.html")
     typer.echo(campaign_id)
-    if state.status == "completed_with_failures":
+    if state.status == CampaignStatus.COMPLETED_WITH_FAILURES:
         raise typer.Exit(EXIT_WITH_FAILURES)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
@@ -41,6 +41,7 @@ from services.report import render_report
 from services.settings import Settings
 from services.store import Store
 from services.store.models import Campaign
+from services.store.statuses import CampaignStatus
 from workers.dispatch import dispatch
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **{code: {"description": NOT_FOUND[404]["description"] if code == 404 else HTTPStatus(code).phrase,
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}}
        for code in (400, 401, 403, 404, 413, 422)}}
-Status = Literal["pending", "running", "completed", "completed_with_failures", "failed", "cancelled"]
 
 
 def _existing(store: Store, campaign_id: str, principal: Principal) -> Campaign:
@@ -107,7 +107,7 @@ def submit_campaign(body: CampaignCreate, store: StoreDep, settings: SettingsDep
 def list_campaigns(
     store: StoreDep,
     principal: PrincipalDep,
-    status: Annotated[Status | None, Query(description="Only campaigns in this state.")] = None,
+    status: Annotated[CampaignStatus | None, Query(description="Only campaigns in this state.")] = None,
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CampaignsPublic:
@@ -147,7 +147,7 @@ def resume_campaign(campaign_id: str, store: StoreDep, settings: SettingsDep,
                     principal: PrincipalDep) -> CampaignPublic:
     """Continue a cancelled or failed campaign, or retry the failed items of one that is
     completed_with_failures: they run again and their results flow through the later stages."""
-    if _existing(store, campaign_id, principal).status == "completed":
+    if _existing(store, campaign_id, principal).status == CampaignStatus.COMPLETED:
         raise HTTPException(409, f"campaign {campaign_id} is completed; nothing to resume")
     try:
         resume(store, campaign_id)

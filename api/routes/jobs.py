@@ -24,6 +24,7 @@ from api.deps import (
 from api.schemas import ErrorPublic, UTCDateTime
 from services.jobs import create_job
 from services.store.models import JobRow
+from services.store.statuses import JobStatus
 from services.work import WORK_KINDS, WorkKind
 from workers.jobs import enqueue_job
 
@@ -34,13 +35,13 @@ ACCEPTED = {202: {"links": {"GetJob": {"operationId": "get_job", "parameters": {
 
 class JobAccepted(BaseModel):
     id: str
-    status: str
+    status: JobStatus
 
 
 class JobPublic(BaseModel):
     id: str
     kind: str
-    status: str
+    status: JobStatus
     request: dict[str, Any]
     result: dict[str, Any] | None = None
     error: str | None
@@ -57,7 +58,7 @@ def _submit_route(kind: WorkKind):
         job_id = create_job(store, kind.name, body, owner=principal.name)
         queued = broker_reachable(settings.broker_url) and enqueue_job(store, job_id)
         response.headers["Location"] = f"/v1/jobs/{job_id}"
-        return JobAccepted(id=job_id, status="queued" if queued else "pending")
+        return JobAccepted(id=job_id, status=JobStatus.QUEUED if queued else JobStatus.PENDING)
 
     submit.__annotations__["body"] = kind.request
     return submit

@@ -40,10 +40,11 @@ from services.store.models import (
     WorkItem,
     utcnow,
 )
+from services.store.statuses import CampaignStatus, ItemStatus
 
-ACTIVE = ("pending", "running")
-FINISHED = ("completed", "completed_with_failures")  # every stage ran
-TERMINAL_ITEM = ("done", "failed")
+ACTIVE = (CampaignStatus.PENDING, CampaignStatus.RUNNING)
+FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.COMPLETED_WITH_FAILURES)  # every stage ran
+TERMINAL_ITEM = (ItemStatus.DONE, ItemStatus.FAILED)
 
 
 def create_campaign(store: Store, config: CampaignConfig, owner: str | None = None) -> str:
@@ -51,7 +52,7 @@ def create_campaign(store: Store, config: CampaignConfig, owner: str | None = No
     campaign_id = uuid.uuid4().hex
     with store.session() as session:
         session.add(Campaign(
-            id=campaign_id, name=config.name, status="pending", stage=None, owner=owner,
+            id=campaign_id, name=config.name, status=CampaignStatus.PENDING, stage=None, owner=owner,
             config=config.model_dump(mode="json"),
             provenance={"explainer": config.explainer, "classifier": config.classifier,
                         "explainer_template": config.explainer_template,
@@ -121,12 +122,12 @@ def advance(store: Store, campaign_id: str) -> list[int]:
             if any(not finished(counts, name) for name in following.needs):
                 return _pending(session, campaign)
             if (empty := _all_failed(session, campaign_id, counts, following.needs)) is not None:
-                campaign.status, campaign.error = "failed", empty
+                campaign.status, campaign.error = CampaignStatus.FAILED, empty
                 return []
             current_is = Campaign.stage.is_(None) if campaign.stage is None else Campaign.stage == campaign.stage
             flipped = cast(CursorResult, session.execute(
                 update(Campaign).where(Campaign.id == campaign_id, current_is, Campaign.status.in_(ACTIVE))
-                .values(stage=following.name, status="running")
+                .values(stage=following.name, status=CampaignStatus.RUNNING)
                 .execution_options(synchronize_session=False))).rowcount
             if not flipped:
                 continue  # another process advanced it first; look again
@@ -138,7 +139,7 @@ def advance(store: Store, campaign_id: str) -> list[int]:
             for key in dict.fromkeys(following.plan(session, campaign)):
                 if key not in existing:
                     session.add(WorkItem(campaign_id=campaign_id, stage=following.name, key=key,
-                                         queue=following.item_queue(key), status="pending"))
+                                         queue=following.item_queue(key), status=ItemStatus.PENDING))
 
 
 def item_counts(session, campaign_id: str) -> dict[str, dict[str, int]]:
@@ -158,10 +159,10 @@ def finished(counts: dict[str, dict[str, int]], stage: str) -> bool:
 def _all_failed(session, campaign_id: str, counts: dict[str, dict[str, int]], stages) -> str | None:
     """Why the campaign cannot go on, when every item of one of these finished stages failed."""
     for name in stages:
-        if counts.get(name, {}).get("failed") and not counts[name].get("done"):
+        if counts.get(name, {}).get(ItemStatus.FAILED) and not counts[name].get(ItemStatus.DONE):
             error = session.scalar(select(WorkItem.error).where(
                 WorkItem.campaign_id == campaign_id, WorkItem.stage == name,
-                WorkItem.status == "failed").limit(1))
+                WorkItem.status == ItemStatus.FAILED).limit(1))
             return f"every item of stage {name!r} failed: {error}"
     return None
 
@@ -171,14 +172,14 @@ def _pending(session, campaign: Campaign) -> list[int]:
     planned = STAGE_NAMES[:STAGE_NAMES.index(campaign.stage) + 1] if campaign.stage is not None else []
     return list(session.scalars(select(WorkItem.id).where(
         WorkItem.campaign_id == campaign.id, WorkItem.stage.in_(planned),
-        WorkItem.status == "pending").order_by(WorkItem.id)))
+        WorkItem.status == ItemStatus.PENDING).order_by(WorkItem.id)))
 
 
 def _complete(session, campaign: Campaign, counts: dict[str, dict[str, int]]) -> None:
     """End a campaign whose every stage has finished (once, when several processes get here)."""
     empty = _all_failed(session, campaign.id, counts, STAGE_NAMES)
-    status = "failed" if empty else (
-        "completed_with_failures" if open_failures(session, campaign.id) else "completed")
+    status = CampaignStatus.FAILED if empty else (
+        CampaignStatus.COMPLETED_WITH_FAILURES if open_failures(session, campaign.id) else CampaignStatus.COMPLETED)
     ended = cast(CursorResult, session.execute(
         update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(ACTIVE))
         .values(status=status, error=empty).execution_options(synchronize_session=False))).rowcount
@@ -194,7 +195,7 @@ def _plan_again(session, campaign: Campaign, stage: Stage) -> list[int] | None:
     from sqlalchemy.exc import IntegrityError
 
     items = [WorkItem(campaign_id=campaign.id, stage=stage.name, key=key, queue=stage.item_queue(key),
-                      status="pending") for key in stage.plan(session, campaign)]
+                      status=ItemStatus.PENDING) for key in stage.plan(session, campaign)]
     try:
         with session.begin_nested():
             session.add_all(items)
@@ -222,8 +223,8 @@ def mark_queued(store: Store, item_id: int) -> bool:
     """Claim the right to enqueue a pending item (False if someone else already did)."""
     with store.session() as session:
         return bool(cast(CursorResult, session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == "pending")
-            .values(status="queued", enqueued_at=utcnow()))).rowcount)
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == ItemStatus.PENDING)
+            .values(status=ItemStatus.QUEUED, enqueued_at=utcnow()))).rowcount)
 
 
 def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage, StageItem] | None:
@@ -234,7 +235,8 @@ def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage,
     the worker holding it was lost. Any other message for a running item is a duplicate (the
     reconcile loop re-sent an item that was merely waiting) and is dropped.
     """
-    claimable = ("pending", "queued", "running") if takeover else ("pending", "queued")
+    claimable = ((ItemStatus.PENDING, ItemStatus.QUEUED, ItemStatus.RUNNING) if takeover
+                 else (ItemStatus.PENDING, ItemStatus.QUEUED))
     with store.session() as session:
         item = session.get(WorkItem, item_id)
         if item is None or item.status not in claimable:
@@ -242,7 +244,7 @@ def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage,
         campaign = session.get_one(Campaign, item.campaign_id)
         if campaign.status not in ACTIVE:
             return None
-        item.status, item.started_at, item.attempts = "running", utcnow(), item.attempts + 1
+        item.status, item.started_at, item.attempts = ItemStatus.RUNNING, utcnow(), item.attempts + 1
         return STAGE_BY_NAME[item.stage], StageItem(
             campaign_id=campaign.id, config=CampaignConfig.model_validate(campaign.config), key=item.key)
 
@@ -257,8 +259,8 @@ def finish(store: Store, item_id: int, write: Writer) -> bool:
     """
     with store.session() as session:
         marked = cast(CursorResult, session.execute(
-            update(WorkItem).where(WorkItem.id == item_id, WorkItem.status != "done")
-            .values(status="done", finished_at=utcnow(), error=None)
+            update(WorkItem).where(WorkItem.id == item_id, WorkItem.status != ItemStatus.DONE)
+            .values(status=ItemStatus.DONE, finished_at=utcnow(), error=None)
             .execution_options(synchronize_session=False))).rowcount
         if not marked:
             return False
@@ -269,15 +271,15 @@ def finish(store: Store, item_id: int, write: Writer) -> bool:
 def fail(store: Store, item_id: int, error: str) -> None:
     with store.session() as session:
         item = session.get_one(WorkItem, item_id)
-        if item.status != "done":
-            item.status, item.finished_at, item.error = "failed", utcnow(), error[:4000]
+        if item.status != ItemStatus.DONE:
+            item.status, item.finished_at, item.error = ItemStatus.FAILED, utcnow(), error[:4000]
 
 
 def release(store: Store, item_id: int) -> None:
     """Hand a running item back to the queue (its task will be retried)."""
     with store.session() as session:
-        session.execute(update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == "running")
-                        .values(status="queued", enqueued_at=utcnow()))
+        session.execute(update(WorkItem).where(WorkItem.id == item_id, WorkItem.status == ItemStatus.RUNNING)
+                        .values(status=ItemStatus.QUEUED, enqueued_at=utcnow()))
 
 
 def reconcile(store: Store, stale_after: timedelta, campaign_id: str | None = None) -> None:
@@ -288,10 +290,10 @@ def reconcile(store: Store, stale_after: timedelta, campaign_id: str | None = No
         active = select(Campaign.id).where(Campaign.status.in_(ACTIVE))
         if campaign_id is not None:
             active = active.where(Campaign.id == campaign_id)
-        for status, since in (("queued", WorkItem.enqueued_at), ("running", WorkItem.started_at)):
+        for status, since in ((ItemStatus.QUEUED, WorkItem.enqueued_at), (ItemStatus.RUNNING, WorkItem.started_at)):
             session.execute(update(WorkItem).where(
                 WorkItem.campaign_id.in_(active), WorkItem.status == status, since <= cutoff)
-                .values(status="pending").execution_options(synchronize_session=False))
+                .values(status=ItemStatus.PENDING).execution_options(synchronize_session=False))
 
 
 def active_campaigns(store: Store) -> list[str]:
@@ -305,14 +307,14 @@ def cancel(store: Store, campaign_id: str) -> None:
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         if campaign.status in ACTIVE:
-            campaign.status = "cancelled"
+            campaign.status = CampaignStatus.CANCELLED
 
 
 def open_failures(session, campaign_id: str) -> list[WorkItem]:
     """The campaign's failed items whose results are missing, in stage order: every failed item
     but those a stage already accounted for (``Stage.absorbed``)."""
     failed = list(session.scalars(select(WorkItem).where(
-        WorkItem.campaign_id == campaign_id, WorkItem.status == "failed").order_by(WorkItem.id)))
+        WorkItem.campaign_id == campaign_id, WorkItem.status == ItemStatus.FAILED).order_by(WorkItem.id)))
     settled: set[int] = set()
     for stage in STAGES:
         if stage.absorbed is not None and any(item.stage == stage.name for item in failed):
@@ -333,25 +335,26 @@ def resume(store: Store, campaign_id: str) -> None:
     """
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        if campaign.status == "completed":
+        if campaign.status == CampaignStatus.COMPLETED:
             raise InvalidInputError(f"campaign {campaign_id} is completed; nothing to resume")
         retry = open_failures(session, campaign_id)
-        if campaign.status == "completed_with_failures" and not retry:
+        if campaign.status == CampaignStatus.COMPLETED_WITH_FAILURES and not retry:
             raise InvalidInputError(f"campaign {campaign_id} has no failed item left to retry")
         stage = campaign.stage
         if retry and (stage is None or STAGE_NAMES.index(retry[0].stage) < STAGE_NAMES.index(stage)):
             stage = retry[0].stage
         reopened = stage != campaign.stage or campaign.status in FINISHED
-        campaign.stage, campaign.status, campaign.error = stage, ("running" if stage else "pending"), None
+        campaign.stage, campaign.error = stage, None
+        campaign.status = CampaignStatus.RUNNING if stage else CampaignStatus.PENDING
         campaign.llm_reserved_usd = 0.0  # no call of it is in flight: give back what lost calls held
         session.execute(update(WorkItem).where(
-            WorkItem.campaign_id == campaign_id, WorkItem.status.in_(("queued", "running")))
-            .values(status="pending").execution_options(synchronize_session=False))
+            WorkItem.campaign_id == campaign_id, WorkItem.status.in_((ItemStatus.QUEUED, ItemStatus.RUNNING)))
+            .values(status=ItemStatus.PENDING).execution_options(synchronize_session=False))
         if retry:
             session.execute(update(WorkItem).where(WorkItem.id.in_([item.id for item in retry]))
-                            .values(status="pending").execution_options(synchronize_session=False))
+                            .values(status=ItemStatus.PENDING).execution_options(synchronize_session=False))
         if reopened and stage is not None:
             again = [s.name for s in STAGES[STAGE_NAMES.index(stage) + 1:] if s.reads_all]
             session.execute(update(WorkItem).where(
-                WorkItem.campaign_id == campaign_id, WorkItem.stage.in_(again), WorkItem.status == "done")
-                .values(status="pending").execution_options(synchronize_session=False))
+                WorkItem.campaign_id == campaign_id, WorkItem.stage.in_(again), WorkItem.status == ItemStatus.DONE)
+                .values(status=ItemStatus.PENDING).execution_options(synchronize_session=False))

@@ -13,6 +13,7 @@ from services.campaigns.records import LLM_TABLES, campaign_cost
 from services.campaigns.stages import STAGE_BY_NAME, STAGES
 from services.store import Store
 from services.store.models import Campaign, WorkItem
+from services.store.statuses import CampaignStatus, ItemStatus
 
 SHOWN_FAILURES = 20  # failed items listed in a campaign's progress
 
@@ -51,9 +52,9 @@ class ItemFailure(BaseModel):
 class CampaignProgress(BaseModel):
     id: str
     name: str
-    status: str = Field(description="pending, running, completed, completed_with_failures (every stage "
-                                    "ran but some items failed: resume retries them), failed (every "
-                                    "item of a stage failed) or cancelled.")
+    status: CampaignStatus = Field(description="completed_with_failures: every stage ran but some items "
+                                               "failed (resume retries them); failed: every item of a "
+                                               "stage failed.")
     stage: str | None = Field(description="The last stage planned; earlier ones it does not need may "
                                           "still be running (see ``stages``).")
     error: str | None
@@ -78,11 +79,11 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
             reported.setdefault(stage, []).append((status, ItemProgress.model_validate(recorded)))
         stages = [
             StageProgress(stage=s.name, total=sum(counts.get(s.name, {}).values()),
-                          done=counts.get(s.name, {}).get("done", 0),
-                          failed=counts.get(s.name, {}).get("failed", 0),
-                          running=counts.get(s.name, {}).get("running", 0),
-                          pending=counts.get(s.name, {}).get("pending", 0)
-                          + counts.get(s.name, {}).get("queued", 0),
+                          done=counts.get(s.name, {}).get(ItemStatus.DONE, 0),
+                          failed=counts.get(s.name, {}).get(ItemStatus.FAILED, 0),
+                          running=counts.get(s.name, {}).get(ItemStatus.RUNNING, 0),
+                          pending=counts.get(s.name, {}).get(ItemStatus.PENDING, 0)
+                          + counts.get(s.name, {}).get(ItemStatus.QUEUED, 0),
                           work=_stage_work(reported[s.name]) if s.name in reported else None)
             for s in STAGES
         ]
@@ -102,7 +103,7 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
 
 
 def _stage_work(items: list[tuple[str, ItemProgress]]) -> StageWork:
-    running = [p for status, p in items if status == "running" and p.elapsed_s > 0]
+    running = [p for status, p in items if status == ItemStatus.RUNNING and p.elapsed_s > 0]
     if running:
         rate: float | None = sum(p.tokens / p.elapsed_s for p in running)
     else:
@@ -142,8 +143,8 @@ def _stage_eta(session, campaign_id: str, stage: str) -> float | None:
     it has left."""
     items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at, WorkItem.progress)
                             .where(WorkItem.campaign_id == campaign_id, WorkItem.stage == stage)).all()
-    durations = [(f - s).total_seconds() for status, s, f, _ in items if status == "done" and s and f]
-    running = [ItemProgress.model_validate(p) for status, _, _, p in items if status == "running" and p]
+    durations = [(f - s).total_seconds() for status, s, f, _ in items if status == ItemStatus.DONE and s and f]
+    running = [ItemProgress.model_validate(p) for status, _, _, p in items if status == ItemStatus.RUNNING and p]
     running_left = [_left_s(p) for p in running if p.done]
     if not durations:
         durations = [p.elapsed_s * p.total / p.done for p in running if p.done]

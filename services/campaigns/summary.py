@@ -9,6 +9,7 @@ from services.campaigns.config import CampaignConfig
 from services.campaigns.lifecycle import get_campaign
 from services.score import ScorerSummary
 from services.store import Store
+from services.store.statuses import CampaignStatus
 
 
 class ScorerLine(BaseModel):
@@ -20,7 +21,7 @@ class ScorerLine(BaseModel):
 class CampaignHeadline(BaseModel):
     id: str
     name: str
-    status: str
+    status: CampaignStatus
     explainer: str
     strategy: str
     classifier: str

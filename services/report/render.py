@@ -15,6 +15,7 @@ from services.report.plots import attribution_heatmap, score_distribution
 from services.settings import get_settings
 from services.store import Store
 from services.store.models import WorkItem
+from services.store.statuses import ItemStatus
 from services.subject_model import PACKAGED_MODELS, dequantized_checkpoint
 
 TOP_CONTEXTS = 10
@@ -79,7 +80,7 @@ def scan_throughput(store: Store, campaign_id: str) -> str | None:
     items took together), from its items' recorded progress; None before a scan has any."""
     with store.session() as session:
         items = session.execute(select(WorkItem.started_at, WorkItem.finished_at, WorkItem.progress).where(
-            WorkItem.campaign_id == campaign_id, WorkItem.stage == "scan", WorkItem.status == "done",
+            WorkItem.campaign_id == campaign_id, WorkItem.stage == "scan", WorkItem.status == ItemStatus.DONE,
             WorkItem.progress.is_not(None))).all()
     if not items:
         return None

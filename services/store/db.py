@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
@@ -49,20 +50,41 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 @contextmanager
+def _sqlite_migration(connection: Connection) -> Iterator[None]:
+    """What SQLite needs to change a schema safely (its ALTER TABLE page; Alembic's batch mode
+    docs). Foreign keys off: batch mode rebuilds a table by dropping it, and with them on that
+    DROP deletes every row referring to the table (ON DELETE CASCADE). An explicit BEGIN: the
+    driver begins a transaction only before it writes a row, so a table created before that
+    stayed even when the migration failed. Both go to the driver's connection before any
+    transaction (inside one the pragma does nothing); the pragma is restored after it."""
+    driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+    foreign_keys = driver.execute("PRAGMA foreign_keys").fetchone()[0]
+    driver.execute("PRAGMA foreign_keys=OFF")
+    driver.execute("BEGIN")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA foreign_keys={int(foreign_keys)}")
+
+
+@contextmanager
 def migration_lock(engine: Engine, key: int = MIGRATION_LOCK_KEY) -> Iterator[Connection]:
     """A transaction that one process at a time holds per database, to migrate in.
 
     Processes that start together (workers, the api, a CLI polling a store another process is
     creating) take turns: a lock file beside a SQLite database, a transaction-scoped advisory
     lock ``key`` on PostgreSQL. Whoever comes second finds the schema at head and changes nothing.
+    On SQLite the migrations run with foreign keys off (see ``_sqlite_migration``).
     """
     database = engine.url.database
-    sqlite_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+    sqlite = engine.dialect.name == "sqlite"
+    sqlite_file = sqlite and database not in (None, "", ":memory:")
     with _file_lock(Path(f"{database}.migrate-lock")) if sqlite_file else nullcontext():
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-            yield connection
+        with engine.connect() as connection:
+            with _sqlite_migration(connection) if sqlite else nullcontext(), connection.begin():
+                if engine.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+                yield connection
 
 
 def alembic_config(migrations: Path, connection: Connection) -> Config:

@@ -3,15 +3,18 @@
 Each result row is keyed so that writing it twice is impossible (unique constraints), which is
 what makes redelivered tasks harmless. Nested results are stored as the JSON of their pydantic
 model (``payload``), with the columns the API filters or aggregates on pulled out beside it.
+A status column takes only its enum's values (``services.store.statuses``): a CHECK constraint.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -22,9 +25,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.store.statuses import CampaignStatus, ItemStatus, JobStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def status_check(table: str, statuses: type[StrEnum]) -> CheckConstraint:
+    """``ck_<table>_status``: the table's ``status`` holds one of the enum's values."""
+    allowed = ", ".join(f"'{status.value}'" for status in statuses)
+    return CheckConstraint(f"status IN ({allowed})", name=f"ck_{table}_status")
 
 
 class Base(DeclarativeBase):
@@ -33,11 +44,11 @@ class Base(DeclarativeBase):
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    __table_args__ = (status_check("campaigns", CampaignStatus),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    # pending/running/completed/completed_with_failures/failed/cancelled (services.campaigns.lifecycle)
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)  # a CampaignStatus
     stage: Mapped[str | None] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)
     provenance: Mapped[dict] = mapped_column(JSON, default=dict)  # model, corpus splits, templates, backends
@@ -57,14 +68,14 @@ class WorkItem(Base):
     """One unit of work of one stage. The queue carries only this row's id."""
 
     __tablename__ = "work_items"
-    __table_args__ = (UniqueConstraint("campaign_id", "stage", "key"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "stage", "key"), status_check("work_items", ItemStatus))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     stage: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending/queued/running/done/failed
+    status: Mapped[str] = mapped_column(String(16), index=True)  # an ItemStatus
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -242,10 +253,11 @@ class JobRow(Base):
     its request and result are the JSON of services.jobs models."""
 
     __tablename__ = "jobs"
+    __table_args__ = (status_check("jobs", JobStatus),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending/queued/running/done/failed
+    status: Mapped[str] = mapped_column(String(16), index=True)  # a JobStatus
     request: Mapped[dict] = mapped_column(JSON)
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

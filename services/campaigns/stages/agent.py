@@ -43,6 +43,7 @@ from services.store.models import (
     HeadRow,
     WorkItem,
 )
+from services.store.statuses import ItemStatus
 
 
 def queue_of(key: str) -> Literal["gpu", "llm"]:
@@ -57,7 +58,7 @@ def _rounds(session: Session, head_id: int) -> list[AgentRound]:
 def _failures(session: Session, campaign_id: str, head: HeadRow) -> list[str]:
     """Errors of this head's failed agent items."""
     rows = session.execute(select(WorkItem.key, WorkItem.error).where(
-        WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent", WorkItem.status == "failed")).all()
+        WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent", WorkItem.status == ItemStatus.FAILED)).all()
     return [error or "failed" for key, error in rows if _head_of(key) == head.key]
 
 
@@ -73,7 +74,7 @@ def absorbed(session: Session, campaign_id: str) -> set[int]:
         WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent")).all()
     finals = {_head_of(key) for _, key, _ in rows if key.endswith("/final")}
     return {item_id for item_id, key, status in rows
-            if status == "failed" and not key.endswith("/final") and _head_of(key) in finals}
+            if status == ItemStatus.FAILED and not key.endswith("/final") and _head_of(key) in finals}
 
 
 def plan(session: Session, campaign: Campaign) -> list[str]:
@@ -86,7 +87,7 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
     items = session.execute(select(WorkItem.key, WorkItem.status).where(
         WorkItem.campaign_id == campaign.id, WorkItem.stage == "agent")).all()
     existing = {key for key, _ in items}
-    failed = {_head_of(key) for key, status in items if status == "failed"}
+    failed = {_head_of(key) for key, status in items if status == ItemStatus.FAILED}
     explained = set(session.scalars(select(ExplanationRow.head_id).where(ExplanationRow.campaign_id == campaign.id)))
     rounds: dict[int, list[AgentRound]] = {}
     for head_id, payload in session.execute(select(AgentRoundRow.head_id, AgentRoundRow.payload).where(
