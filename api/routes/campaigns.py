@@ -129,7 +129,7 @@ def get_campaign(campaign_id: str, store: StoreDep, principal: PrincipalDep) -> 
     """Status, per-stage progress, tokens, cost and ETA."""
     campaign = _existing(store, campaign_id, principal)
     return CampaignPublic(**progress(store, campaign_id).model_dump(), created_at=campaign.created_at,
-                          config=CampaignConfig.model_validate(campaign.config))
+                          config=campaign.config)
 
 
 @router.post("/{campaign_id}/cancel", operation_id="cancel_campaign", responses=NOT_FOUND)

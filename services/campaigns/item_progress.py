@@ -47,4 +47,4 @@ class ProgressReporter:
         """Store the latest progress (an item's writer calls this with its final figures)."""
         session.execute(update(WorkItem).where(
             WorkItem.campaign_id == self.item.campaign_id, WorkItem.stage == self.stage,
-            WorkItem.key == self.item.key).values(progress=self.latest.model_dump()))
+            WorkItem.key == self.item.key).values(progress=self.latest))
