@@ -161,9 +161,9 @@ def test_a_failed_round_ends_the_loop_with_the_best_round_so_far(store, config, 
         assert [r.round for r in rounds[head.id]] == [0]
         assert rounds[head.id][0].evaluation is not None  # judged by final, once
         kept = explanations[head.id]
-        assert kept["text"] == "It is always active on lists."
-        assert kept["agent"]["stopped"].startswith("stopped early:")
-        assert "revision refused" in kept["agent"]["stopped"]
+        assert kept.text == "It is always active on lists."
+        assert kept.agent.stopped.startswith("stopped early:")
+        assert "revision refused" in kept.agent.stopped
 
 
 def current_stage(store: Store, campaign_id: str) -> str | None:
