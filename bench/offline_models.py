@@ -26,9 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
-from lookups import HeadClassification
 from plugins.backends.llama_chat import repeat_start
-from services.campaigns.config import CampaignConfig
 from services.campaigns.stages import STAGE_NAMES
 from services.llm.registry import get_scorer
 from services.score import auc, bootstrap_ci
@@ -60,9 +58,7 @@ def fork(source: Path, target: Path, explainer: str, classifier: str) -> str:
         for table in (ExplanationRow, AgentRoundRow, ClassificationRow, ScoreRow):
             session.execute(delete(table).where(table.campaign_id == campaign.id))
         session.execute(delete(WorkItem).where(WorkItem.campaign_id == campaign.id, WorkItem.stage.in_(LLM_STAGES)))
-        config = CampaignConfig.model_validate(campaign.config)
-        campaign.config = config.model_copy(update={"explainer": explainer, "classifier": classifier}).model_dump(
-            mode="json")
+        campaign.config = campaign.config.model_copy(update={"explainer": explainer, "classifier": classifier})
         campaign.summary = {k: v for k, v in (campaign.summary or {}).items() if k != "scorers"}
         if STAGE_NAMES.index(campaign.stage) > STAGE_NAMES.index(LAST_SUBJECT_STAGE):
             campaign.stage = LAST_SUBJECT_STAGE
@@ -81,7 +77,7 @@ def row(path: Path) -> str:
     scorer = get_scorer("zero-shot")
     with store.session() as session:
         campaign = session.scalars(select(Campaign)).one()
-        config = CampaignConfig.model_validate(campaign.config)
+        config = campaign.config
         explanations = session.execute(select(ExplanationRow.text, ExplanationRow.payload).where(
             ExplanationRow.campaign_id == campaign.id)).all()
         judged = session.execute(select(ClassificationRow.head_id, ClassificationRow.control,
@@ -89,8 +85,8 @@ def row(path: Path) -> str:
             ClassificationRow.campaign_id == campaign.id, ClassificationRow.scorer == scorer.name)).all()
         times = [stage_seconds(session, campaign.id, stage) for stage in ("explain", "classify")]
     looping = sum(repeat_start(text) is not None for text, _ in explanations)
-    cut = sum(payload.get("cut") is not None for _, payload in explanations)
-    heads = {(head_id, control): HeadClassification.model_validate(payload) for head_id, control, payload in judged}
+    cut = sum(payload.cut is not None for _, payload in explanations)
+    heads = {(head_id, control): payload for head_id, control, payload in judged}
     scores = {key: scorer.score(head).score for key, head in heads.items()}
     real = [s for (_, control), s in scores.items() if not control and s is not None]
     shuffled = [s for (_, control), s in scores.items() if control and s is not None]

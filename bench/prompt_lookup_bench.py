@@ -20,7 +20,6 @@ from langchain_core.messages import HumanMessage
 from sqlalchemy import select
 
 from plugins.backends.llama_chat import LlamaCppChat
-from services.campaigns.config import CampaignConfig
 from services.campaigns.records import campaign_heads, explain_request_for
 from services.llm.registry import create_backend, get_strategy, get_template
 from services.store import Store
@@ -35,7 +34,7 @@ def explain_prompts(url: str, campaign_id: str | None) -> tuple[list[str], int]:
         campaign = session.get_one(Campaign, campaign_id) if campaign_id else session.scalars(query).first()
         if campaign is None:
             raise SystemExit(f"no campaign in {url}")
-        config = CampaignConfig.model_validate(campaign.config)
+        config = campaign.config
         strategy, template = get_strategy(config.explainer_strategy), get_template(config.explainer_template)
         requests = [strategy.request(template, explain_request_for(session, campaign.id, head, config))
                     for head in campaign_heads(session, campaign.id)]

@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select  # noqa: E402
 
 from bench.pydoc_corpus import write as write_pydoc  # noqa: E402
-from lookups import HeadScore  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
 from services.campaigns.lifecycle import create_campaign  # noqa: E402
@@ -83,7 +82,7 @@ def head_scores(store: Store, campaign_id: str, scorer: str, control: bool) -> d
     with store.session() as session:
         rows = session.execute(select(HeadRow, ScoreRow).join(ScoreRow, ScoreRow.head_id == HeadRow.id).where(
             ScoreRow.campaign_id == campaign_id, ScoreRow.scorer == scorer, ScoreRow.control.is_(control)))
-        return {head.key: HeadScore.model_validate(score.payload).score for head, score in rows
+        return {head.key: score.payload.score for head, score in rows
                 if score.score is not None}
 
 
@@ -92,8 +91,8 @@ def judge_cost(store: Store, campaign_id: str, scorer: str) -> dict[str, int]:
     with store.session() as session:
         rows = list(session.scalars(select(ClassificationRow).where(
             ClassificationRow.campaign_id == campaign_id, ClassificationRow.scorer == scorer)))
-    calls = [call for row in rows for call in row.payload["calls"]]
-    return {"calls": len(calls), "fresh_calls": sum(not c["cache_hit"] for c in calls),
+    calls = [call for row in rows for call in row.payload.calls]
+    return {"calls": len(calls), "fresh_calls": sum(not c.cache_hit for c in calls),
             "input_tokens": sum(r.input_tokens for r in rows), "output_tokens": sum(r.output_tokens for r in rows)}
 
 

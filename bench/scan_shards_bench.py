@@ -25,7 +25,6 @@ from sqlalchemy import select
 
 from services.campaigns.config import CampaignConfig
 from services.campaigns.execute import execute_item
-from services.campaigns.item_progress import ItemProgress
 from services.campaigns.lifecycle import advance, create_campaign
 from services.campaigns.stages.scan import train_hits
 from services.runtime import Runtime
@@ -72,7 +71,7 @@ def run(workers: int, config: CampaignConfig, threads: int) -> tuple[Store, str,
         assert process.exitcode == 0
     wall = time.perf_counter() - began
     with store.session() as session:
-        tokens = sum(ItemProgress.model_validate(p).tokens for p in session.scalars(
+        tokens = sum(p.tokens for p in session.scalars(
             select(WorkItem.progress).where(WorkItem.campaign_id == campaign_id, WorkItem.stage == "scan")))
     return store, campaign_id, wall, tokens
 

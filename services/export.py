@@ -16,14 +16,10 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lookups import HeadClassification, HeadScore, InvalidInputError
-from services.ablation import HeadAblation
-from services.campaigns.config import CampaignConfig
+from lookups import HeadClassification, InvalidInputError
 from services.campaigns.lifecycle import get_campaign
 from services.campaigns.records import neuron_attribution, train_labels
 from services.campaigns.stages.scan import train_hits
-from services.held_out import HeadTestSet
-from services.schemas import TruncatedPrompt
 from services.store import Store
 from services.store.models import (
     AblationRow,
@@ -50,7 +46,7 @@ def _heads(session: Session, campaign_id: str) -> dict[int, Row]:
 def _campaign(session: Session, campaign_id: str) -> Iterator[Row]:
     campaign = get_campaign(session, campaign_id)
     yield {"campaign_id": campaign.id, "name": campaign.name, "status": campaign.status,
-           "created_at": campaign.created_at.isoformat(), "config": json.dumps(campaign.config),
+           "created_at": campaign.created_at.isoformat(), "config": json.dumps(campaign.config.model_dump(mode="json")),
            "provenance": json.dumps(campaign.provenance or {}), "summary": json.dumps(campaign.summary or {})}
 
 
@@ -62,7 +58,7 @@ def _neurons(session: Session, campaign_id: str) -> Iterator[Row]:
 
 def _contexts(session: Session, campaign_id: str) -> Iterator[Row]:
     """Each neuron's top K training documents (a sharded scan's shards merged)."""
-    top_k = CampaignConfig.model_validate(get_campaign(session, campaign_id).config).top_k
+    top_k = get_campaign(session, campaign_id).config.top_k
     for n in session.scalars(select(NeuronRow).where(NeuronRow.campaign_id == campaign_id).order_by(NeuronRow.id)):
         for rank, hit in enumerate(train_hits(session, campaign_id, n.layer, n.neuron, top_k)):
             yield {"campaign_id": campaign_id, "split": "train", "layer": n.layer, "neuron": n.neuron, "rank": rank,
@@ -71,7 +67,7 @@ def _contexts(session: Session, campaign_id: str) -> Iterator[Row]:
 
 def _prompts(session: Session, campaign_id: str) -> Iterator[Row]:
     for p in session.scalars(select(PromptRow).where(PromptRow.campaign_id == campaign_id).order_by(PromptRow.id)):
-        prompt = TruncatedPrompt.model_validate(p.payload)
+        prompt = p.payload
         yield {"campaign_id": campaign_id, "split": p.split, "layer": p.layer, "neuron": p.neuron, "rank": p.rank,
                "doc_id": prompt.doc_id, "text": prompt.text, "tokens": len(prompt.tokens),
                "activation": prompt.activation, "original_activation": prompt.original_activation}
@@ -87,18 +83,19 @@ def _explanations(session: Session, campaign_id: str) -> Iterator[Row]:
     heads = _heads(session, campaign_id)
     for e in session.scalars(select(ExplanationRow).where(ExplanationRow.campaign_id == campaign_id)
                              .order_by(ExplanationRow.id)):
-        yield {**heads[e.head_id], "text": e.text, "strategy": e.payload.get("strategy", "oneshot"),
-               "strategy_version": e.payload.get("strategy_version"), "template": e.payload["template"],
-               "template_version": e.payload["template_version"], "backend": e.payload["backend"],
-               "model": e.payload["model"], "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
-               "cost_usd": e.cost_usd, "program": (e.payload.get("program") or {}).get("source"),
-               "program_train_accuracy": (e.payload.get("program") or {}).get("train_accuracy")}
+        explanation, program = e.payload, e.payload.program
+        yield {**heads[e.head_id], "text": e.text, "strategy": explanation.strategy,
+               "strategy_version": explanation.strategy_version, "template": explanation.template,
+               "template_version": explanation.template_version, "backend": explanation.backend,
+               "model": explanation.model, "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
+               "cost_usd": e.cost_usd, "program": program.source if program else None,
+               "program_train_accuracy": program.train_accuracy if program else None}
 
 
 def _scores(session: Session, campaign_id: str) -> Iterator[Row]:
     heads = _heads(session, campaign_id)
     for s in session.scalars(select(ScoreRow).where(ScoreRow.campaign_id == campaign_id).order_by(ScoreRow.id)):
-        score = HeadScore.model_validate(s.payload)
+        score = s.payload
         yield {**heads[s.head_id], "scorer": s.scorer, "control": s.control, "score": score.score,
                "tp": score.tp, "fn": score.fn, "tn": score.tn, "fp": score.fp, "unparseable": score.unparseable,
                "skipped": score.skipped, "ci95_low": score.ci95[0] if score.ci95 else None,
@@ -112,10 +109,9 @@ def _test_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
     heads = _heads(session, campaign_id)
     answers: dict[int, dict[str, HeadClassification]] = {}
     for c in session.scalars(select(ClassificationRow).where(ClassificationRow.campaign_id == campaign_id)):
-        answers.setdefault(c.head_id, {})[c.scorer + ("_control" if c.control else "")] = (
-            HeadClassification.model_validate(c.payload))
+        answers.setdefault(c.head_id, {})[c.scorer + ("_control" if c.control else "")] = c.payload
     for t in session.scalars(select(TestSetRow).where(TestSetRow.campaign_id == campaign_id).order_by(TestSetRow.id)):
-        test_set = HeadTestSet.model_validate(t.payload)
+        test_set = t.payload
         for index, prompt in enumerate(test_set.prompts):
             row = {**heads[t.head_id], "index": index, "doc_id": prompt.prompt.doc_id, "text": prompt.prompt.text,
                    "active": prompt.active, "effect": prompt.effect, "sampling": test_set.sampling,
@@ -130,7 +126,7 @@ def _test_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
 def _train_prompts(session: Session, campaign_id: str) -> Iterator[Row]:
     """Per neuron, training prompt and head worth explaining: the head's attribution there and
     its label by the campaign's activity definition (what the explainer and the probe saw)."""
-    config = CampaignConfig.model_validate(get_campaign(session, campaign_id).config)
+    config = get_campaign(session, campaign_id).config
     for h in session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id).order_by(HeadRow.id)):
         attribution = neuron_attribution(session, campaign_id, h.layer, h.neuron)
         labels = train_labels(session, campaign_id, h, config)
@@ -144,7 +140,7 @@ def _ablations(session: Session, campaign_id: str) -> Iterator[Row]:
     heads = _heads(session, campaign_id)
     for a in session.scalars(select(AblationRow).where(AblationRow.campaign_id == campaign_id)
                              .order_by(AblationRow.id)):
-        ks = HeadAblation.model_validate(a.payload).ks
+        ks = a.payload.ks
         yield {**heads[a.head_id], "ks_statistic": ks.statistic if ks else None,
                "ks_pvalue": ks.pvalue if ks else None, "n_active": ks.n_active if ks else None,
                "n_inactive": ks.n_inactive if ks else None}

@@ -70,3 +70,14 @@ class NeuronContexts(BaseModel):
     neuron: NeuronRef
     hits: list[ContextHit]
     prompts: list[TruncatedPrompt] | None = None
+
+
+class ItemProgress(BaseModel):
+    """What a long work item (a scan shard, the held-out test scan) has done so far: the JSON of
+    its work item row's ``progress`` (``services.campaigns.item_progress`` writes it)."""
+
+    unit: str = Field(description="What ``done`` and ``total`` count, e.g. documents.")
+    done: int
+    total: int
+    tokens: int = Field(description="Tokens through the model so far.")
+    elapsed_s: float = Field(description="Seconds since the item started computing.")

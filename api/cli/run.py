@@ -200,7 +200,7 @@ def run(
         campaign_id = resolve_campaign_id(store, resume_id)
         with store.session() as session:
             stored = get_campaign(session, campaign_id)
-            status, chosen = stored.status, CampaignConfig.model_validate(stored.config)
+            status, chosen = stored.status, stored.config
         if status not in (*ACTIVE, CampaignStatus.COMPLETED):
             resume(store, campaign_id)
     console.print(f"campaign [bold]{campaign_id}[/] in store {settings.results_url}")
@@ -301,7 +301,7 @@ def estimate(
     if campaign is not None:
         store = Store(settings.results_url)
         with store.session() as session:
-            chosen = CampaignConfig.model_validate(get_campaign(session, campaign).config)
+            chosen = get_campaign(session, campaign).config
     else:
         chosen = build_config(config, model=model, corpus=corpus or "unused", neurons=neurons,
                               layers=layers or None, per_layer=per_layer,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
 from api.access import Principal, check_campaign_size, visible
 from api.broker import broker_reachable
@@ -117,8 +118,9 @@ def list_campaigns(
         where.append(Campaign.owner == principal.name)
     with store.session() as session:
         count = session.scalar(select(func.count()).select_from(Campaign).where(*where))
-        rows = session.scalars(select(Campaign).where(*where).order_by(Campaign.created_at.desc(), Campaign.id)
-                               .offset(skip).limit(limit))
+        # A brief shows no config: not loading it spares validating every campaign's.
+        rows = session.scalars(select(Campaign).options(defer(Campaign.config)).where(*where)
+                               .order_by(Campaign.created_at.desc(), Campaign.id).offset(skip).limit(limit))
         data = [CampaignBrief(id=c.id, name=c.name, status=c.status, stage=c.stage, created_at=c.created_at)
                 for c in rows]
     return CampaignsPublic(data=data, count=count)
@@ -129,7 +131,7 @@ def get_campaign(campaign_id: str, store: StoreDep, principal: PrincipalDep) -> 
     """Status, per-stage progress, tokens, cost and ETA."""
     campaign = _existing(store, campaign_id, principal)
     return CampaignPublic(**progress(store, campaign_id).model_dump(), created_at=campaign.created_at,
-                          config=CampaignConfig.model_validate(campaign.config))
+                          config=campaign.config)
 
 
 @router.post("/{campaign_id}/cancel", operation_id="cancel_campaign", responses=NOT_FOUND)

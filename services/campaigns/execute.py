@@ -13,7 +13,6 @@ from typing import Literal
 from sqlalchemy import select
 
 from services.campaigns.budget import clear_reservations
-from services.campaigns.config import CampaignConfig
 from services.campaigns.lifecycle import advance, claim, fail, finish, reconcile, release
 from services.campaigns.status_view import CampaignProgress, progress
 from services.llm.registry import preload_backends
@@ -106,7 +105,7 @@ def run_in_process(store: Store, campaign_id: str, runtime: Runtime, on_item=Non
     """
     reconcile(store, timedelta(0), campaign_id)  # this process owns the campaign: restart leftovers
     with store.session() as session:
-        config = CampaignConfig.model_validate(session.get_one(Campaign, campaign_id).config)
+        config = session.get_one(Campaign, campaign_id).config
     preload_backends([config.explainer, config.classifier])  # imported while the gpu stages run
     clear_reservations(store, campaign_id)  # and no call of it is in flight
     report = on_item or (lambda item_id, outcome: None)

@@ -7,24 +7,16 @@ from __future__ import annotations
 import logging
 import time
 
-from pydantic import BaseModel, Field
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from services.campaigns.records import StageItem
+from services.schemas import ItemProgress
 from services.store import Store
 from services.store.models import WorkItem
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 2.0
-
-
-class ItemProgress(BaseModel):
-    unit: str = Field(description="What ``done`` and ``total`` count, e.g. documents.")
-    done: int
-    total: int
-    tokens: int = Field(description="Tokens through the model so far.")
-    elapsed_s: float = Field(description="Seconds since the item started computing.")
 
 
 class ProgressReporter:
@@ -55,4 +47,4 @@ class ProgressReporter:
         """Store the latest progress (an item's writer calls this with its final figures)."""
         session.execute(update(WorkItem).where(
             WorkItem.campaign_id == self.item.campaign_id, WorkItem.stage == self.stage,
-            WorkItem.key == self.item.key).values(progress=self.latest.model_dump()))
+            WorkItem.key == self.item.key).values(progress=self.latest))

@@ -53,7 +53,7 @@ def create_campaign(store: Store, config: CampaignConfig, owner: str | None = No
     with store.session() as session:
         session.add(Campaign(
             id=campaign_id, name=config.name, status=CampaignStatus.PENDING, stage=None, owner=owner,
-            config=config.model_dump(mode="json"),
+            config=config,
             provenance={"explainer": config.explainer, "classifier": config.classifier,
                         "explainer_template": config.explainer_template,
                         "classifier_template": config.classifier_template,
@@ -246,7 +246,7 @@ def claim(store: Store, item_id: int, *, takeover: bool = False) -> tuple[Stage,
             return None
         item.status, item.started_at, item.attempts = ItemStatus.RUNNING, utcnow(), item.attempts + 1
         return STAGE_BY_NAME[item.stage], StageItem(
-            campaign_id=campaign.id, config=CampaignConfig.model_validate(campaign.config), key=item.key)
+            campaign_id=campaign.id, config=campaign.config, key=item.key)
 
 
 def finish(store: Store, item_id: int, write: Writer) -> bool:

@@ -79,7 +79,7 @@ def neuron_attribution(session: Session, campaign_id: str, layer: int, neuron: i
     with _attributions_lock:
         found = _attributions.get(key)
     if found is None:
-        found = NeuronAttribution.model_validate(session.get_one(AttributionRow, row_id).payload)
+        found = session.get_one(AttributionRow, row_id).payload
         with _attributions_lock:
             if len(_attributions) >= ATTRIBUTIONS_KEPT:
                 _attributions.clear()

@@ -9,14 +9,13 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from lookups import AgentRound, HeadClassification, HeadScore, ProgramExplanation
-from services.ablation import HeadAblation, KSResult
+from lookups import AgentRound, HeadScore, ProgramExplanation
+from services.ablation import KSResult
 from services.agent import AgentOutcome
 from services.attribution import NeuronAttribution
 from services.campaigns.config import CampaignConfig
 from services.campaigns.lifecycle import get_campaign
 from services.campaigns.status_view import CampaignProgress, progress
-from services.held_out import HeadTestSet
 from services.schemas import TruncatedPrompt
 from services.score import CampaignSummary, ScorerSummary
 from services.store import Store
@@ -89,7 +88,7 @@ class CampaignSummaryBlock(BaseModel):
 
 class CampaignResults(BaseModel):
     campaign: CampaignProgress
-    config: dict
+    config: CampaignConfig
     provenance: dict
     summary: CampaignSummaryBlock
     headline_scorer: str
@@ -115,8 +114,8 @@ def campaign_results(store: Store, campaign_id: str, skip: int = 0, limit: int |
         count = session.scalar(select(func.count()).select_from(NeuronRow).where(where))
         rows = list(session.scalars(select(NeuronRow).where(where).order_by(NeuronRow.id)
                                     .offset(skip).limit(limit)))
-        headline = CampaignConfig.model_validate(campaign.config).scorers[0]
-        scores = {(r.head_id, r.scorer, r.control): HeadScore.model_validate(r.payload) for r in session.scalars(
+        headline = campaign.config.scorers[0]
+        scores = {(r.head_id, r.scorer, r.control): r.payload for r in session.scalars(
             select(ScoreRow).where(ScoreRow.campaign_id == campaign_id))}
         neurons = [_neuron(session, campaign_id, row, scores, headline) for row in rows]
         mine = [(control, s.score) for (_, scorer, control), s in scores.items()
@@ -132,10 +131,9 @@ def campaign_results(store: Store, campaign_id: str, skip: int = 0, limit: int |
 
 def _neuron(session, campaign_id: str, row: NeuronRow, scores: dict, headline: str) -> NeuronResult:
     same = dict(campaign_id=campaign_id, layer=row.layer, neuron=row.neuron)
-    prompts = [TruncatedPrompt.model_validate(p) for p in session.scalars(
-        select(PromptRow.payload).filter_by(split="train", **same).order_by(PromptRow.rank))]
-    payload = session.scalar(select(AttributionRow.payload).filter_by(**same))
-    attribution = NeuronAttribution.model_validate(payload) if payload else None
+    prompts = list(session.scalars(
+        select(PromptRow.payload).filter_by(split="train", **same).order_by(PromptRow.rank)))
+    attribution = session.scalar(select(AttributionRow.payload).filter_by(**same))
     heads = list(session.scalars(select(HeadRow).filter_by(**same).order_by(HeadRow.head_layer, HeadRow.head)))
     return NeuronResult(
         layer=row.layer, neuron=row.neuron, token=row.token, token_id=row.token_id,
@@ -155,13 +153,14 @@ def _mean_scores(attribution: NeuronAttribution) -> list[list[float]]:
 
 def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
     explanation = session.scalar(select(ExplanationRow).where(ExplanationRow.head_id == head.id))
-    classified = {scorer: HeadClassification.model_validate(payload) for scorer, payload in session.execute(
+    classified = {scorer: payload for scorer, payload in session.execute(
         select(ClassificationRow.scorer, ClassificationRow.payload).where(
             ClassificationRow.head_id == head.id, ClassificationRow.control.is_(False)))}
     ablation = session.scalar(select(AblationRow.payload).where(AblationRow.head_id == head.id))
-    rounds = [AgentRound.model_validate(p) for p in session.scalars(
-        select(AgentRoundRow.payload).where(AgentRoundRow.head_id == head.id).order_by(AgentRoundRow.round))]
+    rounds = list(session.scalars(
+        select(AgentRoundRow.payload).where(AgentRoundRow.head_id == head.id).order_by(AgentRoundRow.round)))
     test_set = session.scalar(select(TestSetRow.payload).where(TestSetRow.head_id == head.id))
+    explained = explanation.payload if explanation else None
     predictions = []
     if headline in classified:
         others = {name: c.results for name, c in classified.items() if name != headline}
@@ -172,16 +171,16 @@ def _head(session, head: HeadRow, scores: dict, headline: str) -> HeadResult:
     return HeadResult(
         head_layer=head.head_layer, head=head.head, active_fraction=head.active_fraction,
         explanation=explanation.text if explanation else None,
-        explainer=f"{explanation.payload['backend']}:{explanation.payload['model']}" if explanation else None,
-        strategy=explanation.payload.get("strategy", "oneshot") if explanation else None,
+        explainer=f"{explained.backend}:{explained.model}" if explained else None,
+        strategy=explained.strategy if explained else None,
         predictions=predictions, score=scores.get((head.id, headline, False)),
         control_score=scores.get((head.id, headline, True)),
         scores={scorer: s for (head_id, scorer, control), s in scores.items()
                 if head_id == head.id and not control},
         control_scores={scorer: s for (head_id, scorer, control), s in scores.items()
                         if head_id == head.id and control},
-        test_note=HeadTestSet.model_validate(test_set).note if test_set else None,
-        ablation=HeadAblation.model_validate(ablation).ks if ablation else None,
-        program=explanation.payload.get("program") if explanation else None,
-        agent=explanation.payload.get("agent") if explanation else None, agent_rounds=rounds,
+        test_note=test_set.note if test_set else None,
+        ablation=ablation.ks if ablation else None,
+        program=explained.program if explained else None,
+        agent=explained.agent if explained else None, agent_rounds=rounds,
     )

@@ -76,7 +76,8 @@ def progress(store: Store, campaign_id: str) -> CampaignProgress:
         reported: dict[str, list[tuple[str, ItemProgress]]] = {}
         for stage, status, recorded in session.execute(select(WorkItem.stage, WorkItem.status, WorkItem.progress).where(
                 WorkItem.campaign_id == campaign_id, WorkItem.progress.is_not(None))):
-            reported.setdefault(stage, []).append((status, ItemProgress.model_validate(recorded)))
+            if recorded is not None:
+                reported.setdefault(stage, []).append((status, recorded))
         stages = [
             StageProgress(stage=s.name, total=sum(counts.get(s.name, {}).values()),
                           done=counts.get(s.name, {}).get(ItemStatus.DONE, 0),
@@ -144,7 +145,7 @@ def _stage_eta(session, campaign_id: str, stage: str) -> float | None:
     items = session.execute(select(WorkItem.status, WorkItem.started_at, WorkItem.finished_at, WorkItem.progress)
                             .where(WorkItem.campaign_id == campaign_id, WorkItem.stage == stage)).all()
     durations = [(f - s).total_seconds() for status, s, f, _ in items if status == ItemStatus.DONE and s and f]
-    running = [ItemProgress.model_validate(p) for status, _, _, p in items if status == ItemStatus.RUNNING and p]
+    running = [p for status, _, _, p in items if status == ItemStatus.RUNNING and p]
     running_left = [_left_s(p) for p in running if p.done]
     if not durations:
         durations = [p.elapsed_s * p.total / p.done for p in running if p.done]

@@ -33,7 +33,7 @@ def _scorer_summaries(store: Store, campaign_id: str) -> tuple[CampaignConfig, s
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         raw = (campaign.summary or {}).get("scorers") or {}
-        return CampaignConfig.model_validate(campaign.config), campaign.status, raw
+        return campaign.config, campaign.status, raw
 
 
 def campaign_headline(store: Store, campaign_id: str, baseline_id: str | None = None) -> CampaignHeadline:

@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.campaigns.item_progress import ItemProgress
 from services.campaigns.results import CampaignResults, NeuronResult, campaign_results
 from services.campaigns.status_view import SHOWN_FAILURES
 from services.report.plots import attribution_heatmap, score_distribution
@@ -84,9 +83,9 @@ def scan_throughput(store: Store, campaign_id: str) -> str | None:
             WorkItem.progress.is_not(None))).all()
     if not items:
         return None
-    done = [ItemProgress.model_validate(p) for _, _, p in items]
+    done = [p for _, _, p in items if p is not None]
     tokens, busy = sum(p.tokens for p in done), sum(p.elapsed_s for p in done)
-    wall = (max(f for _, f, _ in items) - min(s for s, _, _ in items)).total_seconds()
+    wall = (max(f for _, f, _ in items if f) - min(s for s, _, _ in items if s)).total_seconds()
     overall = f", {tokens / wall:,.0f} tokens/s over its {wall:.1f} s wall clock" if wall > 0 else ""
     per_item = f", {tokens / busy:,.0f} tokens/s per item" if busy > 0 else ""
     return f"{sum(p.done for p in done)} documents, {tokens:,} tokens in {len(done)} item(s){per_item}{overall}"
@@ -104,7 +103,7 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
                  ("shuffled-explanation control", results.summary.control)]
     if baseline is not None:
         summaries.append(("random-neuron baseline", baseline.summary.explanations))
-    tokenizer = _tokenizer(results.config["model"]) if results.neurons else None
+    tokenizer = _tokenizer(results.config.model) if results.neurons else None
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     model = results.provenance.get("model", {})
@@ -112,7 +111,7 @@ def render_results(results: CampaignResults, baseline: CampaignResults | None = 
     return environment.get_template("report.html.j2").render(
         r=results, fmt=_fmt, python=_python, code_css=code_css(), top_contexts=TOP_CONTEXTS, summaries=summaries,
         shown_failures=SHOWN_FAILURES,
-        model=f"{model.get('name', results.config['model'])} ({model.get('architecture', '?')}, "
+        model=f"{model.get('name', results.config.model)} ({model.get('architecture', '?')}, "
               f"{model.get('n_layers', '?')} layers × {model.get('n_heads', '?')} heads, {model.get('dtype', '?')})",
         corpus=f"{train.get('n_documents', '?')} train documents, "
                f"fingerprint {str(train.get('fingerprint', '?'))[:12]}",

@@ -2,8 +2,9 @@
 
 Each result row is keyed so that writing it twice is impossible (unique constraints), which is
 what makes redelivered tasks harmless. Nested results are stored as the JSON of their pydantic
-model (``payload``), with the columns the API filters or aggregates on pulled out beside it.
-A status column takes only its enum's values (``services.store.statuses``): a CHECK constraint.
+model (``payload``, a ``PydanticJSON`` column: the row loads the model), with the columns the API
+filters or aggregates on pulled out beside it. A status column takes only its enum's values
+(``services.store.statuses``): a CHECK constraint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lookups import AgentRound, HeadClassification, HeadScore
+from services.ablation import HeadAblation
+from services.attribution import NeuronAttribution
+from services.campaigns.config import CampaignConfig
+from services.explain import Explanation
+from services.held_out import HeadTestSet
+from services.schemas import ItemProgress, TruncatedPrompt
+from services.store.pydantic_json import PydanticJSON
 from services.store.statuses import CampaignStatus, ItemStatus, JobStatus
 
 
@@ -50,7 +59,7 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(32), index=True)  # a CampaignStatus
     stage: Mapped[str | None] = mapped_column(String(32))
-    config: Mapped[dict] = mapped_column(JSON)
+    config: Mapped[CampaignConfig] = mapped_column(PydanticJSON(CampaignConfig))
     provenance: Mapped[dict] = mapped_column(JSON, default=dict)  # model, corpus splits, templates, backends
     summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -81,8 +90,8 @@ class WorkItem(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    # A long item's progress inside it: services.campaigns.item_progress.ItemProgress.
-    progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # A long item's progress inside it.
+    progress: Mapped[ItemProgress | None] = mapped_column(PydanticJSON(ItemProgress), nullable=True)
 
 
 class NeuronRow(Base):
@@ -125,11 +134,11 @@ class PromptRow(Base):
     layer: Mapped[int] = mapped_column(Integer)
     neuron: Mapped[int] = mapped_column(Integer)
     rank: Mapped[int] = mapped_column(Integer)
-    payload: Mapped[dict] = mapped_column(JSON)  # services.schemas.TruncatedPrompt
+    payload: Mapped[TruncatedPrompt] = mapped_column(PydanticJSON(TruncatedPrompt))
 
 
 class AttributionRow(Base):
-    """Head attribution of a neuron's train prompts (steps 5-6): services.attribution.NeuronAttribution."""
+    """Head attribution of a neuron's train prompts (steps 5-6)."""
 
     __tablename__ = "head_attributions"
     __table_args__ = (UniqueConstraint("campaign_id", "layer", "neuron"),)
@@ -139,7 +148,7 @@ class AttributionRow(Base):
     layer: Mapped[int] = mapped_column(Integer)
     neuron: Mapped[int] = mapped_column(Integer)
     definition: Mapped[str] = mapped_column(String(16))
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[NeuronAttribution] = mapped_column(PydanticJSON(NeuronAttribution))
 
 
 class HeadRow(Base):
@@ -171,13 +180,13 @@ class ExplanationRow(Base):
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)
-    payload: Mapped[dict] = mapped_column(JSON)  # services.explain.Explanation (template, backend, call)
+    payload: Mapped[Explanation] = mapped_column(PydanticJSON(Explanation))  # template, backend, call...
 
 
 class AgentRoundRow(Base):
-    """One round of the explanation agent for a head: services.agent.AgentRound (explanation,
-    probes, then their measurements and the round's evaluation). Tokens and cost cover the
-    round's explainer call and the judge calls that evaluated it."""
+    """One round of the explanation agent for a head (explanation, probes, then their
+    measurements and the round's evaluation). Tokens and cost cover the round's explainer call
+    and the judge calls that evaluated it."""
 
     __tablename__ = "agent_rounds"
     __table_args__ = (UniqueConstraint("head_id", "round"),)
@@ -189,11 +198,11 @@ class AgentRoundRow(Base):
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[AgentRound] = mapped_column(PydanticJSON(AgentRound))
 
 
 class TestSetRow(Base):
-    """Held-out test prompts of a head with their labels (step 6): services.held_out.HeadTestSet."""
+    """Held-out test prompts of a head with their labels (step 6)."""
 
     __tablename__ = "test_sets"
 
@@ -201,7 +210,7 @@ class TestSetRow(Base):
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), unique=True)
     one_class: Mapped[bool] = mapped_column(Boolean)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[HeadTestSet] = mapped_column(PydanticJSON(HeadTestSet))
 
 
 class ClassificationRow(Base):
@@ -219,11 +228,11 @@ class ClassificationRow(Base):
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)
-    payload: Mapped[dict] = mapped_column(JSON)  # services.classify.HeadClassification
+    payload: Mapped[HeadClassification] = mapped_column(PydanticJSON(HeadClassification))
 
 
 class ScoreRow(Base):
-    """A scorer's head explanation score (step 8): services.score.HeadScore."""
+    """A scorer's head explanation score (step 8)."""
 
     __tablename__ = "scores"
     __table_args__ = (UniqueConstraint("head_id", "scorer", "control", name="uq_scores_head_scorer_control"),)
@@ -234,18 +243,18 @@ class ScoreRow(Base):
     scorer: Mapped[str] = mapped_column(String(32), server_default="zero-shot")
     control: Mapped[bool] = mapped_column(Boolean)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[HeadScore] = mapped_column(PydanticJSON(HeadScore))
 
 
 class AblationRow(Base):
-    """Ablation check of a head (step 9): services.ablation.HeadAblation."""
+    """Ablation check of a head (step 9)."""
 
     __tablename__ = "ablations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), unique=True)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[HeadAblation] = mapped_column(PydanticJSON(HeadAblation))
 
 
 class JobRow(Base):

@@ -40,12 +40,14 @@ print(json.dumps({"billed": billed}))
 
 
 def test_four_processes_reserving_at_once_never_pass_the_cap(any_store_url):
+    from services.campaigns.config import CampaignConfig
     from services.store import Store
     from services.store.models import Campaign
 
     store = Store(any_store_url)
     with store.session() as session:
-        session.add(Campaign(id="c", name="n", status="running", config={}, provenance={}))
+        session.add(Campaign(id="c", name="n", status="running", config=CampaignConfig(corpus="unused"),
+                             provenance={}))
     spenders = [subprocess.Popen([sys.executable, "-c", SPEND, any_store_url, str(CAP), str(WORST), str(ACTUAL)],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(4)]

@@ -18,7 +18,6 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI, error  # noqa: E402
 
-from lookups import AgentRound  # noqa: E402
 from services.agent import choose_round  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import execute_item, run_in_process  # noqa: E402
@@ -70,7 +69,7 @@ def config(tiny_gpt2_dir, corpus_path, fake_llm, tmp_path) -> CampaignConfig:
 def stored(store: Store, campaign_id: str):
     with store.session() as session:
         heads = list(session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id)))
-        rounds = {h.id: [AgentRound.model_validate(r.payload) for r in session.scalars(
+        rounds = {h.id: [r.payload for r in session.scalars(
             select(AgentRoundRow).where(AgentRoundRow.head_id == h.id).order_by(AgentRoundRow.round))]
             for h in heads}
         explanations = {r.head_id: r.payload for r in session.scalars(
@@ -103,12 +102,12 @@ def test_the_loop_measures_probes_revises_and_keeps_the_best_round(store, config
             assert e.train_total > 0 and e.probe_total == 2 and round_.judge_calls
         chosen = choose_round(rounds[head.id])
         kept = explanations[head.id]
-        assert kept["text"] == chosen.explanation and kept["strategy"] == "agent"
-        assert kept["agent"]["chosen_round"] == chosen.round
-        assert kept["agent"]["accuracies"] == [r.evaluation.accuracy for r in rounds[head.id]]
-        assert kept["agent"]["stopped"] == "all rounds done"
+        assert kept.text == chosen.explanation and kept.strategy == "agent"
+        assert kept.agent.chosen_round == chosen.round
+        assert kept.agent.accuracies == [r.evaluation.accuracy for r in rounds[head.id]]
+        assert kept.agent.stopped == "all rounds done"
     # both claims were kept somewhere: which wins depends on each head's share of active prompts
-    assert {e["text"] for e in explanations.values()} <= {"It is always active on lists.",
+    assert {e.text for e in explanations.values()} <= {"It is always active on lists.",
                                                           "It is never active on lists."}
     revisions = [r["body"]["messages"][-1]["content"] for r in fake_llm.requests
                  if "Your explanation in round 0" in r["body"]["messages"][-1]["content"]]
@@ -138,8 +137,8 @@ def test_the_agent_never_sees_the_held_out_test_prompts(store, config, runtime, 
     campaign_id = create_campaign(store, config)
     run_in_process(store, campaign_id, runtime)
     with store.session() as session:
-        tests = [p["prompt"]["text"] for payload in session.scalars(
-            select(HeldOutRow.payload).where(HeldOutRow.campaign_id == campaign_id)) for p in payload["prompts"]]
+        tests = [p.prompt.text for payload in session.scalars(
+            select(HeldOutRow.payload).where(HeldOutRow.campaign_id == campaign_id)) for p in payload.prompts]
     agent_prompts = [r["body"]["messages"][-1]["content"] for r in fake_llm.requests
                      if "Answer:" not in r["body"]["messages"][-1]["content"]]
     held_out = [t for t in tests if len(t) > 30]
@@ -162,9 +161,9 @@ def test_a_failed_round_ends_the_loop_with_the_best_round_so_far(store, config, 
         assert [r.round for r in rounds[head.id]] == [0]
         assert rounds[head.id][0].evaluation is not None  # judged by final, once
         kept = explanations[head.id]
-        assert kept["text"] == "It is always active on lists."
-        assert kept["agent"]["stopped"].startswith("stopped early:")
-        assert "revision refused" in kept["agent"]["stopped"]
+        assert kept.text == "It is always active on lists."
+        assert kept.agent.stopped.startswith("stopped early:")
+        assert "revision refused" in kept.agent.stopped
 
 
 def current_stage(store: Store, campaign_id: str) -> str | None:

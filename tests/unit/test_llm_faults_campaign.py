@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from lookups import HeadClassification, HeadScore, head_score  # noqa: E402
+from lookups import HeadClassification, head_score  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
 from services.campaigns.lifecycle import create_campaign  # noqa: E402
@@ -133,10 +133,10 @@ def test_a_server_turning_bad_mid_campaign_yields_failures_and_unparseables_neve
         heads = {h.key: h for h in session.scalars(select(HeadRow).where(HeadRow.campaign_id == campaign_id))}
         explained = {r.head_id: r for r in session.scalars(
             select(ExplanationRow).where(ExplanationRow.campaign_id == campaign_id))}
-        classified = {(r.head_id, r.scorer, r.control): HeadClassification.model_validate(r.payload)
+        classified = {(r.head_id, r.scorer, r.control): r.payload
                       for r in session.scalars(select(ClassificationRow).where(
                           ClassificationRow.campaign_id == campaign_id))}
-        scores = {(r.head_id, r.scorer, r.control): HeadScore.model_validate(r.payload)
+        scores = {(r.head_id, r.scorer, r.control): r.payload
                   for r in session.scalars(select(ScoreRow).where(ScoreRow.campaign_id == campaign_id))}
         explain_requests = {key: strategy.request(template, explain_request_for(session, campaign_id, head, config))
                             for key, head in heads.items()}

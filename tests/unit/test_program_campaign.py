@@ -15,7 +15,6 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from lookups import HeadClassification  # noqa: E402
 from plugins.explainers.program import parse_program  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
 from services.campaigns.lifecycle import create_campaign  # noqa: E402
@@ -68,7 +67,7 @@ def test_best_of_k_keeps_the_best_program_on_training_and_scores_it_without_a_ju
     with store.session() as session:
         explanations = {r.head_id: r.payload for r in session.scalars(
             select(ExplanationRow).where(ExplanationRow.campaign_id == campaign_id))}
-        classified = {(r.head_id, r.scorer, r.control): HeadClassification.model_validate(r.payload)
+        classified = {(r.head_id, r.scorer, r.control): r.payload
                       for r in session.scalars(select(ClassificationRow).where(
                           ClassificationRow.campaign_id == campaign_id))}
     assert len(explanations) >= 2
@@ -76,10 +75,10 @@ def test_best_of_k_keeps_the_best_program_on_training_and_scores_it_without_a_ju
     assert len(sampled) == 3 * len(explanations)  # k calls per head, each its own cache entry
     assert {(b["seed"], b["temperature"]) for b in sampled} == {(0, 0.9), (1, 0.9), (2, 0.9)}
     for payload in explanations.values():
-        program = payload["program"]
-        assert payload["text"] == "Always on." and program["sample"] == 0
-        assert program["sample_accuracies"] == [0.5, None, 0.0] or program["sample_accuracies"][0] is None
-        assert len(payload["calls"]) == 3
+        program = payload.program
+        assert payload.text == "Always on." and program.sample == 0
+        assert program.sample_accuracies == [0.5, None, 0.0] or program.sample_accuracies[0] is None
+        assert len(payload.calls) == 3
     for (head_id, scorer, control), result in classified.items():
         if scorer != "program":
             continue
@@ -107,16 +106,16 @@ def test_the_program_agent_revises_from_the_training_prompts_its_program_gets_wr
         rounds = list(session.scalars(select(AgentRoundRow).where(AgentRoundRow.campaign_id == campaign_id)))
         explanations = [r.payload for r in session.scalars(
             select(ExplanationRow).where(ExplanationRow.campaign_id == campaign_id))]
-    assert rounds and all(r.payload["evaluation"]["train_total"] > 0 for r in rounds)
-    assert all(r.payload["judge_calls"] == [] for r in rounds)  # the sandbox, not a judge
+    assert rounds and all(r.payload.evaluation.train_total > 0 for r in rounds)
+    assert all(r.payload.judge_calls == [] for r in rounds)  # the sandbox, not a judge
     revisions = [r["body"]["messages"][-1]["content"] for r in fake_llm.requests
                  if "Your rule so far" in r["body"]["messages"][-1]["content"]]
     assert revisions and "your rule said active" in revisions[0]  # ALWAYS is wrong on inactive ones
     for payload in explanations:
-        assert payload["program"]["source"] is not None
-        assert payload["agent"]["chosen_round"] == payload["program"]["sample"]
-        accuracies = payload["program"]["sample_accuracies"]
-        kept = accuracies[payload["program"]["sample"]]
+        assert payload.program.source is not None
+        assert payload.agent.chosen_round == payload.program.sample
+        accuracies = payload.program.sample_accuracies
+        kept = accuracies[payload.program.sample]
         assert kept is None or kept == max(a for a in accuracies if a is not None)
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.ablation import HeadAblation, pooled_ks
-from services.campaigns.config import CampaignConfig
+from services.ablation import pooled_ks
 from services.campaigns.records import (
     StageItem,
     Writer,
@@ -25,7 +24,7 @@ from services.work import AblateWork, ablate
 
 def plan(session: Session, campaign: Campaign) -> list[str]:
     """One item per neuron with explained heads: its heads share one clean forward pass."""
-    if not CampaignConfig.model_validate(campaign.config).ablation:
+    if not campaign.config.ablation:
         return []
     return sorted({neuron_key(h.layer, h.neuron) for h in campaign_heads(session, campaign.id)})
 
@@ -45,7 +44,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
 
     def write(session: Session) -> None:
         session.add_all(AblationRow(campaign_id=item.campaign_id, head_id=head_id,
-                                    payload=found.model_dump(mode="json"))
+                                    payload=found)
                         for head_id, found in zip(head_ids, result.ablations))
 
     return write
@@ -53,8 +52,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
 
 def summarize(session: Session, campaign_id: str) -> None:
     """At the campaign's end: the KS test pooled over every ablated head's prompts."""
-    ablations = [HeadAblation.model_validate(p) for p in session.scalars(
-        select(AblationRow.payload).where(AblationRow.campaign_id == campaign_id))]
+    ablations = list(session.scalars(select(AblationRow.payload).where(AblationRow.campaign_id == campaign_id)))
     ks = pooled_ks(ablations)
     campaign = session.get_one(Campaign, campaign_id)
     campaign.summary = {**(campaign.summary or {}), "ablation": ks.model_dump() if ks else None}

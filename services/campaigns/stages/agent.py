@@ -21,7 +21,6 @@ from lookups import AgentRound, BudgetExceededError, ClassifyRequest, InvalidInp
 from services.agent import AgentOutcome, choose_round, measure_probes, probe_agreement
 from services.attribution import HeadRef
 from services.campaigns.budget import campaign_budget
-from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
     StageItem,
     Writer,
@@ -51,8 +50,8 @@ def queue_of(key: str) -> Literal["gpu", "llm"]:
 
 
 def _rounds(session: Session, head_id: int) -> list[AgentRound]:
-    return [AgentRound.model_validate(p) for p in session.scalars(
-        select(AgentRoundRow.payload).where(AgentRoundRow.head_id == head_id).order_by(AgentRoundRow.round))]
+    return list(session.scalars(
+        select(AgentRoundRow.payload).where(AgentRoundRow.head_id == head_id).order_by(AgentRoundRow.round)))
 
 
 def _failures(session: Session, campaign_id: str, head: HeadRow) -> list[str]:
@@ -81,7 +80,7 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
     """Each unexplained head's next item (none for a strategy that is not closed-loop); a head
     with a failed item goes to ``final``. Reads the campaign's items and rounds once."""
 
-    config = CampaignConfig.model_validate(campaign.config)
+    config = campaign.config
     if not get_strategy(config.explainer_strategy).closed_loop:
         return []
     items = session.execute(select(WorkItem.key, WorkItem.status).where(
@@ -90,9 +89,9 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
     failed = {_head_of(key) for key, status in items if status == ItemStatus.FAILED}
     explained = set(session.scalars(select(ExplanationRow.head_id).where(ExplanationRow.campaign_id == campaign.id)))
     rounds: dict[int, list[AgentRound]] = {}
-    for head_id, payload in session.execute(select(AgentRoundRow.head_id, AgentRoundRow.payload).where(
+    for head_id, round_ in session.execute(select(AgentRoundRow.head_id, AgentRoundRow.payload).where(
             AgentRoundRow.campaign_id == campaign.id).order_by(AgentRoundRow.round)):
-        rounds.setdefault(head_id, []).append(AgentRound.model_validate(payload))
+        rounds.setdefault(head_id, []).append(round_)
     keys = []
     for head in campaign_heads(session, campaign.id):
         if head.id in explained:
@@ -188,7 +187,7 @@ def _propose(runtime: Runtime, store: Store, item: StageItem, head_key: str, ind
             _update_round(head.id, evaluated)(session)
         session.add(AgentRoundRow(
             campaign_id=item.campaign_id, head_id=head.id, round=index, input_tokens=new.call.input_tokens,
-            output_tokens=new.call.output_tokens, cost_usd=new.call.cost_usd, payload=new.model_dump(mode="json")))
+            output_tokens=new.call.output_tokens, cost_usd=new.call.cost_usd, payload=new))
 
     return write
 
@@ -221,7 +220,7 @@ def _final(runtime: Runtime, store: Store, item: StageItem, head_key: str) -> Wr
         # The rounds' rows already count every token and dollar of the loop.
         session.add(ExplanationRow(campaign_id=item.campaign_id, head_id=head.id, text=explanation.text,
                                    input_tokens=0, output_tokens=0, cost_usd=0.0,
-                                   payload=explanation.model_dump(mode="json")))
+                                   payload=explanation))
 
     return write
 
@@ -232,10 +231,10 @@ def _update_round(head_id: int, round_: AgentRound) -> Writer:
     def write(session: Session) -> None:
         row = session.scalars(select(AgentRoundRow).where(
             AgentRoundRow.head_id == head_id, AgentRoundRow.round == round_.round)).one()
-        if row.payload.get("evaluation") is None and round_.evaluation is not None:
+        if row.payload.evaluation is None and round_.evaluation is not None:
             row.input_tokens += sum(c.input_tokens for c in round_.judge_calls)
             row.output_tokens += sum(c.output_tokens for c in round_.judge_calls)
             row.cost_usd += sum(c.cost_usd for c in round_.judge_calls)
-        row.payload = round_.model_dump(mode="json")
+        row.payload = round_
 
     return write

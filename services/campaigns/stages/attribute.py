@@ -24,7 +24,7 @@ def training_prompts(session: Session, campaign_id: str, ref: NeuronRef) -> list
     rows = session.scalars(select(PromptRow).where(
         PromptRow.campaign_id == campaign_id, PromptRow.split == "train",
         PromptRow.layer == ref.layer, PromptRow.neuron == ref.index).order_by(PromptRow.rank))
-    return [TruncatedPrompt.model_validate(r.payload) for r in rows]
+    return [r.payload for r in rows]
 
 
 def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
@@ -37,7 +37,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
 
     def write(session: Session) -> None:
         session.add(AttributionRow(campaign_id=item.campaign_id, layer=ref.layer, neuron=ref.index,
-                                   definition=found.definition, payload=found.model_dump(mode="json")))
+                                   definition=found.definition, payload=found))
         session.add_all(HeadRow(campaign_id=item.campaign_id, layer=ref.layer, neuron=ref.index,
                                 head_layer=a.head.layer, head=a.head.head, active_fraction=a.active_fraction)
                         for a in found.worth_explaining)

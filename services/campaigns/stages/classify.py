@@ -21,7 +21,6 @@ from services.campaigns.records import (
     train_labels,
 )
 from services.head_reads import token_pieces
-from services.held_out import HeadTestSet
 from services.llm.batch import require_answered
 from services.llm.registry import get_scorer, get_template
 from services.runtime import Runtime
@@ -53,8 +52,7 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
     """``HEAD_KEY/SCORER/explanation`` and, with two heads or more, ``HEAD_KEY/SCORER/control``."""
     heads = classifiable(session, campaign.id)
     kinds = ["explanation", "control"] if len(heads) >= 2 else ["explanation"]
-    scorers = CampaignConfig.model_validate(campaign.config).scorers
-    return [f"{h.key}/{scorer}/{kind}" for kind in kinds for scorer in scorers for h in heads]
+    return [f"{h.key}/{scorer}/{kind}" for kind in kinds for scorer in campaign.config.scorers for h in heads]
 
 
 def classify_request_for(session: Session, campaign_id: str, key: str, config: CampaignConfig,
@@ -76,10 +74,9 @@ def classify_request_for(session: Session, campaign_id: str, key: str, config: C
         donor = heads[derangement(len(heads), config.seed)[index]]
     explanation, payload = session.execute(select(ExplanationRow.text, ExplanationRow.payload)
                                            .where(ExplanationRow.head_id == donor.id)).one()
-    if get_scorer(scorer).programs:
-        explanation = (payload.get("program") or {}).get("source") or explanation
-    test_set = HeadTestSet.model_validate(session.scalar(
-        select(TestSetRow.payload).where(TestSetRow.head_id == head.id)))
+    if get_scorer(scorer).programs and payload.program is not None:
+        explanation = payload.program.source or explanation
+    test_set = session.scalars(select(TestSetRow.payload).where(TestSetRow.head_id == head.id)).one()
     train = neuron_attribution(session, campaign_id, donor.layer, donor.neuron).prompts
     request = ClassifyRequest(
         neuron=neuron_key(head.layer, head.neuron), head=f"{head.head_layer}.{head.head}",
@@ -112,6 +109,6 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
             input_tokens=sum(c.input_tokens for c in result.calls),
             output_tokens=sum(c.output_tokens for c in result.calls),
             cost_usd=sum(c.cost_usd for c in result.calls),
-            payload=result.model_dump(mode="json")))
+            payload=result))
 
     return write

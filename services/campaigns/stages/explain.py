@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from services.campaigns.budget import campaign_budget
-from services.campaigns.config import CampaignConfig
 from services.campaigns.records import (
     StageItem,
     Writer,
@@ -23,7 +22,7 @@ from services.work import ExplainWork, explain_head
 
 
 def plan(session: Session, campaign: Campaign) -> list[str]:
-    if get_strategy(CampaignConfig.model_validate(campaign.config).explainer_strategy).closed_loop:
+    if get_strategy(campaign.config.explainer_strategy).closed_loop:
         return []
     return [h.key for h in campaign_heads(session, campaign.id)]
 
@@ -46,6 +45,6 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         session.add(ExplanationRow(
             campaign_id=item.campaign_id, head_id=head_id, text=explanation.text,
             input_tokens=sum(c.input_tokens for c in calls), output_tokens=sum(c.output_tokens for c in calls),
-            cost_usd=sum(c.cost_usd for c in calls), payload=explanation.model_dump(mode="json")))
+            cost_usd=sum(c.cost_usd for c in calls), payload=explanation))
 
     return write

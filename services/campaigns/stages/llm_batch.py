@@ -41,7 +41,7 @@ def explain_requests(session: Session, campaign_id: str, config: CampaignConfig)
 
 def classify_requests(session: Session, campaign: Campaign) -> list[LLMRequest]:
     """Every request the classify stage makes (every scorer, the shuffled control included)."""
-    config = CampaignConfig.model_validate(campaign.config)
+    config = campaign.config
     template = get_template(config.classifier_template)
     requests: list[LLMRequest] = []
     for key in classify.plan(session, campaign):
@@ -51,12 +51,12 @@ def classify_requests(session: Session, campaign: Campaign) -> list[LLMRequest]:
 
 
 def plan_explain(session: Session, campaign: Campaign) -> list[str]:
-    batch = CampaignConfig.model_validate(campaign.config).llm_mode == "batch"
+    batch = campaign.config.llm_mode == "batch"
     return [KEY] if batch and explain.plan(session, campaign) else []
 
 
 def plan_classify(session: Session, campaign: Campaign) -> list[str]:
-    batch = CampaignConfig.model_validate(campaign.config).llm_mode == "batch"
+    batch = campaign.config.llm_mode == "batch"
     return [KEY] if batch and classify.plan(session, campaign) else []
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.campaigns.config import CampaignConfig
 from services.campaigns.item_progress import ProgressReporter
 from services.campaigns.records import StageItem, Writer, campaign_neurons, set_provenance
 from services.corpus import corpus_info, selected_positions, stream_selection
@@ -30,7 +29,7 @@ def plan(session: Session, campaign: Campaign) -> list[str]:
         WorkItem.campaign_id == campaign.id, WorkItem.stage == "scan").order_by(WorkItem.id)))
     if planned:  # a resumed campaign keeps its shards
         return planned
-    config = CampaignConfig.model_validate(campaign.config)
+    config = campaign.config
     size = config.scan_shard_docs
     if config.max_train_docs is not None and config.max_train_docs <= size:
         return ["train"]

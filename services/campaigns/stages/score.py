@@ -33,7 +33,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
     the first scorer's also stand as the campaign's headline ``explanations``/``control``."""
     with store.session() as session:
         heads = campaign_heads(session, item.campaign_id)
-        classified = {(r.head_id, r.scorer, r.control): HeadClassification.model_validate(r.payload)
+        classified = {(r.head_id, r.scorer, r.control): r.payload
                       for r in session.scalars(select(ClassificationRow).where(
                           ClassificationRow.campaign_id == item.campaign_id))}
         one_class = set(session.scalars(select(TestSetRow.head_id).where(
@@ -82,7 +82,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
         # A resumed campaign scores again once its retried items are in: the new scores replace the old.
         session.execute(delete(ScoreRow).where(ScoreRow.campaign_id == item.campaign_id))
         session.add_all(ScoreRow(campaign_id=item.campaign_id, head_id=head_id, scorer=scorer,
-                                 control=control, score=score.score, payload=score.model_dump(mode="json"))
+                                 control=control, score=score.score, payload=score)
                         for (head_id, scorer, control), score in scores.items())
         campaign = session.get_one(Campaign, item.campaign_id)
         campaign.summary = {**(campaign.summary or {}), **summary}

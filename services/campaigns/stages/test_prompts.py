@@ -46,7 +46,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
             if key not in head_ids:  # a head of the same neuron that has its test set already
                 continue
             session.add(TestSetRow(campaign_id=item.campaign_id, head_id=head_ids[key],
-                                   one_class=test_set.one_class, payload=test_set.model_dump(mode="json")))
+                                   one_class=test_set.one_class, payload=test_set))
         reporter.write(session)
         set_provenance(session, item.campaign_id, corpus_test=corpus.model_dump())
 

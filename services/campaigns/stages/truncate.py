@@ -32,7 +32,7 @@ def compute(runtime: Runtime, store: Store, item: StageItem) -> Writer:
 
     def write(session: Session) -> None:
         session.add_all(PromptRow(campaign_id=item.campaign_id, split="train", layer=ref.layer,
-                                  neuron=ref.index, rank=rank, payload=p.model_dump())
+                                  neuron=ref.index, rank=rank, payload=p)
                         for rank, p in enumerate(found.prompts or []))
 
     return write

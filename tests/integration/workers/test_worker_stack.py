@@ -296,7 +296,7 @@ def test_the_agent_loop_runs_on_the_stack_and_survives_a_killed_gpu_worker(
             WorkItem.campaign_id == campaign_id, WorkItem.stage == "agent")).all())
     assert heads and explained == len(heads)
     assert sorted((h, r) for h, r, _ in rounds) == sorted((h.id, r) for h in heads for r in (0, 1))
-    assert all(p["measurements"] and p["evaluation"] for _, _, p in rounds)
+    assert all(p.measurements and p.evaluation for _, _, p in rounds)
     assert {k.rsplit("/", 1)[-1]: q for k, q in queues.items()} == {"propose": "llm", "measure": "gpu",
                                                                      "final": "llm"}
 
