@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from services.campaigns.config import CampaignConfig
 from services.jobs import create_job
 from services.store import Store
 from services.store.db import MIGRATIONS, alembic_config, make_engine, migration_lock
@@ -122,7 +123,8 @@ def test_after_the_upgrade_the_database_refuses_a_status_outside_the_enums(datab
             connection.execute(text(f"UPDATE {table} SET status = 'paused' WHERE {key}"))
     # The enums are written as their values.
     with store.session() as session:
-        session.add(Campaign(id="c-new", name="n", status=CampaignStatus.COMPLETED_WITH_FAILURES, config={}))
+        session.add(Campaign(id="c-new", name="n", status=CampaignStatus.COMPLETED_WITH_FAILURES,
+                             config=CampaignConfig(corpus="c.jsonl")))
     job_id = create_job(store, "neurons", _Request())
     assert read(url, "SELECT status FROM campaigns WHERE id = 'c-new'") == [("completed_with_failures",)]
     assert read(url, f"SELECT status FROM jobs WHERE id = '{job_id}'") == [("pending",)]
