@@ -25,7 +25,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    func,
     insert,
     inspect,
     select,
@@ -193,15 +192,6 @@ class LLMStore:
         with self._write_lock, Session(self.engine) as session:
             session.execute(insert(LedgerRow), [call.model_dump() for call in calls])  # bulk, no unit of work
             session.commit()
-
-    def ledger(self) -> list[CallRecord]:
-        with Session(self.engine) as session:
-            rows = session.scalars(select(LedgerRow).order_by(LedgerRow.id)).all()
-            return [CallRecord.model_validate(row, from_attributes=True) for row in rows]
-
-    def cached_count(self) -> int:
-        with Session(self.engine) as session:
-            return session.scalar(select(func.count()).select_from(CachedResponse)) or 0
 
     # ------------------------------------------------------------ provider batches
 
