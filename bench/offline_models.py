@@ -95,7 +95,8 @@ def row(path: Path) -> str:
     answers = [r.answer for head in heads.values() for r in head.results if r.active is not None]
     pooled, _ = auc([head for (_, control), head in heads.items() if not control])
     yes = answers.count("yes")
-    ci = "({:+.3f}, {:+.3f})".format(*bootstrap_ci(paired)) if len(paired) > 1 else ""
+    interval = bootstrap_ci(paired)
+    ci = "({:+.3f}, {:+.3f})".format(*interval) if interval is not None else ""
     cells = [path.name, config.explainer, config.classifier, campaign.status,
              f"{looping} of {len(explanations)} ({cut} cut)", f"{len(real)}",
              _mean(real), _mean(shuffled), f"{_mean(paired, '+.3f')} {ci}",

@@ -15,7 +15,7 @@ from services.runtime import Runtime
 from services.store import Store
 from services.store.models import JobRow, utcnow
 from services.store.statuses import JobStatus
-from services.transient import describe, is_transient
+from services.transient import describe, failure_message
 from services.work import WORK_KINDS
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,16 @@ def run_job(store: Store, runtime: Runtime, job_id: str, *, retry_transient: boo
     try:
         result = kind.compute(runtime, request)
     except Exception as error:
-        transient = is_transient(error)
-        if transient and retry_transient:
+        message = failure_message(error, retry=retry_transient)
+        if message is None:
             log.warning("job %s: %s; it will be tried again", job_id, describe(error))
             with store.session() as session:
                 session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING)
                                 .values(status=JobStatus.QUEUED))
             raise
-        note = " (a transient error, still there at the last try)" if transient else ""
         with store.session() as session:
             job = session.get_one(JobRow, job_id)
-            job.status, job.error = JobStatus.FAILED, (describe(error) + note)[:4000]
+            job.status, job.error = JobStatus.FAILED, message
         return "failed"
     with store.session() as session:
         job = session.get_one(JobRow, job_id)

@@ -134,7 +134,3 @@ class RedisServer:
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is not None:
             stop(self.process, timeout)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()

@@ -81,14 +81,18 @@ def auc(heads: list[HeadClassification]) -> tuple[float | None, int]:
     return rank_auc(pos, neg), len(pairs)
 
 
-def bootstrap_ci(values, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of the mean over ``n_boot`` resamples."""
+def bootstrap_ci(values, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile interval of the mean over ``n_boot`` resamples (scipy's bootstrap); None for
+    fewer than two values (one value cannot be resampled: there is no interval to give)."""
     import numpy as np
+    from scipy.stats import bootstrap
 
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    if len(values) < 2:
+        return None
+    result = bootstrap((np.asarray(values, dtype=float),), np.mean, n_resamples=n_boot, method="percentile",
+                       rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low), float(high)
 
 
 def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = None,
@@ -110,7 +114,7 @@ def summarize(scores: list[HeadScore], heads: list[HeadClassification] | None = 
     return CampaignSummary(
         n_heads=len(scores), n_scored=len(values), mean=float(values.mean()),
         sd=float(values.std(ddof=1)) if len(values) > 1 else None, skew=skew,
-        ci95=bootstrap_ci(values, n_boot, seed) if len(values) > 1 else None, auc=area,
+        ci95=bootstrap_ci(values, n_boot, seed), auc=area,
         n_with_probability=n_prob, **answers,
     )
 
@@ -124,7 +128,7 @@ def paired_difference(pairs: list[Pair], n_boot: int = 10_000, seed: int = 0) ->
     if not diffs:
         return PairedDifference(n_pairs=0, mean=None, ci95=None)
     return PairedDifference(n_pairs=len(diffs), mean=sum(diffs) / len(diffs),
-                            ci95=bootstrap_ci(diffs, n_boot, seed) if len(diffs) > 1 else None,
+                            ci95=bootstrap_ci(diffs, n_boot, seed),
                             detectable=detectable_difference(diffs))
 
 

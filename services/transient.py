@@ -72,3 +72,14 @@ def retry_delay(attempt: int, initial_s: float, max_s: float) -> float:
 
 def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def failure_message(error: BaseException, *, retry: bool) -> str | None:
+    """What a work item or a single job that raised ``error`` records as its failure (at most
+    4000 characters), or None when it is to be handed back and tried again: a transient error
+    while tries are left (``retry``)."""
+    transient = is_transient(error)
+    if transient and retry:
+        return None
+    note = " (a transient error, still there at the last try)" if transient else ""
+    return (describe(error) + note)[:4000]

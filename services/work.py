@@ -291,9 +291,3 @@ WORK_KINDS: dict[str, WorkKind] = {kind.name: kind for kind in (
     WorkKind("classify", "llm", ClassifyWork, HeadClassification, classify_prompts,
              "A scorer's judgement of test prompts from an explanation."),
 )}
-
-
-def run_work(runtime: Runtime, kind: str, request: BaseModel | dict) -> BaseModel:
-    """Validate ``request`` against the kind's model and compute it."""
-    found = WORK_KINDS[kind]
-    return found.compute(runtime, found.request.model_validate(request))

@@ -164,10 +164,6 @@ class CampaignConfig(BaseModel):
                                test_from_id=self.test_from_id,
                                max_docs=self.max_train_docs if split == "train" else self.max_test_docs)
 
-    def neuron_refs(self) -> list[NeuronRef] | None:
-        return None if self.neurons is None else [NeuronRef.parse(n) for n in self.neurons]
-
-
 def default_name(config: CampaignConfig) -> str:
     """A campaign's name from what it analyses: model, neurons (or layers) and explainer strategy."""
     neurons = config.neurons

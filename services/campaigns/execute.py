@@ -19,7 +19,7 @@ from services.llm.registry import preload_backends
 from services.runtime import Runtime
 from services.store import Store
 from services.store.models import Campaign, WorkItem
-from services.transient import describe, is_transient, retry_delay
+from services.transient import describe, failure_message, is_transient, retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,14 @@ def execute_item(
         write = stage.compute(runtime, store, item)
         return "done" if finish(store, item_id, write) else "duplicate"
     except Exception as error:
-        transient = is_transient(error)
-        if transient and retry_transient:
+        message = failure_message(error, retry=retry_transient)
+        if message is None:
             log.warning("item %s (%s %s): %s; it will be tried again", item_id, stage.name, item.key,
                         describe(error))
             _hand_back(store, item_id)
             raise
         log.exception("item %s (%s %s) failed", item_id, stage.name, item.key)
-        note = " (a transient error, still there at the last try)" if transient else ""
-        fail(store, item_id, describe(error) + note)
+        fail(store, item_id, message)
         return "failed"
 
 

@@ -25,9 +25,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
-    event,
-    func,
     insert,
     inspect,
     select,
@@ -39,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from lookups import CallRecord, Completion, LLMRequest
 from services.settings import Settings
-from services.store.db import alembic_config, migration_lock
+from services.store.db import alembic_config, make_engine, migration_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # What a call's answer cost to make, not what it says: the ledger keeps it, the cache does not.
@@ -152,27 +149,13 @@ def _completion(row: CachedResponse) -> Completion:
                       top_logprobs=row.top_logprobs, cut=row.cut)
 
 
-def _write_ahead_log(dbapi_connection, _record) -> None:
-    """Concurrent LLM items read the cache while others write answers and ledger rows: with a
-    write-ahead log the readers never wait for a writer (SQLite's busy wait sleeps in steps of
-    up to 100 ms)."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
-
-
 def default_url(settings: Settings) -> str:
     return settings.llm_db_url or f"sqlite:///{settings.cache_dir / 'llm.sqlite'}"
 
 
 class LLMStore:
     def __init__(self, url: str):
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, connect_args={"check_same_thread": False}
-                                    if url.startswith("sqlite") else {})
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _write_ahead_log)
+        self.engine = make_engine(url)
         upgrade(self.engine)
         self._write_lock = threading.Lock()  # SQLite allows one writer at a time
 
@@ -209,15 +192,6 @@ class LLMStore:
         with self._write_lock, Session(self.engine) as session:
             session.execute(insert(LedgerRow), [call.model_dump() for call in calls])  # bulk, no unit of work
             session.commit()
-
-    def ledger(self) -> list[CallRecord]:
-        with Session(self.engine) as session:
-            rows = session.scalars(select(LedgerRow).order_by(LedgerRow.id)).all()
-            return [CallRecord.model_validate(row, from_attributes=True) for row in rows]
-
-    def cached_count(self) -> int:
-        with Session(self.engine) as session:
-            return session.scalar(select(func.count()).select_from(CachedResponse)) or 0
 
     # ------------------------------------------------------------ provider batches
 

@@ -1,4 +1,5 @@
-"""Engine and sessions for the results store, with the schema brought up to date by Alembic."""
+"""Engine and sessions for the results store, with the schema brought up to date by Alembic;
+the engine factory the LLM store uses too."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ MIGRATION_LOCK_KEY = 0x6C6F6F6B  # PostgreSQL advisory lock id ("look")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # Several worker processes share one SQLite file: WAL lets readers run beside the writer,
-    # and the busy timeout makes writers wait their turn instead of failing.
+    # Several worker processes (and an llm worker's threads) share one SQLite file: WAL lets
+    # readers run beside the writer, and the busy timeout makes writers wait their turn instead
+    # of failing after sqlite3's default 5 s.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -31,6 +33,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """The engine of a store (results or LLM cache), the same set-up for both: a SQLite file's
+    folder created, its pragmas set on each connection, stale pooled connections replaced."""
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=True)

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def redis_server(tmp_path):
-    """A redis-server the test owns, without persistence: ``stop()`` then ``start()`` (or
-    ``restart()``) brings it back on the same port with every queued message lost."""
+    """A redis-server the test owns, without persistence: ``stop()`` then ``start()`` brings it
+    back on the same port with every queued message lost."""
     server = RedisServer(tmp_path)
     try:
         server.start()

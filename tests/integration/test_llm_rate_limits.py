@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import redis
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "llm"))
 from fake_openai import TEST_KEY, FakeOpenAI  # noqa: E402
 
@@ -69,3 +72,21 @@ def test_two_processes_share_one_requests_per_minute_limit(redis_server, tmp_pat
     # Counted together: the 9th request waited two windows (counted per process, the two would
     # have sent 4 + 4 at once and their 5th a window later).
     assert max(arrivals) - min(arrivals) >= 2 * WINDOW_S - JITTER_S
+
+
+def test_tokens_count_in_redis_and_an_unreachable_redis_is_an_error(redis_server):
+    """The LLM window weighs each request by its tokens in Redis too, and does not fall back to
+    counting in memory (the API's window does: tests/unit/api/test_access.py)."""
+    from services.llm.ratelimit import RateLimiter
+    from services.processes import free_port
+    from services.settings import RateLimit
+
+    first, second = (RateLimiter(RateLimit(tpm=100), WINDOW_S, "test:tokens", redis_server.url) for _ in range(2))
+    started = time.monotonic()
+    first.acquire(60)
+    second.acquire(40)  # 100 in all, counted together: fits
+    assert time.monotonic() - started < WINDOW_S
+    second.acquire(1)  # waits until the first two leave the window
+    assert time.monotonic() - started >= WINDOW_S - 0.01
+    with pytest.raises(redis.ConnectionError):
+        RateLimiter(RateLimit(rpm=1), WINDOW_S, "test:down", f"redis://127.0.0.1:{free_port()}/0").acquire(1)

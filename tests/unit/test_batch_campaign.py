@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).parent / "llm"))
 from fake_batches import FakeBatches  # noqa: E402
 from fake_openai import TEST_KEY as KEY  # noqa: E402
+from llm_ledger import ledger_rows  # noqa: E402
 
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.execute import run_in_process  # noqa: E402
@@ -85,7 +86,7 @@ def check_written_once(store: Store, campaign_id: str) -> None:
             WorkItem.campaign_id == campaign_id, WorkItem.stage == "classify"))
     assert heads >= 2 and sorted(explained) == sorted(set(explained)) and len(explained) == heads
     assert classified == classify_items > 0
-    ledger = LLMStore(settings.llm_db_url).ledger()
+    ledger = ledger_rows(LLMStore(settings.llm_db_url))
     assert all(row.cost_usd == 0 for row in ledger if row.error is not None)
     billed = [row for row in ledger if not row.cache_hit and row.error is None]
     assert len(billed) == len({row.cache_key for row in billed}), "a request answered twice"
@@ -107,7 +108,7 @@ def test_a_batch_campaign_gets_every_answer_from_one_batch_per_stage(env, fake, 
     assert {batch_id: b["stage"] for batch_id, b in batches.items()} == {
         fake.created[0]["id"]: "explain", fake.created[1]["id"]: "classify"}
     assert all(b["answered"] == b["requests"] and b["cost_usd"] > 0 for b in batches.values())
-    billed = sum(row.cost_usd for row in LLMStore(env["LOOKUPS_LLM_DB_URL"]).ledger())
+    billed = sum(row.cost_usd for row in ledger_rows(LLMStore(env["LOOKUPS_LLM_DB_URL"])))
     assert final.cost_usd == pytest.approx(billed) and billed > 0  # the campaign's cost is the batches'
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from lookups import BackendError, BackendUnavailableError, BudgetExceededError, InvalidInputError
-from services.transient import is_transient, retry_delay
+from services.transient import failure_message, is_transient, retry_delay
 
 
 def database_error(tmp_path, sql: str) -> Exception:
@@ -116,6 +116,18 @@ def test_retry_delays_double_up_to_the_cap_with_jitter():
     delays = [retry_delay(attempt, 1.0, 5.0) for attempt in (1, 2, 3, 4, 5)]
     assert 0.5 <= delays[0] <= 1.0 and 1.0 <= delays[1] <= 2.0 and 2.0 <= delays[2] <= 4.0
     assert all(2.5 <= d <= 5.0 for d in delays[3:])
+
+
+def test_the_failure_an_item_or_job_records():
+    """None: hand it back for another try; else its message, noting a transient error that
+    outlasted its tries, cut to fit."""
+    overloaded = BackendUnavailableError("still overloaded")
+    assert failure_message(overloaded, retry=True) is None
+    assert failure_message(overloaded, retry=False) == ("BackendUnavailableError: still overloaded"
+                                                        " (a transient error, still there at the last try)")
+    refused = InvalidInputError("x" * 5000)
+    assert failure_message(refused, retry=True) == failure_message(refused, retry=False)
+    assert failure_message(refused, retry=True) == ("InvalidInputError: " + "x" * 5000)[:4000]
 
 
 def test_two_processes_caching_one_answer_at_once_is_no_error(tmp_path):

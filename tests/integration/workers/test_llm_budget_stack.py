@@ -16,6 +16,7 @@ from services.llm.store import LLMStore
 from services.store import Store
 from services.store.models import Campaign, WorkItem
 from tests.conftest import tiny_campaign
+from tests.unit.llm.llm_ledger import ledger_rows
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -47,7 +48,7 @@ def test_four_llm_workers_never_pass_a_campaign_budget(processes, tiny_gpt2_dir,
             wait_until(lambda c=campaign_id: progress(store, c).status not in ("pending", "running"), 300,
                        f"campaign {campaign_id} to finish", processes)
 
-    ledger = LLMStore(env["LOOKUPS_LLM_DB_URL"]).ledger()
+    ledger = ledger_rows(LLMStore(env["LOOKUPS_LLM_DB_URL"]))
     assert any(r.cost_usd > 0 for r in ledger)  # the budgets let calls through, not only refused them
     for model, campaign_id in ids.items():
         spent = sum(r.cost_usd for r in ledger if r.model == model)

@@ -333,7 +333,7 @@ def test_a_fresh_stack_with_several_llm_processes_explains_every_head(
 
 def test_llm_items_wait_out_a_locked_llm_cache(env, store, processes, tiny_gpt2_dir, corpus_path, fake_llm):
     """The LLM cache's database stays locked by another process (an exclusive transaction)
-    while the explain items start: each try gives up after SQLite's 5 s busy wait with
+    while the explain items start: each try gives up after the store's 30 s busy wait with
     'database is locked', a transient error, so the task is retried by Celery instead of the
     item failing. Once the lock is gone every item gets through."""
     import sqlite3

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from fake_batches import FakeBatches
 from fake_openai import TEST_KEY as KEY
+from llm_ledger import ledger_rows
 
 from lookups import BackendError, BudgetExceededError, InvalidInputError, LLMRequest
 from services.campaigns.config import parse_config
@@ -61,7 +62,7 @@ def make_client(batch_settings, fake):
 
 
 def billed(client: LLMClient) -> list:
-    return [row for row in client.store.ledger() if not row.cache_hit]
+    return [row for row in ledger_rows(client.store) if not row.cache_hit]
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
@@ -169,8 +170,8 @@ def test_a_failed_or_expired_batch_fails_with_the_reason_and_the_next_run_resubm
     assert expected in str(failed.value) and fake.created[0]["id"] in str(failed.value)
     assert expected in str(missing.value)
     assert all(client.store.get(client.cache_key(r)) is None for r in requests(3))
-    assert [r.cost_usd for r in client.store.ledger()] == [0.0] * 3
-    assert all(expected in r.error for r in client.store.ledger())
+    assert [r.cost_usd for r in ledger_rows(client.store)] == [0.0] * 3
+    assert all(expected in r.error for r in ledger_rows(client.store))
 
     fake.outcome = None
     run_batch(client, requests(3))
@@ -185,7 +186,7 @@ def test_a_batch_the_provider_rejects_fails_with_its_reason_and_records_nothing(
     client = make_client(provider)
     with pytest.raises(BackendError, match="line 2: max_tokens is too large"):
         run_batch(client, requests(3))
-    assert fake.created == [] and client.store.ledger() == []
+    assert fake.created == [] and ledger_rows(client.store) == []
 
     fake.reject = None
     run_batch(client, requests(3))

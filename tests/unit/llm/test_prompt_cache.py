@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from fake_anthropic import FakeAnthropic
+from llm_ledger import ledger_rows
 
 from lookups import ClassifyRequest, LLMRequest, TestPrompt, share_prefix
 from services.llm.client import LLMClient
@@ -71,7 +72,7 @@ def test_anthropic_gets_the_prefix_as_a_cached_block_and_the_ledger_prices_reads
                           "cache_control": {"type": "ephemeral"}}
         assert rest["text"] == request.prompt[request.cache_prefix:] and "cache_control" not in rest
     prefix_words = len(requests[0].prompt[:requests[0].cache_prefix].split())
-    ledger = client.store.ledger()
+    ledger = ledger_rows(client.store)
     assert [(r.cache_write_tokens, r.cache_read_tokens) for r in ledger] == \
         [(prefix_words, 0), (0, prefix_words), (0, prefix_words)]
     for row, request in zip(ledger, requests, strict=True):
@@ -86,7 +87,7 @@ def test_openai_cached_tokens_are_ledgered_at_half_the_input_price(openai_client
     client = openai_client()
     response = client.call(LLMRequest(prompt="one two three four five six", max_tokens=1))
 
-    row = client.store.ledger()[-1]
+    row = ledger_rows(client.store)[-1]
     assert (row.input_tokens, row.cache_read_tokens, row.cache_write_tokens) == (6, 4, 0)
     assert row.cost_usd == pytest.approx(((2 + 0.5 * 4) * PRICE_IN + PRICE_OUT) / 1e6)
     assert response.record.cost_usd == row.cost_usd

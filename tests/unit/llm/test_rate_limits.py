@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lookups import InvalidInputError
-from services.llm.ratelimit import LocalWindow, limiter_for
+from services.llm.ratelimit import RateLimiter, limiter_for
 from services.settings import RateLimit
 
 WINDOW = 1.0
@@ -22,7 +22,7 @@ def most_in_any_window(times: list[float], window: float) -> int:
 
 
 def test_requests_per_window_hold_across_threads_and_later_ones_wait():
-    limiter = LocalWindow(RateLimit(rpm=3), WINDOW, "test:model")
+    limiter = RateLimiter(RateLimit(rpm=3), WINDOW, "test:model")
     admitted: list[float] = []
 
     def one() -> None:
@@ -42,7 +42,7 @@ def test_requests_per_window_hold_across_threads_and_later_ones_wait():
 
 
 def test_tokens_per_window_count_each_request_by_its_size():
-    limiter = LocalWindow(RateLimit(tpm=100), WINDOW, "test:model")
+    limiter = RateLimiter(RateLimit(tpm=100), WINDOW, "test:model")
     started = time.monotonic()
     limiter.acquire(60)
     limiter.acquire(40)  # 100 in all: fits
@@ -53,7 +53,7 @@ def test_tokens_per_window_count_each_request_by_its_size():
 
 def test_a_request_larger_than_the_token_limit_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="up to 101 tokens can never fit.*100 tokens per 1 s"):
-        LocalWindow(RateLimit(tpm=100), WINDOW, "test:model").acquire(101)
+        RateLimiter(RateLimit(tpm=100), WINDOW, "test:model").acquire(101)
 
 
 def test_one_limiter_per_model_and_none_for_unlisted_models(monkeypatch):

@@ -1,5 +1,6 @@
-"""What a campaign's scores can show: the detectable paired difference (80 % power), each head's
-interval over its test prompts, and a scorer's share of the probe's margin."""
+"""What a campaign's scores can show: the interval of its mean score, the detectable paired
+difference (80 % power), each head's interval over its test prompts, and a scorer's share of the
+probe's margin."""
 
 from __future__ import annotations
 
@@ -7,11 +8,28 @@ import numpy as np
 import pytest
 
 from lookups import HeadScore
-from services.score import detectable_difference, head_interval, paired_difference, probe_share, summarize
+from services.score import bootstrap_ci, detectable_difference, head_interval, paired_difference, probe_share, summarize
 
 
 def score(value: float | None, tp=0, fn=0, tn=0, fp=0) -> HeadScore:
     return HeadScore(neuron=None, head=None, score=value, tp=tp, fn=fn, tn=tn, fp=fp, unparseable=0)
+
+
+def test_the_campaign_interval_holds_the_true_mean_about_95_percent_of_the_time():
+    """Heads' scores drawn from a known distribution: the percentile interval of their mean covers
+    the true mean in about 95 % of campaigns (a little less: the percentile bootstrap is a bit
+    narrow), where a 90 % interval covers it in about 89 % and a 99 % one in 98.5 %."""
+    rng = np.random.default_rng(0)
+    intervals = [bootstrap_ci(list(rng.normal(0.3, 0.1, 100)), n_boot=1000, seed=seed) for seed in range(2000)]
+    covered = [low <= 0.3 <= high for low, high in intervals]  # type: ignore[misc]
+    assert 0.925 <= np.mean(covered) <= 0.97
+
+
+def test_the_campaign_interval_of_two_values_spans_them_and_one_value_has_none():
+    # The resampled means of (0.5, 0.7) are 0.5, 0.6 and 0.7 with chances 1/4, 1/2, 1/4.
+    assert bootstrap_ci([0.5, 0.7]) == pytest.approx((0.5, 0.7))
+    assert bootstrap_ci([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3))  # no spread: no width
+    assert bootstrap_ci([0.3]) is None
 
 
 def test_a_true_difference_of_the_detectable_size_is_found_about_80_percent_of_the_time():

@@ -4,6 +4,7 @@ any call, naming the model and how to price it; a price from the campaign makes 
 from __future__ import annotations
 
 import pytest
+from llm_ledger import ledger_rows
 
 from lookups import InvalidInputError
 from services.campaigns.config import CampaignConfig
@@ -26,7 +27,7 @@ def test_a_price_from_the_campaign_lets_the_budget_cap_it(settings, fake_server)
     spec = f"openai-compatible:{fake_server.url}:mystery-model"
     client = runtime.llm(spec, LocalBudget(1.0), {"mystery-model": (1000.0, 1000.0)})
     client.call(client_request())
-    (record,) = client.store.ledger()
+    (record,) = ledger_rows(client.store)
     assert record.cost_usd > 0  # priced, so the budget sees what it spends
     with pytest.raises(InvalidInputError):
         runtime.llm(spec, LocalBudget(1.0))  # the campaign's price is not a process-wide one
