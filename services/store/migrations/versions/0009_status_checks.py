@@ -2,7 +2,7 @@
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-12
+Create Date: 2026-12-04
 
 The columns stay strings, so no stored value changes. A row whose status is outside its states
 (written by hand, or by a bug) fails the upgrade, naming the row, before anything is altered.
