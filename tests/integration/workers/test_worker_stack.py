@@ -9,7 +9,6 @@ and the 429s are scripted. (No ``__init__.py`` here: it would shadow the ``worke
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from fake_openai import FakeOpenAI, error  # noqa: E402
 from services.campaigns.config import CampaignConfig  # noqa: E402
 from services.campaigns.lifecycle import create_campaign  # noqa: E402
 from services.campaigns.status_view import CampaignProgress, progress  # noqa: E402
+from services.processes import free_port  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.models import (  # noqa: E402
     AblationRow,
@@ -70,12 +70,6 @@ def fake_llm():
     with FakeOpenAI() as server:
         server.respond = lambda prompt: "Yes" if "Answer:" in prompt else "Active on lists of names."
         yield server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, timeout: float, what: str, processes=None):
