@@ -59,22 +59,26 @@ def test_a_payload_is_stored_as_its_json_dump_and_loads_as_its_model(store):
         assert session.scalars(select(WorkItem.progress)).one() == progress
 
 
-def test_a_row_written_as_plain_json_before_reads_back_as_its_model(store):
+def raw_score(store, payload: str) -> str:
+    """A score row of a new head whose payload is this JSON text, written past the ORM (as an
+    older version, or a hand, would have written it); its campaign's id."""
     campaign_id, head_id = a_head(store)
     with store.engine.begin() as connection:
         connection.execute(text("INSERT INTO scores (campaign_id, head_id, scorer, control, score, payload) "
                                 "VALUES (:c, :h, 'zero-shot', false, 0.5, :payload)"),
-                           {"c": campaign_id, "h": head_id, "payload": json.dumps(SCORE.model_dump(mode="json"))})
+                           {"c": campaign_id, "h": head_id, "payload": payload})
+    return campaign_id
+
+
+def test_a_row_written_as_plain_json_before_reads_back_as_its_model(store):
+    raw_score(store, json.dumps(SCORE.model_dump(mode="json")))
     with store.session() as session:
         assert session.scalars(select(ScoreRow.payload)).one() == SCORE
 
 
 def test_json_that_is_not_the_columns_model_fails_on_load_naming_the_model(store):
-    campaign_id, head_id = a_head(store)
+    campaign_id = raw_score(store, json.dumps({"score": "high"}))
     with store.engine.begin() as connection:
-        connection.execute(text("INSERT INTO scores (campaign_id, head_id, scorer, control, score, payload) "
-                                "VALUES (:c, :h, 'zero-shot', false, 0.5, :payload)"),
-                           {"c": campaign_id, "h": head_id, "payload": json.dumps({"score": "high"})})
         connection.execute(text("UPDATE campaigns SET config = :config"), {"config": json.dumps({"top_k": 0})})
     with store.session() as session, pytest.raises(ValueError, match="(?s)not a valid HeadScore.*tp"):
         session.scalars(select(ScoreRow)).all()

@@ -9,19 +9,11 @@ import json
 
 import pytest
 import typer
+from cli_runner import run
 
 from api.cli import app
-from api.cli._common import run_guarded
 from services.campaigns.config import CampaignConfig
 from services.settings import BUILT_IN_PRICES, Settings
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        run_guarded(app, args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
 
 
 def options(command: str) -> dict[str, bool]:

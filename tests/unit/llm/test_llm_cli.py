@@ -6,17 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from api.cli import app
-from api.cli._common import run_guarded
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        run_guarded(app, args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
+from cli_runner import run
 
 
 def test_classify_with_labels_prints_answers_and_score(settings, fake_server, tmp_path, capsys):
